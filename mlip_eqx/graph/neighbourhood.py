@@ -1,0 +1,81 @@
+"""Periodic neighbour lists (vesin) for one structure."""
+
+import numpy as np
+import vesin
+from jaxtyping import Bool, Float, Int
+
+
+def _cell_for_neighbour_search(
+    positions: Float[np.ndarray, "n 3"],
+    cell: Float[np.ndarray, "3 3"],
+    pbc: Bool[np.ndarray, "3"],
+) -> Float[np.ndarray, "3 3"]:
+    """Fills the lattice vectors of non-periodic directions if they are unusable.
+
+    vesin needs three independent box vectors even where the box is not periodic.
+    A non-periodic direction never produces a cell shift, so any vector that keeps the
+    box non-singular works: we take the normal of the other two, long enough to span
+    the structure.
+    """
+    if np.all(pbc) or abs(np.linalg.det(cell)) > 1e-8:
+        return cell
+    if not np.any(pbc):
+        return np.zeros((3, 3))
+    box = cell.copy()
+    extent = float(np.ptp(positions, axis=0).max()) + 1.0
+    periodic_rows = [box[k] for k in range(3) if pbc[k]]
+    for k in range(3):
+        if pbc[k]:
+            continue
+        others = [box[m] for m in range(3) if m != k]
+        normal = np.cross(others[0], others[1])
+        if np.linalg.norm(normal) < 1e-8:
+            # Two directions are missing: any unit vector orthogonal to the periodic one.
+            periodic = periodic_rows[0]
+            trial = np.eye(3)[np.argmin(np.abs(periodic))]
+            normal = np.cross(periodic, trial)
+        box[k] = extent * normal / np.linalg.norm(normal)
+    return box
+
+
+def compute_neighbour_list(
+    positions: Float[np.ndarray, "n_atoms 3"],
+    cell: Float[np.ndarray, "3 3"],
+    pbc: Bool[np.ndarray, "3"],
+    cutoff: float,
+) -> tuple[
+    Int[np.ndarray, " n_edges"],
+    Int[np.ndarray, " n_edges"],
+    Int[np.ndarray, "n_edges 3"],
+]:
+    """Full neighbour list of all pairs closer than ``cutoff``, in both directions.
+
+    An edge goes from ``sender`` i to ``receiver`` j; its vector is
+    ``positions[j] - positions[i] + shift @ cell``. Cutoffs longer than the cell give
+    edges to several periodic images; an atom is never its own neighbour at zero shift.
+
+    Args:
+        positions: Cartesian positions in Å.
+        cell: Lattice vectors as rows in Å (ignored along non-periodic directions).
+        pbc: Periodicity along each lattice vector.
+        cutoff: Cutoff radius in Å (> 0).
+
+    Returns:
+        senders, receivers, and integer cell shifts per edge, sorted by
+        (receiver, sender) so that graphs are reproducible.
+    """
+    if cutoff <= 0:
+        raise ValueError(f"cutoff must be > 0 Å, got {cutoff}.")
+    positions = np.asarray(positions, dtype=np.float64)
+    pbc = np.asarray(pbc, dtype=bool)
+    box = _cell_for_neighbour_search(positions, np.asarray(cell, np.float64), pbc)
+    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    senders, receivers, shifts = calculator.compute(
+        points=positions, box=box, periodic=pbc, quantities="ijS", copy=True
+    )
+    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], senders, receivers))
+    return (
+        senders[order].astype(np.int32),
+        receivers[order].astype(np.int32),
+        shifts[order].astype(np.int32),
+    )
