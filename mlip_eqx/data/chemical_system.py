@@ -9,9 +9,7 @@ class InvalidStructureError(ValueError):
     """A structure (or one of its labels) is malformed; the message names where."""
 
 
-def _check_finite(
-    name: str, value: np.ndarray | float | None, source: str
-) -> None:
+def _check_finite(name: str, value: np.ndarray | float | None, source: str) -> None:
     if value is not None and not np.all(np.isfinite(value)):
         raise InvalidStructureError(f"{source}: {name} contains NaN or inf values.")
 
@@ -80,7 +78,9 @@ class ChemicalSystem(eqx.Module):
             )
         if n_atoms == 0:
             raise InvalidStructureError(f"{source}: the structure has no atoms.")
-        bad_z = self.atomic_numbers[(self.atomic_numbers < 1) | (self.atomic_numbers > 118)]
+        bad_z = self.atomic_numbers[
+            (self.atomic_numbers < 1) | (self.atomic_numbers > 118)
+        ]
         if bad_z.size:
             raise InvalidStructureError(
                 f"{source}: invalid atomic numbers {sorted(set(bad_z.tolist()))}."

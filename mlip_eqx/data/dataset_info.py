@@ -107,9 +107,20 @@ class DatasetInfo:
             raise ValueError(f"DatasetInfo: unknown keys {sorted(unknown)}.")
         if "atomic_energies_map" not in data or "cutoff_distance_angstrom" not in data:
             raise ValueError(
-                "DatasetInfo needs 'atomic_energies_map' and 'cutoff_distance_angstrom'."
+                "DatasetInfo needs 'atomic_energies_map' and "
+                "'cutoff_distance_angstrom'."
             )
-        return cls(**dict(data))
+        data = dict(data)
+        try:
+            data["atomic_energies_map"] = {
+                int(z): float(e) for z, e in dict(data["atomic_energies_map"]).items()
+            }
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"DatasetInfo.atomic_energies_map must map atomic numbers to "
+                f"energies in eV: {error}"
+            ) from error
+        return cls(**data)
 
     def save_json(self, path: str | os.PathLike) -> None:
         """Writes the info as JSON to ``path``."""
@@ -123,7 +134,9 @@ class DatasetInfo:
             try:
                 data = json.load(file)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}: not a valid DatasetInfo JSON: {error}")
+                raise ValueError(
+                    f"{path}: not a valid DatasetInfo JSON: {error}"
+                ) from error
         return cls.from_dict(data)
 
 

@@ -30,7 +30,7 @@ def _cell_for_neighbour_search(
         others = [box[m] for m in range(3) if m != k]
         normal = np.cross(others[0], others[1])
         if np.linalg.norm(normal) < 1e-8:
-            # Two directions are missing: any unit vector orthogonal to the periodic one.
+            # Two directions missing: any vector orthogonal to the periodic one.
             periodic = periodic_rows[0]
             trial = np.eye(3)[np.argmin(np.abs(periodic))]
             normal = np.cross(periodic, trial)

@@ -1,0 +1,328 @@
+"""GraphDatasetBuilder: from a reader to train/validation/test GraphDatasets."""
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from mlip_eqx.data.chemical_system import ChemicalSystem
+from mlip_eqx.data.dataset_info import (
+    DatasetInfo,
+    average_min_edge_length,
+    average_num_neighbours,
+    fit_atomic_energies,
+    rms_forces_scaling,
+)
+from mlip_eqx.data.graph_dataset import GraphDataset
+from mlip_eqx.data.readers import ChemicalSystemsReader
+from mlip_eqx.graph.creation import graph_from_chemical_system, species_table
+from mlip_eqx.graph.graph import Graph
+from mlip_eqx.utils.config import (
+    Config,
+    Fraction,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
+from mlip_eqx.utils.progress import track
+
+logger = logging.getLogger("mlip_eqx")
+
+
+class DatasetsHaveNotBeenProcessedError(RuntimeError):
+    """Raised when results are read before ``prepare_datasets()`` ran."""
+
+
+class UnseenElementsError(ValueError):
+    """Validation or test structures contain elements absent from training."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphDatasetBuilderConfig(Config):
+    """Settings of graph construction and batching.
+
+    Attributes:
+        graph_cutoff_angstrom: Neighbour cutoff in Å.
+        max_n_node: Atoms per structure a batch is sized for (a batch holds
+            ``batch_size * max_n_node`` atoms). None: the median over the training
+            structures, raised if needed so that the largest structure fits.
+        max_n_edge: Neighbour pairs per structure a batch is sized for (a batch holds
+            ``2 * batch_size * max_n_edge`` directed edges). None: half the median
+            number of edges, raised if needed so that the largest structure fits.
+        batch_size: Maximum number of structures per batch.
+        num_batch_prefetch: Batches prepared ahead on a background thread (0: none).
+        use_formation_energies: Subtract the fitted E0s from all energy labels (then
+            the model should use zero atomic energies).
+        avg_num_neighbors: Use this instead of computing it from the training set.
+        avg_r_min_angstrom: Use this instead of computing it from the training set.
+        validation_fraction: Fraction of the training structures held out for
+            validation when the reader gives no validation data (0: none).
+        split_seed: Seed of that hold-out split.
+        shuffle_seed: Seed of the per-epoch shuffling of the training set.
+        strict_elements: If True, validation/test structures with elements absent
+            from the training set raise an error; if False they are dropped with a
+            warning.
+        energy_scaling: "none" (scaling mean 0 eV, stdev 1 eV, as in the original
+            library) or "rms_forces" (mean per-atom energy after E0 and the RMS of
+            the force components, as MACE's rms_forces_scaling).
+    """
+
+    graph_cutoff_angstrom: PositiveFloat = 5.0
+    max_n_node: PositiveInt | None = None
+    max_n_edge: PositiveInt | None = None
+    batch_size: PositiveInt = 16
+    num_batch_prefetch: NonNegativeInt = 1
+    use_formation_energies: bool = False
+    avg_num_neighbors: PositiveFloat | None = None
+    avg_r_min_angstrom: PositiveFloat | None = None
+    validation_fraction: Fraction = 0.1
+    split_seed: int = 42
+    shuffle_seed: int = 42
+    strict_elements: bool = False
+    energy_scaling: Literal["none", "rms_forces"] = "none"
+
+
+class GraphDatasetBuilder:
+    """Reads structures, builds graphs and batches them; computes the DatasetInfo.
+
+    Example::
+
+        builder = GraphDatasetBuilder(reader, GraphDatasetBuilder.Config(batch_size=8))
+        builder.prepare_datasets()
+        train_set, validation_set, test_set = builder.get_splits()
+        dataset_info = builder.dataset_info
+    """
+
+    Config = GraphDatasetBuilderConfig
+
+    def __init__(
+        self,
+        reader: ChemicalSystemsReader,
+        config: GraphDatasetBuilderConfig | None = None,
+        dataset_info: DatasetInfo | None = None,
+    ):
+        """Constructor.
+
+        Args:
+            reader: Gives the train, validation and test structures (``load()``).
+            config: Graph and batching settings (default: ``Config()``).
+            dataset_info: A precomputed DatasetInfo (e.g. of a pretrained model) to
+                use instead of computing one; its elements define the species table
+                and its cutoff must equal ``graph_cutoff_angstrom``.
+        """
+        self._reader = reader
+        self._config = config or GraphDatasetBuilderConfig()
+        self._given_dataset_info = dataset_info
+        if (
+            dataset_info is not None
+            and dataset_info.cutoff_distance_angstrom
+            != self._config.graph_cutoff_angstrom
+        ):
+            raise ValueError(
+                f"dataset_info has cutoff {dataset_info.cutoff_distance_angstrom} Å "
+                f"but graph_cutoff_angstrom is {self._config.graph_cutoff_angstrom} Å."
+            )
+        self._dataset_info: DatasetInfo | None = None
+        self._splits: tuple[GraphDataset, GraphDataset, GraphDataset] | None = None
+
+    @property
+    def config(self) -> GraphDatasetBuilderConfig:
+        """The builder's settings."""
+        return self._config
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        """The DatasetInfo of the training set (after ``prepare_datasets()``)."""
+        if self._dataset_info is None:
+            raise DatasetsHaveNotBeenProcessedError(
+                "dataset_info is not available yet: call prepare_datasets() first."
+            )
+        return self._dataset_info
+
+    def get_splits(self) -> tuple[GraphDataset, GraphDataset, GraphDataset]:
+        """The (train, validation, test) datasets (after ``prepare_datasets()``)."""
+        if self._splits is None:
+            raise DatasetsHaveNotBeenProcessedError(
+                "Datasets are not available yet: call prepare_datasets() first."
+            )
+        return self._splits
+
+    def prepare_datasets(self) -> None:
+        """Loads the structures, builds graphs, DatasetInfo and batched datasets."""
+        config = self._config
+        train, validation, test = self._reader.load()
+        if not train:
+            raise ValueError("The reader returned no training structures.")
+        if not validation and config.validation_fraction > 0:
+            train, validation = _hold_out(
+                train, config.validation_fraction, config.split_seed
+            )
+        if self._given_dataset_info is not None:
+            elements = self._given_dataset_info.allowed_atomic_numbers
+            train = _drop_unseen_elements(
+                train, elements, "train", config.strict_elements
+            )
+        else:
+            elements = sorted(
+                set(np.concatenate([s.atomic_numbers for s in train]).tolist())
+            )
+        validation = _drop_unseen_elements(
+            validation, elements, "validation", config.strict_elements
+        )
+        test = _drop_unseen_elements(test, elements, "test", config.strict_elements)
+
+        z_to_species = species_table(elements)
+        train_graphs = _build_graphs(
+            train, config.graph_cutoff_angstrom, z_to_species, "train"
+        )
+        validation_graphs = _build_graphs(
+            validation, config.graph_cutoff_angstrom, z_to_species, "validation"
+        )
+        test_graphs = _build_graphs(
+            test, config.graph_cutoff_angstrom, z_to_species, "test"
+        )
+
+        self._dataset_info = self._given_dataset_info or self._compute_dataset_info(
+            train_graphs, elements
+        )
+        logger.info("%s", self._dataset_info)
+        if config.use_formation_energies:
+            e0 = np.array(list(self._dataset_info.atomic_energies_map.values()))
+            train_graphs, validation_graphs, test_graphs = (
+                [_subtract_atomic_energies(g, e0) for g in graphs]
+                for graphs in (train_graphs, validation_graphs, test_graphs)
+            )
+
+        max_n_node = config.max_n_node or _default_max_n_node(
+            train_graphs, config.batch_size
+        )
+        max_n_edge = config.max_n_edge or _default_max_n_edge(
+            train_graphs, config.batch_size
+        )
+        logger.info(
+            "Batches of %d structures sized for max_n_node=%d, max_n_edge=%d.",
+            config.batch_size,
+            max_n_node,
+            max_n_edge,
+        )
+
+        def dataset(graphs, systems, shuffle: bool) -> GraphDataset:
+            return GraphDataset(
+                graphs,
+                batch_size=config.batch_size,
+                max_n_node=max_n_node,
+                max_n_edge=max_n_edge,
+                should_shuffle=shuffle,
+                seed=config.shuffle_seed,
+                num_batch_prefetch=config.num_batch_prefetch,
+                sources=[system.source for system in systems],
+            )
+
+        self._splits = (
+            dataset(train_graphs, train, True),
+            dataset(validation_graphs, validation, False),
+            dataset(test_graphs, test, False),
+        )
+
+    def _compute_dataset_info(
+        self, train_graphs: list[Graph], elements: list[int]
+    ) -> DatasetInfo:
+        config = self._config
+        atomic_energies = fit_atomic_energies(train_graphs, elements)
+        scaling_mean, scaling_stdev = 0.0, 1.0
+        if config.energy_scaling == "rms_forces":
+            scaling_mean, scaling_stdev = rms_forces_scaling(
+                train_graphs, atomic_energies
+            )
+        return DatasetInfo(
+            atomic_energies_map=atomic_energies,
+            cutoff_distance_angstrom=config.graph_cutoff_angstrom,
+            avg_num_neighbors=(
+                config.avg_num_neighbors or average_num_neighbours(train_graphs)
+            ),
+            avg_r_min_angstrom=(
+                config.avg_r_min_angstrom or average_min_edge_length(train_graphs)
+            ),
+            scaling_mean=scaling_mean,
+            scaling_stdev=scaling_stdev,
+        )
+
+
+def _hold_out(
+    systems: list[ChemicalSystem], fraction: float, seed: int
+) -> tuple[list[ChemicalSystem], list[ChemicalSystem]]:
+    """Splits off a random ``fraction`` (at least one structure) for validation."""
+    if len(systems) < 2:
+        raise ValueError(
+            "Cannot hold out a validation set from fewer than 2 training structures; "
+            "give validation data or set validation_fraction=0."
+        )
+    num_validation = min(len(systems) - 1, max(1, round(fraction * len(systems))))
+    order = np.random.default_rng(seed).permutation(len(systems))
+    held_out = set(order[:num_validation].tolist())
+    train = [s for i, s in enumerate(systems) if i not in held_out]
+    validation = [s for i, s in enumerate(systems) if i in held_out]
+    logger.info(
+        "No validation data given: held out %d of %d training structures (seed %d).",
+        num_validation,
+        len(systems),
+        seed,
+    )
+    return train, validation
+
+
+def _drop_unseen_elements(
+    systems: list[ChemicalSystem], elements: Sequence[int], split: str, strict: bool
+) -> list[ChemicalSystem]:
+    """Removes structures with elements outside ``elements`` (or raises if strict)."""
+    known = set(elements)
+    unseen_counts: Counter[int] = Counter()
+    kept = []
+    for system in systems:
+        unseen = set(system.atomic_numbers.tolist()) - known
+        if unseen:
+            unseen_counts.update(unseen)
+        else:
+            kept.append(system)
+    if unseen_counts:
+        described = ", ".join(
+            f"{chemical_symbols[z]} (Z={z}) in {count} structure(s)"
+            for z, count in sorted(unseen_counts.items())
+        )
+        message = (
+            f"{split}: {len(systems) - len(kept)} of {len(systems)} structures "
+            f"contain elements that the model does not know: {described}."
+        )
+        if strict:
+            raise UnseenElementsError(message)
+        logger.warning("%s They are dropped.", message)
+    return kept
+
+
+def _build_graphs(
+    systems: list[ChemicalSystem], cutoff: float, z_to_species: np.ndarray, split: str
+) -> list[Graph]:
+    return [
+        graph_from_chemical_system(system, cutoff, z_to_species)
+        for system in track(systems, f"Building {split} graphs")
+    ]
+
+
+def _subtract_atomic_energies(graph: Graph, atomic_energies: np.ndarray) -> Graph:
+    formation = graph.energy - atomic_energies[graph.species].sum() * graph.has_energy
+    return dataclasses.replace(graph, energy=formation)
+
+
+def _default_max_n_node(graphs: list[Graph], batch_size: int) -> int:
+    nodes = np.array([int(g.n_node[0]) for g in graphs])
+    return max(int(np.ceil(np.median(nodes))), int(np.ceil(nodes.max() / batch_size)))
+
+
+def _default_max_n_edge(graphs: list[Graph], batch_size: int) -> int:
+    edges = np.array([int(g.n_edge[0]) for g in graphs])
+    median_pairs = int(np.ceil(np.median(edges) / 2))
+    return max(1, median_pairs, int(np.ceil(edges.max() / (2 * batch_size))))

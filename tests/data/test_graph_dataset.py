@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+
+from mlip_eqx.data.graph_dataset import GraphDataset, StructureTooLargeError
+from mlip_eqx.graph import graph_from_chemical_system, species_table
+from tests.helpers.structures import random_system
+
+TABLE = species_table([29, 47, 79])
+
+
+@pytest.fixture(scope="module")
+def graphs():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 9, 23)
+    return [
+        graph_from_chemical_system(random_system(rng, int(n)), 3.5, TABLE)
+        for n in sizes
+    ]
+
+
+def batch_structure_ids(batch):
+    """Identify the structures in a batch by their (unique, random) energies."""
+    return sorted(np.asarray(batch.energy)[np.asarray(batch.graph_mask)].tolist())
+
+
+def test_every_structure_once_per_epoch_with_fixed_shapes(graphs):
+    dataset = GraphDataset(graphs, batch_size=4, max_n_node=5, max_n_edge=40)
+    all_energies = sorted(float(g.energy[0]) for g in graphs)
+    for epoch in range(3):
+        seen, shapes = [], set()
+        for batch in dataset.iter_batches(epoch):
+            seen += batch_structure_ids(batch)
+            shapes.add((batch.num_nodes, batch.num_edges, batch.num_graphs))
+            assert batch.graph_mask.sum() <= 4
+            assert batch.node_mask.sum() == batch.n_node[batch.graph_mask].sum()
+        assert sorted(seen) == all_energies
+        assert shapes == {(dataset.n_node, dataset.n_edge, dataset.n_graph)}
+        assert dataset.num_batches(epoch) == len(dataset.batch_indices(epoch))
+
+
+def test_shuffling_depends_only_on_seed_and_epoch(graphs):
+    first = GraphDataset(graphs, batch_size=4, max_n_node=5, max_n_edge=40, seed=3)
+    second = GraphDataset(graphs, batch_size=4, max_n_node=5, max_n_edge=40, seed=3)
+    list(second)  # advancing the iteration counter must not change iter_batches
+    order = [batch_structure_ids(b) for b in first.iter_batches(2)]
+    assert order == [batch_structure_ids(b) for b in second.iter_batches(2)]
+    assert order != [batch_structure_ids(b) for b in first.iter_batches(1)]
+    other_seed = GraphDataset(graphs, batch_size=4, max_n_node=5, max_n_edge=40, seed=4)
+    assert order != [batch_structure_ids(b) for b in other_seed.iter_batches(2)]
+
+
+def test_plain_iteration_reshuffles_between_epochs_and_len_matches(graphs):
+    dataset = GraphDataset(graphs, batch_size=4, max_n_node=5, max_n_edge=40)
+    expected_len = len(dataset)
+    first = [batch_structure_ids(b) for b in dataset]
+    assert len(first) == expected_len
+    second = [batch_structure_ids(b) for b in dataset]
+    assert first == [batch_structure_ids(b) for b in dataset.iter_batches(0)]
+    assert second == [batch_structure_ids(b) for b in dataset.iter_batches(1)]
+    assert first != second
+
+
+def test_no_shuffle_keeps_order(graphs):
+    dataset = GraphDataset(
+        graphs, batch_size=4, max_n_node=5, max_n_edge=40, should_shuffle=False
+    )
+    energies = [
+        e
+        for b in dataset.iter_batches(5)
+        for e in np.asarray(b.energy)[np.asarray(b.graph_mask)].tolist()
+    ]
+    assert energies == [float(g.energy[0]) for g in graphs]
+
+
+def test_device_stacking_pads_with_empty_batches(graphs):
+    dataset = GraphDataset(graphs, batch_size=4, max_n_node=5, max_n_edge=40)
+    num_batches = dataset.num_batches(0)
+    groups = list(dataset.iter_batches(0, num_devices=4))
+    assert len(groups) == -(-num_batches // 4)
+    assert groups[0].positions.shape == (4, dataset.n_node, 3)
+    last = groups[-1]
+    empty_slots = 4 * len(groups) - num_batches
+    for slot in range(4 - empty_slots, 4):
+        assert not last.graph_mask[slot].any() and not last.node_mask[slot].any()
+    seen = sorted(
+        e
+        for g in groups
+        for e in np.asarray(g.energy)[np.asarray(g.graph_mask)].tolist()
+    )
+    assert seen == sorted(float(g.energy[0]) for g in graphs)
+
+
+def test_padding_efficiency_counts_real_over_padded(graphs):
+    dataset = GraphDataset(graphs, batch_size=4, max_n_node=5, max_n_edge=40)
+    efficiency = dataset.padding_efficiency(0)
+    real_nodes = sum(int(g.n_node[0]) for g in graphs)
+    assert efficiency.num_batches == dataset.num_batches(0)
+    assert efficiency.nodes == pytest.approx(
+        real_nodes / (efficiency.num_batches * dataset.n_node)
+    )
+    assert 0 < efficiency.edges <= 1 and 0 < efficiency.graphs <= 1
+
+
+def test_structure_larger_than_a_batch_is_an_error_naming_it(graphs):
+    sources = [f"data.xyz, frame {i}" for i in range(len(graphs))]
+    too_big = [i for i, g in enumerate(graphs) if int(g.n_node[0]) > 4]
+    with pytest.raises(
+        StructureTooLargeError,
+        match=f"frame {too_big[0]}: .* at most 4 atoms.*{len(too_big)} structure",
+    ):
+        GraphDataset(
+            graphs, batch_size=1, max_n_node=4, max_n_edge=1000, sources=sources
+        )
+    biggest_edges = max(int(g.n_edge[0]) for g in graphs)
+    with pytest.raises(StructureTooLargeError, match="edges"):
+        GraphDataset(
+            graphs, batch_size=1, max_n_node=100, max_n_edge=biggest_edges // 2 - 1
+        )
+
+
+def test_prefetch_gives_the_same_batches(graphs):
+    eager = GraphDataset(
+        graphs, batch_size=3, max_n_node=6, max_n_edge=40, num_batch_prefetch=0
+    )
+    threaded = GraphDataset(
+        graphs, batch_size=3, max_n_node=6, max_n_edge=40, num_batch_prefetch=2
+    )
+    for a, b in zip(eager.iter_batches(1), threaded.iter_batches(1), strict=True):
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.senders, b.senders)
