@@ -26,11 +26,14 @@ class Config:
     Integers are accepted where a float is expected.
     """
 
+    # The jaxtyping import hook would type-check __init__ before __post_init__ runs
+    # and raise its own error type; configs check themselves, with ConfigError.
+    __no_type_check__ = True
+
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self), include_extras=True)
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            hint = hints[field.name]
+            hint = field.type
             if isinstance(value, int) and not isinstance(value, bool):
                 if not is_bearable(value, hint) and is_bearable(float(value), hint):
                     object.__setattr__(self, field.name, float(value))

@@ -1,0 +1,133 @@
+"""Conversion of one ``ase.Atoms`` (with its labels) to a ChemicalSystem."""
+
+from collections.abc import Sequence
+
+import ase
+
+from mlip_eqx.data.chemical_system import ChemicalSystem
+from mlip_eqx.data.readers.labels import (
+    MissingLabelError,
+    numeric_array,
+    scalar,
+    stress_as_3x3,
+)
+
+# Keys tried, in order, when no key is given; then the value an ASE calculator holds.
+DEFAULT_LABEL_KEYS = {
+    "energy": ("REF_energy", "energy"),
+    "forces": ("REF_forces", "forces"),
+    "stress": ("REF_stress", "stress"),
+}
+DEFAULT_WEIGHT_KEYS = ("config_weight", "weight")
+
+
+def atoms_to_chemical_system(
+    atoms: ase.Atoms,
+    source: str,
+    *,
+    required_labels: Sequence[str] = ("energy", "forces"),
+    energy_key: str | None = None,
+    forces_key: str | None = None,
+    stress_key: str | None = None,
+    weight_key: str | None = None,
+) -> ChemicalSystem:
+    """Builds a ChemicalSystem from an ``ase.Atoms`` and the labels it carries.
+
+    A label is looked up under its key: in ``atoms.info`` for energy (eV) and
+    stress (eV/Å³), in ``atoms.arrays`` for forces (eV/Å), then among the results of
+    ``atoms.calc`` under the same name (``ase.io`` moves keys named exactly
+    "energy", "forces" and "stress" into a SinglePointCalculator). With no key
+    given, the keys tried are "REF_<label>", then "<label>", then the calculator's
+    "<label>". Stress may be 6 Voigt values (xx yy zz yz xz xy), 9 values or 3x3.
+    The weight is ``atoms.info[weight_key]``; with no key, "config_weight", then
+    "weight", else 1.0.
+
+    Args:
+        atoms: The structure; positions in Å, cell and pbc are taken from it.
+        source: Where the structure comes from (e.g. "data.xyz, frame 3"), used in
+            error messages.
+        required_labels: Labels that must be present ("energy", "forces", "stress").
+        energy_key: Key of the energy in eV, or None for the default lookup.
+        forces_key: Key of the forces in eV/Å, or None for the default lookup.
+        stress_key: Key of the stress in eV/Å³, or None for the default lookup.
+        weight_key: Info key of the structure's weight, or None for the default
+            lookup. An explicit key must be present.
+
+    Returns:
+        The structure; labels that are not found are None.
+
+    Raises:
+        MissingLabelError: A required label (or an explicit weight key) is missing.
+        InvalidStructureError: A value is malformed (NaN, wrong shape, ...).
+    """
+    energy, energy_where = _find_label(
+        atoms, "energy", energy_key, source, required_labels
+    )
+    forces, forces_where = _find_label(
+        atoms, "forces", forces_key, source, required_labels
+    )
+    stress, stress_where = _find_label(
+        atoms, "stress", stress_key, source, required_labels
+    )
+    return ChemicalSystem(
+        atomic_numbers=atoms.numbers,
+        positions=atoms.positions,
+        energy=None if energy is None else scalar(energy, energy_where),
+        forces=None if forces is None else numeric_array(forces, forces_where),
+        stress=None if stress is None else stress_as_3x3(stress, stress_where),
+        cell=atoms.cell.array,
+        pbc=atoms.pbc,
+        weight=_find_weight(atoms, weight_key, source),
+        source=source,
+    )
+
+
+def _find_label(
+    atoms: ase.Atoms,
+    label: str,
+    key: str | None,
+    source: str,
+    required_labels: Sequence[str],
+) -> tuple[object, str]:
+    """Returns the raw value of ``label`` (or None) and where it was found."""
+    store_name = "arrays" if label == "forces" else "info"
+    store = atoms.arrays if label == "forces" else atoms.info
+    keys = DEFAULT_LABEL_KEYS[label] if key is None else (key,)
+    for name in keys:
+        if name in store:
+            return store[name], f"{source}, {store_name} key '{name}'"
+    calculator_name = label if key is None else key
+    value = _calculator_result(atoms, calculator_name)
+    if value is not None:
+        return value, f"{source}, calculator result '{calculator_name}'"
+    if label in required_labels:
+        tried = ", ".join(repr(name) for name in keys)
+        raise MissingLabelError(
+            f"{source}: required label '{label}' is missing (looked for {store_name} "
+            f"key(s) {tried} and a calculator result '{calculator_name}')."
+        )
+    return None, ""
+
+
+def _calculator_result(atoms: ase.Atoms, name: str) -> object:
+    """The calculator's stored result ``name`` for exactly these atoms, or None."""
+    calculator = atoms.calc
+    results = getattr(calculator, "results", None)
+    if not results or name not in results:
+        return None
+    if calculator.check_state(atoms):
+        return None
+    return results[name]
+
+
+def _find_weight(atoms: ase.Atoms, weight_key: str | None, source: str) -> float:
+    if weight_key is not None:
+        if weight_key not in atoms.info:
+            raise MissingLabelError(
+                f"{source}: weight key '{weight_key}' is missing from the info."
+            )
+        return scalar(atoms.info[weight_key], f"{source}, info key '{weight_key}'")
+    for name in DEFAULT_WEIGHT_KEYS:
+        if name in atoms.info:
+            return scalar(atoms.info[name], f"{source}, info key '{name}'")
+    return 1.0

@@ -1,0 +1,157 @@
+"""Reader for HDF5 files holding one group per structure."""
+
+import functools
+from collections.abc import Sequence
+from typing import final
+
+import h5py
+import numpy as np
+
+from mlip_eqx.data.chemical_system import ChemicalSystem, InvalidStructureError
+from mlip_eqx.data.readers.config import ChemicalSystemsReaderConfig
+from mlip_eqx.data.readers.labels import (
+    MissingLabelError,
+    numeric_array,
+    scalar,
+    stress_as_3x3,
+)
+from mlip_eqx.data.readers.reader import (
+    ChemicalSystemSplits,
+    ChemicalSystemsReader,
+    DataDownloadFun,
+    load_splits_from_files,
+)
+from mlip_eqx.utils.progress import track
+
+WEIGHT_ATTRIBUTES = ("config_weight", "weight")
+
+
+@final
+class Hdf5Reader(ChemicalSystemsReader):
+    """Reads HDF5 files named in a config, one top-level group per structure.
+
+    Each group holds the datasets ``positions`` [n_atoms, 3] in Å and ``elements``
+    [n_atoms] (atomic numbers, integers), and optionally ``forces`` [n_atoms, 3] in
+    eV/Å, ``stress`` (6 Voigt values xx yy zz yz xz xy, 9 values or [3, 3]) in eV/Å³,
+    ``cell`` [3, 3] in Å (lattice vectors as rows; zeros if absent) and ``pbc`` [3]
+    (booleans; all False if absent); its attribute ``energy`` is the total energy in
+    eV and its attribute ``config_weight`` or ``weight`` the weight (1.0 if absent).
+    Groups are read in the file's iteration order (alphabetical by name unless the
+    file tracks creation order); other top-level items are ignored; other datasets
+    and attributes of a group are ignored.
+    """
+
+    def __init__(
+        self,
+        config: ChemicalSystemsReaderConfig,
+        data_download_fun: DataDownloadFun | None = None,
+    ):
+        """Creates the reader; nothing is read before :meth:`load`.
+
+        Args:
+            config: The paths, per-path limits and required labels.
+            data_download_fun: If given, ``(source, target)`` downloads each path to
+                a local temporary file that is read instead.
+        """
+        self.config = config
+        self.data_download_fun = data_download_fun
+
+    def load(self) -> ChemicalSystemSplits:
+        """Reads all files of the config.
+
+        Returns:
+            The training, validation and test structures, in this order.
+        """
+        read_file = functools.partial(
+            read_hdf5_file, required_labels=self.config.required_labels
+        )
+        return load_splits_from_files(self.config, read_file, self.data_download_fun)
+
+
+def read_hdf5_file(
+    path: str,
+    source: str,
+    num_to_load: int | None,
+    *,
+    required_labels: Sequence[str],
+) -> list[ChemicalSystem]:
+    """Reads the first ``num_to_load`` structure groups (all for None) of an HDF5 file.
+
+    Args:
+        path: The local file.
+        source: The path as the user named it, for error messages.
+        num_to_load: Maximum number of structures to read, or None for all.
+        required_labels: Labels each structure must have.
+
+    Raises:
+        ValueError: The file is not HDF5 or holds no structure groups.
+        MissingLabelError: A group lacks a required label.
+        InvalidStructureError: A group lacks positions or elements or is malformed.
+    """
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"{source}: cannot open as HDF5: {error}") from error
+    with file:
+        names = [name for name in file if file.get(name, getclass=True) is h5py.Group]
+        if not names:
+            raise ValueError(f"{source}: the file contains no structure groups.")
+        return [
+            _group_to_chemical_system(
+                file[name], f"{source}, group '{name}'", required_labels
+            )
+            for name in track(names[:num_to_load], f"Reading {source}")
+        ]
+
+
+def _group_to_chemical_system(
+    group: h5py.Group, source: str, required_labels: Sequence[str]
+) -> ChemicalSystem:
+    energy = None
+    if "energy" in group.attrs:
+        energy = scalar(group.attrs["energy"], f"{source}, attribute 'energy'")
+    elif "energy" in required_labels:
+        raise MissingLabelError(
+            f"{source}: required label 'energy' is missing (attribute 'energy')."
+        )
+    forces = _dataset(group, "forces", source, required="forces" in required_labels)
+    stress = _dataset(group, "stress", source, required="stress" in required_labels)
+    cell = _dataset(group, "cell", source, required=False)
+    pbc = _dataset(group, "pbc", source, required=False, kinds="biu")
+    weight = 1.0
+    for name in WEIGHT_ATTRIBUTES:
+        if name in group.attrs:
+            weight = scalar(group.attrs[name], f"{source}, attribute '{name}'")
+            break
+    return ChemicalSystem(
+        atomic_numbers=_dataset(group, "elements", source, required=True, kinds="iu"),
+        positions=_dataset(group, "positions", source, required=True),
+        energy=energy,
+        forces=forces,
+        stress=None
+        if stress is None
+        else stress_as_3x3(stress, f"{source}, dataset 'stress'"),
+        cell=np.zeros((3, 3)) if cell is None else cell,
+        pbc=np.zeros(3, dtype=bool) if pbc is None else pbc,
+        weight=weight,
+        source=source,
+    )
+
+
+def _dataset(
+    group: h5py.Group, key: str, source: str, *, required: bool, kinds: str = "iuf"
+) -> np.ndarray | None:
+    """The numeric dataset ``key`` of ``group``, or None if it is absent."""
+    where = f"{source}, dataset '{key}'"
+    if key not in group:
+        if not required:
+            return None
+        if key in ("forces", "stress"):
+            raise MissingLabelError(
+                f"{source}: required label '{key}' is missing (dataset '{key}')."
+            )
+        raise InvalidStructureError(f"{source}: dataset '{key}' is missing.")
+    item = group[key]
+    if not isinstance(item, h5py.Dataset):
+        raise InvalidStructureError(f"{where}: expected a dataset, got a group.")
+    return numeric_array(item[()], where, kinds)

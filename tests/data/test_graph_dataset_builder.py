@@ -1,0 +1,165 @@
+import logging
+
+import ase
+import numpy as np
+import pytest
+
+from mlip_eqx.data import (
+    ASEAtomsReader,
+    DatasetInfo,
+    DatasetsHaveNotBeenProcessedError,
+    GraphDatasetBuilder,
+    StructureTooLargeError,
+    UnseenElementsError,
+)
+from mlip_eqx.utils.config import ConfigError
+from tests.helpers.structures import random_system
+
+E0 = {29: -3.0, 47: -2.0, 79: -5.0, 8: -7.0}
+
+
+def make_atoms(rng, num_atoms, elements=(29, 47, 79)):
+    """Labelled Atoms whose energy is a sum of per-element constants plus noise."""
+    system = random_system(rng, num_atoms, elements=elements)
+    atoms = ase.Atoms(
+        numbers=system.atomic_numbers,
+        positions=system.positions,
+        cell=system.cell,
+        pbc=True,
+    )
+    atoms.info["REF_energy"] = sum(E0[int(z)] for z in system.atomic_numbers)
+    atoms.arrays["REF_forces"] = system.forces
+    atoms.info["REF_stress"] = system.stress
+    return atoms
+
+
+def make_builder(train, validation=None, test=None, info=None, **config):
+    reader = ASEAtomsReader(train, validation, test)
+    config.setdefault("graph_cutoff_angstrom", 3.5)
+    config.setdefault("batch_size", 4)
+    return GraphDatasetBuilder(reader, GraphDatasetBuilder.Config(**config), info)
+
+
+@pytest.fixture(scope="module")
+def atoms_lists():
+    rng = np.random.default_rng(0)
+    train = [make_atoms(rng, int(n)) for n in rng.integers(2, 9, 30)]
+    validation = [make_atoms(rng, int(n)) for n in rng.integers(2, 9, 6)]
+    test = [make_atoms(rng, int(n)) for n in rng.integers(2, 9, 5)]
+    return train, validation, test
+
+
+def test_results_before_prepare_raise(atoms_lists):
+    builder = make_builder(atoms_lists[0])
+    with pytest.raises(DatasetsHaveNotBeenProcessedError, match="prepare_datasets"):
+        _ = builder.dataset_info
+    with pytest.raises(DatasetsHaveNotBeenProcessedError, match="prepare_datasets"):
+        builder.get_splits()
+
+
+def test_end_to_end_splits_info_and_batches(atoms_lists):
+    train, validation, test = atoms_lists
+    builder = make_builder(train, validation, test)
+    builder.prepare_datasets()
+    train_set, validation_set, test_set = builder.get_splits()
+    assert [len(s.graphs) for s in (train_set, validation_set, test_set)] == [30, 6, 5]
+    assert train_set.should_shuffle and not validation_set.should_shuffle
+    info = builder.dataset_info
+    assert info.cutoff_distance_angstrom == 3.5
+    assert info.atomic_energies_map == pytest.approx({z: E0[z] for z in (29, 47, 79)})
+    assert info.avg_num_neighbors > 0 and info.avg_r_min_angstrom > 0
+    # Derived sizes: the largest structure fits; every structure appears once.
+    energies = sorted(
+        e
+        for batch in train_set.iter_batches(0)
+        for e in np.asarray(batch.energy)[np.asarray(batch.graph_mask)]
+    )
+    assert energies == pytest.approx(sorted(a.info["REF_energy"] for a in train))
+    assert train_set.n_node == 4 * train_set.max_n_node + 1
+    assert "train atoms[" in train_set.sources[0]
+
+
+def test_validation_is_held_out_from_train_when_missing(atoms_lists):
+    train = atoms_lists[0]
+    builder = make_builder(train, validation_fraction=0.2, split_seed=7)
+    builder.prepare_datasets()
+    train_set, validation_set, test_set = builder.get_splits()
+    assert len(validation_set.graphs) == 6 and len(train_set.graphs) == 24
+    assert len(test_set.graphs) == 0
+    held_out = set(validation_set.sources)
+    assert held_out.isdisjoint(train_set.sources)
+    again = make_builder(train, validation_fraction=0.2, split_seed=7)
+    again.prepare_datasets()
+    assert set(again.get_splits()[1].sources) == held_out
+
+
+def test_unseen_elements_dropped_with_warning_or_error(atoms_lists, caplog):
+    rng = np.random.default_rng(5)
+    train = atoms_lists[0]
+    validation = atoms_lists[1] + [make_atoms(rng, 4, elements=(8, 29))]
+    with caplog.at_level(logging.WARNING, logger="mlip_eqx"):
+        builder = make_builder(train, validation)
+        builder.prepare_datasets()
+    assert len(builder.get_splits()[1].graphs) == 6
+    assert "validation: 1 of 7 structures" in caplog.text
+    assert "O (Z=8) in 1 structure(s)" in caplog.text
+    strict = make_builder(train, validation, strict_elements=True)
+    with pytest.raises(UnseenElementsError, match=r"O \(Z=8\)"):
+        strict.prepare_datasets()
+
+
+def test_formation_energies_subtract_e0(atoms_lists):
+    train, validation, _ = atoms_lists
+    builder = make_builder(train, validation, use_formation_energies=True)
+    builder.prepare_datasets()
+    for graph in builder.get_splits()[0].graphs:
+        assert graph.energy[0] == pytest.approx(0.0, abs=1e-8)
+
+
+def test_given_dataset_info_is_used(atoms_lists):
+    train, validation, _ = atoms_lists
+    info = DatasetInfo(
+        atomic_energies_map={29: 1.0, 47: 2.0, 79: 3.0, 8: 4.0},
+        cutoff_distance_angstrom=3.5,
+        avg_num_neighbors=10.0,
+    )
+    builder = make_builder(train, validation, info=info)
+    builder.prepare_datasets()
+    assert builder.dataset_info is info
+    # Species follow the given element table: O is index 0, Cu index 1.
+    graph = builder.get_splits()[0].graphs[0]
+    z_of_species = np.array(info.allowed_atomic_numbers)[graph.species]
+    assert z_of_species.tolist() == train[0].numbers.tolist()
+    with pytest.raises(ValueError, match="cutoff"):
+        make_builder(train, info=info, graph_cutoff_angstrom=5.0)
+
+
+def test_too_small_max_n_node_names_the_structure(atoms_lists):
+    builder = make_builder(atoms_lists[0], batch_size=1, max_n_node=3)
+    with pytest.raises(StructureTooLargeError, match=r"train atoms\[\d+\]"):
+        builder.prepare_datasets()
+
+
+def test_rms_forces_scaling(atoms_lists):
+    train = atoms_lists[0]
+    builder = make_builder(train, atoms_lists[1], energy_scaling="rms_forces")
+    builder.prepare_datasets()
+    forces = np.concatenate([a.arrays["REF_forces"] for a in train])
+    info = builder.dataset_info
+    assert info.scaling_stdev == pytest.approx(np.sqrt(np.mean(forces**2)))
+    assert info.scaling_mean == pytest.approx(0.0, abs=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("graph_cutoff_angstrom", 0.0),
+        ("batch_size", 0),
+        ("max_n_node", -1),
+        ("validation_fraction", 1.0),
+        ("energy_scaling", "std"),
+    ],
+)
+def test_config_errors_name_the_field(field, value):
+    with pytest.raises(ConfigError, match=f"GraphDatasetBuilderConfig.{field}"):
+        GraphDatasetBuilder.Config(**{field: value})
