@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mlip_eqx.data import ExtxyzReader, GraphDatasetBuilder
 from mlip_eqx.data.demo import get_demo_dataset
-from mlip_eqx.graph import graph_from_chemical_system, species_table
+from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
 
 
 def median_time(function, repeats: int) -> tuple[float, object]:

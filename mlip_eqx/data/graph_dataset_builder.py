@@ -17,9 +17,9 @@ from mlip_eqx.data.dataset_info import (
     fit_atomic_energies,
     rms_forces_scaling,
 )
+from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.data.readers import ChemicalSystemsReader
-from mlip_eqx.graph.creation import graph_from_chemical_system, species_table
 from mlip_eqx.graph.graph import Graph
 from mlip_eqx.utils.config import (
     Config,

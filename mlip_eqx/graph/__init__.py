@@ -1,7 +1,6 @@
-"""Graphs of atoms: the Graph PyTree, neighbour lists, graph creation and batching."""
+"""Graphs of atoms: the Graph PyTree, neighbour lists and batching."""
 
 from mlip_eqx.graph.batching import BatchTooLargeError, batch_graphs, stack_graphs
-from mlip_eqx.graph.creation import graph_from_chemical_system, species_table
 from mlip_eqx.graph.graph import Graph
 from mlip_eqx.graph.neighbourhood import compute_neighbour_list
 
@@ -10,7 +9,5 @@ __all__ = [
     "Graph",
     "batch_graphs",
     "compute_neighbour_list",
-    "graph_from_chemical_system",
-    "species_table",
     "stack_graphs",
 ]

@@ -10,7 +10,7 @@ from mlip_eqx.data.dataset_info import (
     average_num_neighbours,
     fit_atomic_energies,
 )
-from mlip_eqx.graph import graph_from_chemical_system, species_table
+from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
 from tests.helpers.structures import random_system
 
 ELEMENTS = [1, 6, 8, 29]

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
 from mlip_eqx.data.graph_dataset import GraphDataset, StructureTooLargeError
-from mlip_eqx.graph import graph_from_chemical_system, species_table
 from tests.helpers.structures import random_system
 
 TABLE = species_table([29, 47, 79])

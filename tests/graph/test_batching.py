@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 
+from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
 from mlip_eqx.graph import (
     BatchTooLargeError,
     batch_graphs,
-    graph_from_chemical_system,
-    species_table,
     stack_graphs,
 )
 from tests.helpers.structures import random_system
