@@ -1,0 +1,46 @@
+"""Reference energies E0 per species, as chosen in a model config."""
+
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+from ase.data import chemical_symbols
+
+from mlip_eqx.data.dataset_info import DatasetInfo
+
+AtomicEnergiesChoice = Literal["average", "zero"] | dict[int, float] | None
+
+
+def atomic_energies_per_species(
+    choice: AtomicEnergiesChoice, dataset_info: DatasetInfo, num_species: int
+) -> np.ndarray:
+    """The E0 of every species index in eV.
+
+    Args:
+        choice: None or "average" for the dataset's fitted E0, "zero" for none, or a
+            {Z: eV} map that must cover every element of the dataset.
+        dataset_info: Gives the element table (species index i is the i-th smallest
+            atomic number) and the fitted E0.
+        num_species: Number of species slots of the model (>= number of elements);
+            slots beyond the dataset's elements get 0.
+
+    Returns:
+        Array of shape [num_species], float64.
+    """
+    elements = dataset_info.allowed_atomic_numbers
+    if len(elements) > num_species:
+        raise ValueError(
+            f"num_species={num_species} is smaller than the {len(elements)} elements "
+            "of the dataset."
+        )
+    energies = np.zeros(num_species, dtype=np.float64)
+    if choice == "zero":
+        return energies
+    source: Mapping[int, float]
+    source = dataset_info.atomic_energies_map if choice in (None, "average") else choice
+    missing = [z for z in elements if z not in source]
+    if missing:
+        names = ", ".join(chemical_symbols[z] for z in missing)
+        raise ValueError(f"atomic_energies: no energy given for {names}.")
+    energies[: len(elements)] = [source[z] for z in elements]
+    return energies

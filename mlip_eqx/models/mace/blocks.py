@@ -1,0 +1,295 @@
+"""The building blocks of a MACE layer (Batatia et al., 2022)."""
+
+import e3nn_jax as e3nn
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+from jaxtyping import Array, Float, Int
+
+from mlip_eqx.models.activations import ACTIVATIONS
+from mlip_eqx.models.initialisers import normal
+from mlip_eqx.models.linear import EquivariantLinear
+from mlip_eqx.models.mace.symmetric_contraction import SymmetricContraction
+
+
+class RadialMLP(eqx.Module):
+    """Bias-free MLP of the radial features, weights ~ N(0, 1) scaled by fan-in.
+
+    Hidden layers use the activation normalised to unit second moment (e3nn's
+    ``normalize_function``); the output layer is linear.
+    """
+
+    weights: tuple[Float[Array, "fan_in fan_out"], ...]
+    activation: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        sizes: tuple[int, ...],
+        activation: str,
+        dtype: DTypeLike,
+        key: jax.Array,
+    ):
+        """Args:
+        sizes: Input size, hidden sizes and output size.
+        activation: Name of the activation (see ``ACTIVATIONS``).
+        dtype: Dtype of the weights.
+        key: Random key.
+        """
+        keys = jax.random.split(key, len(sizes) - 1)
+        self.weights = tuple(
+            normal(k, (fan_in, fan_out), dtype)
+            for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:])
+        )
+        self.activation = activation
+
+    def __call__(self, x: Float[Array, "n fan_in"]) -> Float[Array, "n fan_out"]:
+        """Applies the MLP to the last axis."""
+        activation = e3nn.normalize_function(ACTIVATIONS[self.activation])
+        for index, weight in enumerate(self.weights):
+            x = (x @ weight) * weight.shape[0] ** -0.5
+            if index < len(self.weights) - 1:
+                x = activation(x)
+        return x
+
+
+def message_irreps(
+    source_irreps: e3nn.Irreps, l_max: int, target_irreps: e3nn.Irreps
+) -> e3nn.Irreps:
+    """Irreps of the messages built by :class:`InteractionBlock`."""
+    with jax.ensure_compile_time_eval():
+        source = e3nn.zeros(source_irreps, (1,))
+        vectors = e3nn.IrrepsArray("1o", jnp.ones((1, 3)))
+        return _messages(source, vectors, l_max, target_irreps).irreps
+
+
+def _messages(
+    sender_features: e3nn.IrrepsArray,
+    directions: e3nn.IrrepsArray,
+    l_max: int,
+    target_irreps: e3nn.Irreps,
+) -> e3nn.IrrepsArray:
+    """The sender features (target irreps only) and their tensor products with the
+    spherical harmonics of degree 1..l_max of the directions, regrouped.
+
+    Normalisations are explicit so that e3nn's global configuration cannot change
+    the model.
+    """
+    parts = []
+    kept = sender_features.filter(keep=target_irreps)
+    if kept.irreps.dim > 0:
+        parts.append(kept)
+    if l_max >= 1:
+        harmonics = e3nn.spherical_harmonics(
+            list(range(1, l_max + 1)),
+            directions,
+            normalize=True,
+            normalization="component",
+        )
+        parts.append(
+            e3nn.tensor_product(
+                sender_features,
+                harmonics,
+                filter_ir_out=target_irreps,
+                irrep_normalization="component",
+            )
+        )
+    return e3nn.concatenate(parts).regroup()
+
+
+class InteractionBlock(eqx.Module):
+    """Linear, radial-MLP-weighted tensor product with the edge directions summed
+    over the neighbours (divided by avg_num_neighbors), linear.
+
+    The spherical harmonics are those of the vector from receiver to sender (minus
+    the edge vector), as in the original library.
+    """
+
+    linear_up: EquivariantLinear
+    radial_mlp: RadialMLP
+    linear_down: EquivariantLinear
+    l_max: int = eqx.field(static=True)
+    target_irreps: e3nn.Irreps = eqx.field(static=True)
+    avg_num_neighbors: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        source_irreps: e3nn.Irreps,
+        target_irreps: e3nn.Irreps,
+        *,
+        l_max: int,
+        num_radial: int,
+        avg_num_neighbors: float,
+        activation: str,
+        dtype: DTypeLike,
+        key: jax.Array,
+    ):
+        """Args:
+        source_irreps: Irreps of the input node features.
+        target_irreps: Irreps of the messages and of the output.
+        l_max: Highest degree of the spherical harmonics.
+        num_radial: Number of radial features per edge.
+        avg_num_neighbors: Divides the sum over neighbours.
+        activation: Activation of the radial MLP.
+        dtype: Dtype of the weights.
+        key: Random key.
+        """
+        up_key, mlp_key, down_key = jax.random.split(key, 3)
+        source_irreps = e3nn.Irreps(source_irreps)
+        self.target_irreps = e3nn.Irreps(target_irreps)
+        self.l_max = l_max
+        self.avg_num_neighbors = float(avg_num_neighbors)
+        self.linear_up = EquivariantLinear(
+            source_irreps, source_irreps, dtype=dtype, key=up_key
+        )
+        messages = message_irreps(source_irreps, l_max, self.target_irreps)
+        self.radial_mlp = RadialMLP(
+            (num_radial, 64, 64, 64, messages.num_irreps), activation, dtype, mlp_key
+        )
+        self.linear_down = EquivariantLinear(
+            messages, self.target_irreps, dtype=dtype, key=down_key
+        )
+
+    @property
+    def irreps_out(self) -> e3nn.Irreps:
+        return self.linear_down.irreps_out
+
+    def __call__(
+        self,
+        node_features: e3nn.IrrepsArray,
+        directions: e3nn.IrrepsArray,
+        radial_features: Float[Array, "n_edge num_radial"],
+        senders: Int[Array, " n_edge"],
+        receivers: Int[Array, " n_edge"],
+    ) -> e3nn.IrrepsArray:
+        """New node features [n_node, irreps_out].
+
+        Args:
+            node_features: [n_node, source irreps].
+            directions: Vectors from receiver to sender (non-zero), [n_edge, 1o].
+            radial_features: Radial embedding, zero for padding edges.
+            senders: Sending node of each edge.
+            receivers: Receiving node of each edge.
+        """
+        node_features = self.linear_up(node_features)
+        messages = _messages(
+            node_features[senders], directions, self.l_max, self.target_irreps
+        )
+        messages = messages * self.radial_mlp(radial_features)
+        summed = jax.ops.segment_sum(
+            messages.array, receivers, num_segments=node_features.shape[0]
+        )
+        summed = e3nn.IrrepsArray(messages.irreps, summed / self.avg_num_neighbors)
+        return self.linear_down(summed)
+
+
+class ProductBasisBlock(eqx.Module):
+    """Symmetric contraction of each channel's features, then a linear map."""
+
+    contraction: SymmetricContraction
+    linear: EquivariantLinear
+    num_channels: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        irreps_in: e3nn.Irreps,
+        target_irreps: e3nn.Irreps,
+        *,
+        num_channels: int,
+        correlation: int,
+        num_species: int,
+        symmetric_basis: bool,
+        dtype: DTypeLike,
+        key: jax.Array,
+    ):
+        """Args:
+        irreps_in: Irreps of the input, num_channels of each irrep.
+        target_irreps: Irreps of the output.
+        num_channels: Number of channels.
+        correlation: Highest order of the contraction.
+        num_species: Number of species.
+        symmetric_basis: Parametrise with the symmetric tensor basis.
+        dtype: Dtype of the weights.
+        key: Random key.
+        """
+        contraction_key, linear_key = jax.random.split(key)
+        self.num_channels = num_channels
+        per_channel = e3nn.Irreps([ir for _, ir in e3nn.Irreps(irreps_in)]).regroup()
+        self.contraction = SymmetricContraction(
+            per_channel,
+            e3nn.Irreps(target_irreps),
+            correlation=correlation,
+            num_species=num_species,
+            num_channels=num_channels,
+            symmetric_basis=symmetric_basis,
+            dtype=dtype,
+            key=contraction_key,
+        )
+        self.linear = EquivariantLinear(
+            num_channels * self.contraction.irreps_out,
+            target_irreps,
+            dtype=dtype,
+            key=linear_key,
+            force_irreps_out=True,
+        )
+
+    def __call__(
+        self, node_features: e3nn.IrrepsArray, node_species: Int[Array, " n_node"]
+    ) -> e3nn.IrrepsArray:
+        features = node_features.mul_to_axis(self.num_channels)
+        contracted = self.contraction(features.array, node_species)
+        return self.linear(contracted.axis_to_mul())
+
+
+class LinearReadout(eqx.Module):
+    """Linear map of the node features to the output irreps."""
+
+    linear: EquivariantLinear
+
+    def __init__(
+        self,
+        irreps_in: e3nn.Irreps,
+        irreps_out: e3nn.Irreps,
+        dtype: DTypeLike,
+        key: jax.Array,
+    ):
+        self.linear = EquivariantLinear(irreps_in, irreps_out, dtype=dtype, key=key)
+
+    def __call__(self, node_features: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
+        return self.linear(node_features)
+
+
+class NonLinearReadout(eqx.Module):
+    """Linear, gated activation, linear (the readout of the last layer)."""
+
+    hidden: EquivariantLinear
+    output: EquivariantLinear
+    activation: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        irreps_in: e3nn.Irreps,
+        hidden_irreps: e3nn.Irreps,
+        irreps_out: e3nn.Irreps,
+        activation: str,
+        dtype: DTypeLike,
+        key: jax.Array,
+    ):
+        hidden_key, output_key = jax.random.split(key)
+        hidden_irreps = e3nn.Irreps(hidden_irreps)
+        num_gates = hidden_irreps.filter(drop=["0e", "0o"]).num_irreps
+        self.hidden = EquivariantLinear(
+            irreps_in,
+            (hidden_irreps + e3nn.Irreps(f"{num_gates}x0e")).simplify(),
+            dtype=dtype,
+            key=hidden_key,
+        )
+        with jax.ensure_compile_time_eval():
+            gated = e3nn.gate(e3nn.zeros(self.hidden.irreps_out, ())).irreps
+        self.output = EquivariantLinear(gated, irreps_out, dtype=dtype, key=output_key)
+        self.activation = activation
+
+    def __call__(self, node_features: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
+        hidden = self.hidden(node_features)
+        hidden = e3nn.gate(hidden, even_act=ACTIVATIONS[self.activation])
+        return self.output(hidden)

@@ -1,0 +1,124 @@
+"""Hyperparameters of MACE; defaults are those of the original mlip library."""
+
+import dataclasses
+from typing import Annotated, Literal
+
+import e3nn_jax as e3nn
+from beartype.vale import Is
+
+from mlip_eqx.models.activations import ActivationName
+from mlip_eqx.models.radial import RadialEnvelope
+from mlip_eqx.utils.config import (
+    Config,
+    ConfigError,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
+
+CorrelationOrder = Annotated[int, Is[lambda value: 1 <= value < 5]]
+
+
+@dataclasses.dataclass(frozen=True)
+class MaceConfig(Config):
+    """Hyperparameters of :class:`~mlip_eqx.models.mace.network.Mace`.
+
+    Attributes:
+        num_layers: Number of MACE layers (message passing + product basis).
+        num_channels: Number of channels of every irrep of the node features.
+        l_max: Highest degree of the spherical harmonics of the edge directions and of
+            the messages.
+        node_symmetry: Highest degree kept in the node features after the product
+            basis; None means ``l_max``. Must be <= ``l_max``.
+        correlation: Highest body order of the symmetric contraction (1 to 4).
+        readout_irreps: Irreps of the hidden layer of the last, non-linear readout
+            and of the readout output (whose first irrep must be 0e).
+        num_readout_heads: Number of readout heads (summed).
+        include_pseudotensors: Keep irreps of both parities in the messages; if
+            False, only parity (-1)^l.
+        num_bessel: Number of Bessel functions of the radial basis.
+        activation: Activation of the radial MLP and of the non-linear readout.
+        radial_envelope: "polynomial_envelope" or "soft_envelope".
+        symmetric_tensor_product_basis: Parametrise the symmetric contraction with
+            the symmetric tensor basis (fewer weights, same function space) instead
+            of the full reduced tensor basis.
+        atomic_energies: E0 per element: None or "average" for the dataset's,
+            "zero" for none, or a {Z: eV} map covering the dataset's elements.
+        avg_num_neighbors: Normalisation of the neighbour sum; None takes the
+            dataset's.
+        avg_r_min: Typical shortest edge length in Å for the radial normalisation;
+            None takes the dataset's.
+        num_species: Number of species slots; None takes the dataset's number of
+            elements.
+    """
+
+    num_layers: PositiveInt = 2
+    num_channels: PositiveInt = 128
+    l_max: NonNegativeInt = 3
+    node_symmetry: NonNegativeInt | None = None
+    correlation: CorrelationOrder = 3
+    readout_irreps: tuple[str, str] = ("16x0e", "0e")
+    num_readout_heads: PositiveInt = 1
+    include_pseudotensors: bool = False
+    num_bessel: PositiveInt = 8
+    activation: ActivationName = "silu"
+    radial_envelope: RadialEnvelope = "polynomial_envelope"
+    symmetric_tensor_product_basis: bool = False
+    atomic_energies: Literal["average", "zero"] | dict[int, float] | None = None
+    avg_num_neighbors: PositiveFloat | None = None
+    avg_r_min: PositiveFloat | None = None
+    num_species: PositiveInt | None = None
+
+    def __post_init__(self) -> None:
+        energies = self.atomic_energies
+        if isinstance(energies, dict):
+            object.__setattr__(self, "atomic_energies", _float_values(energies))
+        super().__post_init__()
+        name = type(self).__name__
+        if self.node_symmetry is not None and self.node_symmetry > self.l_max:
+            raise ConfigError(
+                f"{name}.node_symmetry: invalid value {self.node_symmetry!r} "
+                f"(expected at most l_max={self.l_max})."
+            )
+        if isinstance(self.atomic_energies, dict):
+            bad = [z for z in self.atomic_energies if not 1 <= z <= 118]
+            if bad:
+                raise ConfigError(
+                    f"{name}.atomic_energies: {bad} are not atomic numbers."
+                )
+        for irreps in self.readout_irreps:
+            try:
+                e3nn.Irreps(irreps)
+            except (ValueError, AssertionError) as error:
+                raise ConfigError(
+                    f"{name}.readout_irreps: {irreps!r} is not an irreps string "
+                    f"({error})."
+                ) from None
+        output = e3nn.Irreps(self.readout_irreps[1])
+        if len(output) == 0 or output[0].ir != e3nn.Irrep("0e"):
+            raise ConfigError(
+                f"{name}.readout_irreps: the output irreps "
+                f"{self.readout_irreps[1]!r} must start with 0e (the energy)."
+            )
+
+    def __hash__(self) -> int:
+        return hash(
+            tuple(
+                tuple(sorted(value.items())) if isinstance(value, dict) else value
+                for value in dataclasses.astuple(self)
+            )
+        )
+
+    @property
+    def resolved_node_symmetry(self) -> int:
+        """``node_symmetry``, or ``l_max`` when it is None."""
+        return self.l_max if self.node_symmetry is None else self.node_symmetry
+
+
+def _float_values(energies: dict) -> dict:
+    converted = {}
+    for z, energy in energies.items():
+        if isinstance(energy, int) and not isinstance(energy, bool):
+            energy = float(energy)
+        converted[z] = energy
+    return converted

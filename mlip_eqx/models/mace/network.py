@@ -1,0 +1,275 @@
+"""MACE (Batatia et al., "MACE: Higher Order Equivariant Message Passing Neural
+Networks for Fast and Accurate Force Fields", 2022) as an Equinox module."""
+
+import e3nn_jax as e3nn
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+from jaxtyping import Array, Float, Int
+
+from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models.atomic_energies import atomic_energies_per_species
+from mlip_eqx.models.initialisers import normal
+from mlip_eqx.models.linear import EquivariantLinear
+from mlip_eqx.models.mace.blocks import (
+    InteractionBlock,
+    LinearReadout,
+    NonLinearReadout,
+    ProductBasisBlock,
+)
+from mlip_eqx.models.mace.config import MaceConfig
+from mlip_eqx.models.mlip_network import MLIPNetwork, default_float_dtype
+from mlip_eqx.models.radial import radial_embedding, safe_norm
+
+
+class MaceLayer(eqx.Module):
+    """One MACE layer: interaction, product basis, residual, readout heads.
+
+    The first layer has no residual; instead a species-dependent linear map
+    follows its interaction block. Later layers add a species-dependent linear map
+    of their input (the residual) to the product basis output.
+    """
+
+    species_linear: EquivariantLinear
+    interaction: InteractionBlock
+    product_basis: ProductBasisBlock
+    readouts: tuple[LinearReadout | NonLinearReadout, ...]
+    is_first: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        source_irreps: e3nn.Irreps,
+        *,
+        is_first: bool,
+        is_last: bool,
+        config: MaceConfig,
+        num_species: int,
+        avg_num_neighbors: float,
+        dtype: DTypeLike,
+        key: jax.Array,
+    ):
+        """Args:
+        source_irreps: Irreps of the input node features.
+        is_first: Whether this is the first layer (no residual).
+        is_last: Whether this is the last layer (scalar output, non-linear readout).
+        config: The MACE hyperparameters.
+        num_species: Number of species.
+        avg_num_neighbors: Normalisation of the neighbour sum.
+        dtype: Dtype of the weights.
+        key: Random key.
+        """
+        keys = jax.random.split(key, 3 + config.num_readout_heads)
+        channels = config.num_channels
+        if config.include_pseudotensors:
+            interaction_irreps = e3nn.Irreps(e3nn.Irrep.iterator(config.l_max))
+        else:
+            interaction_irreps = e3nn.Irreps.spherical_harmonics(config.l_max)
+        node_irreps = e3nn.Irreps.spherical_harmonics(config.resolved_node_symmetry)
+        target_irreps = channels * (e3nn.Irreps("0e") if is_last else node_irreps)
+        self.is_first = is_first
+        self.interaction = InteractionBlock(
+            source_irreps,
+            channels * interaction_irreps,
+            l_max=config.l_max,
+            num_radial=config.num_bessel,
+            avg_num_neighbors=avg_num_neighbors,
+            activation=config.activation,
+            dtype=dtype,
+            key=keys[0],
+        )
+        interaction_out = self.interaction.irreps_out
+        self.species_linear = EquivariantLinear(
+            interaction_out if is_first else source_irreps,
+            interaction_out if is_first else target_irreps.regroup(),
+            dtype=dtype,
+            key=keys[1],
+            num_species=num_species,
+        )
+        self.product_basis = ProductBasisBlock(
+            interaction_out,
+            target_irreps,
+            num_channels=channels,
+            correlation=config.correlation,
+            num_species=num_species,
+            symmetric_basis=config.symmetric_tensor_product_basis,
+            dtype=dtype,
+            key=keys[2],
+        )
+        hidden_irreps, output_irreps = (e3nn.Irreps(i) for i in config.readout_irreps)
+        self.readouts = tuple(
+            NonLinearReadout(
+                target_irreps, hidden_irreps, output_irreps, config.activation, dtype, k
+            )
+            if is_last
+            else LinearReadout(target_irreps, output_irreps, dtype, k)
+            for k in keys[3:]
+        )
+
+    @property
+    def irreps_out(self) -> e3nn.Irreps:
+        return self.product_basis.linear.irreps_out
+
+    def __call__(
+        self,
+        node_features: e3nn.IrrepsArray,
+        node_species: Int[Array, " n_node"],
+        directions: e3nn.IrrepsArray,
+        radial_features: Float[Array, "n_edge num_radial"],
+        senders: Int[Array, " n_edge"],
+        receivers: Int[Array, " n_edge"],
+    ) -> tuple[Float[Array, " n_node"], e3nn.IrrepsArray]:
+        """Returns (sum of the readout heads' energies [n_node], new features)."""
+        residual = None
+        if not self.is_first:
+            residual = self.species_linear(node_features, node_species)
+        node_features = self.interaction(
+            node_features, directions, radial_features, senders, receivers
+        )
+        if self.is_first:
+            node_features = self.species_linear(node_features, node_species)
+        node_features = self.product_basis(node_features, node_species)
+        if residual is not None:
+            node_features = node_features + residual
+        energies = sum(readout(node_features).array[:, 0] for readout in self.readouts)
+        return energies, node_features
+
+
+class Mace(MLIPNetwork):
+    """The MACE network: per-node energies from edge vectors and species.
+
+    ``node_energy = scaling_mean + scaling_stdev * (sum over layers and heads of the
+    readouts) + E0(species)``, with scaling from the DatasetInfo.
+
+    Attributes:
+        config: Hyperparameters (see :class:`MaceConfig`).
+        dataset_info: Cutoff, neighbour statistics, energy scaling and E0.
+        embedding: Species embedding, [num_species, num_channels].
+        layers: The MACE layers.
+    """
+
+    Config = MaceConfig
+
+    config: MaceConfig = eqx.field(static=True)
+    dataset_info: DatasetInfo = eqx.field(static=True)
+    embedding: Float[Array, "num_species num_channels"]
+    layers: tuple[MaceLayer, ...]
+
+    def __init__(
+        self,
+        config: MaceConfig,
+        dataset_info: DatasetInfo,
+        *,
+        key: jax.Array | None = None,
+    ):
+        """Builds MACE with random parameters.
+
+        Args:
+            config: Hyperparameters.
+            dataset_info: Statistics of the training set.
+            key: Random key of the initial parameters; ``jax.random.key(0)`` if None.
+
+        Raises:
+            ValueError: If ``config.num_species`` is smaller than the number of
+                elements of the dataset, or an explicit E0 map lacks one of them.
+        """
+        self.config = config
+        self.dataset_info = dataset_info
+        num_species = self.num_species
+        atomic_energies_per_species(config.atomic_energies, dataset_info, num_species)
+        key = jax.random.key(0) if key is None else key
+        self.embedding, self.layers = _initial_parameters(
+            config, num_species, self.avg_num_neighbors, key
+        )
+
+    @property
+    def num_species(self) -> int:
+        """Number of species slots (config, or the dataset's number of elements)."""
+        if self.config.num_species is not None:
+            return self.config.num_species
+        return len(self.dataset_info.allowed_atomic_numbers)
+
+    @property
+    def avg_num_neighbors(self) -> float:
+        """Normalisation of the neighbour sums (config, or the dataset's)."""
+        if self.config.avg_num_neighbors is not None:
+            return self.config.avg_num_neighbors
+        return self.dataset_info.avg_num_neighbors
+
+    @property
+    def avg_r_min(self) -> float | None:
+        """Typical shortest edge in Å for the radial normalisation, or None."""
+        if self.config.avg_r_min is not None:
+            return self.config.avg_r_min
+        return self.dataset_info.avg_r_min_angstrom
+
+    def __call__(
+        self,
+        edge_vectors: Float[Array, "n_edge 3"],
+        node_species: Int[Array, " n_node"],
+        senders: Int[Array, " n_edge"],
+        receivers: Int[Array, " n_edge"],
+    ) -> Float[Array, " n_node"]:
+        """Energy of each node in eV (see :class:`MLIPNetwork`)."""
+        dtype = self.embedding.dtype
+        edge_vectors = edge_vectors.astype(dtype)
+        lengths, is_zero = safe_norm(edge_vectors)
+        radial_features = radial_embedding(
+            lengths,
+            is_zero,
+            cutoff=self.dataset_info.cutoff_distance_angstrom,
+            num_basis=self.config.num_bessel,
+            envelope=self.config.radial_envelope,
+            r_min=self.avg_r_min,
+        )
+        safe_vectors = jnp.where(is_zero[:, None], 1.0, edge_vectors)
+        directions = e3nn.IrrepsArray("1o", -safe_vectors)
+        node_features = e3nn.IrrepsArray(
+            self.config.num_channels * e3nn.Irreps("0e"),
+            self.embedding[node_species] * self.num_species**-0.5,
+        )
+        readout_sum = jnp.zeros(node_species.shape, dtype)
+        for layer in self.layers:
+            energies, node_features = layer(
+                node_features,
+                node_species,
+                directions,
+                radial_features,
+                senders,
+                receivers,
+            )
+            readout_sum = readout_sum + energies
+        info = self.dataset_info
+        atomic_energies = atomic_energies_per_species(
+            self.config.atomic_energies, info, self.num_species
+        )
+        return (
+            info.scaling_mean
+            + info.scaling_stdev * readout_sum
+            + jnp.asarray(atomic_energies, dtype)[node_species]
+        )
+
+
+def _initial_parameters(
+    config: MaceConfig, num_species: int, avg_num_neighbors: float, key: jax.Array
+) -> tuple[Float[Array, "num_species num_channels"], tuple[MaceLayer, ...]]:
+    """Draws the species embedding and builds the layers."""
+    dtype = default_float_dtype()
+    embedding_key, *layer_keys = jax.random.split(key, 1 + config.num_layers)
+    embedding = normal(embedding_key, (num_species, config.num_channels), dtype)
+    layers = []
+    source_irreps = config.num_channels * e3nn.Irreps("0e")
+    for index, layer_key in enumerate(layer_keys):
+        layer = MaceLayer(
+            source_irreps,
+            is_first=index == 0,
+            is_last=index == config.num_layers - 1,
+            config=config,
+            num_species=num_species,
+            avg_num_neighbors=avg_num_neighbors,
+            dtype=dtype,
+            key=layer_key,
+        )
+        layers.append(layer)
+        source_irreps = layer.irreps_out
+    return embedding, tuple(layers)

@@ -1,0 +1,147 @@
+"""Radial functions of the edge length: Bessel basis, envelopes, safe norms."""
+
+import functools
+from collections.abc import Callable
+from typing import Literal
+
+import e3nn_jax as e3nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float
+
+RadialEnvelope = Literal["polynomial_envelope", "soft_envelope"]
+
+
+def safe_norm(
+    vectors: Float[Array, "n_edge 3"],
+) -> tuple[Float[Array, " n_edge"], Bool[Array, " n_edge"]]:
+    """Lengths of vectors with finite, zero gradients for zero vectors.
+
+    Args:
+        vectors: Edge vectors in Å.
+
+    Returns:
+        (lengths in Å, mask that is True where a vector is exactly zero).
+    """
+    squared = jnp.sum(vectors**2, axis=-1)
+    is_zero = squared == 0.0
+    lengths = jnp.sqrt(jnp.where(is_zero, 1.0, squared))
+    return jnp.where(is_zero, 0.0, lengths), is_zero
+
+
+def bessel_basis(
+    lengths: Float[Array, " n_edge"], cutoff: float, num_basis: int
+) -> Float[Array, "n_edge num_basis"]:
+    """Bessel functions sqrt(2/c) sin(n pi r / c) / r, n = 1..num_basis.
+
+    Args:
+        lengths: Edge lengths r in Å; must be > 0 (callers mask zero lengths).
+        cutoff: Cutoff c in Å.
+        num_basis: Number of basis functions.
+
+    Returns:
+        The basis evaluated at each length.
+    """
+    frequencies = jnp.arange(1, num_basis + 1, dtype=lengths.dtype) * jnp.pi / cutoff
+    radii = lengths[:, None]
+    return np.sqrt(2.0 / cutoff) * jnp.sin(frequencies * radii) / radii
+
+
+def polynomial_envelope(
+    lengths: Float[Array, " n_edge"], cutoff: float, power: int = 5
+) -> Float[Array, " n_edge"]:
+    """Polynomial cutoff of Klicpera et al. (ICLR 2020, eq. 8), zero beyond cutoff.
+
+    The envelope and its first two derivatives vanish at the cutoff.
+
+    Args:
+        lengths: Edge lengths in Å.
+        cutoff: Cutoff in Å.
+        power: Degree p of the leading term.
+
+    Returns:
+        The envelope, 1 at r = 0 and 0 for r >= cutoff.
+    """
+    x = lengths / cutoff
+    p = float(power)
+    envelope = (
+        1.0
+        - (p + 1.0) * (p + 2.0) / 2.0 * x**power
+        + p * (p + 2.0) * x ** (power + 1)
+        - p * (p + 1.0) / 2.0 * x ** (power + 2)
+    )
+    return jnp.where(x < 1.0, envelope, 0.0)
+
+
+def soft_envelope(
+    lengths: Float[Array, " n_edge"], cutoff: float
+) -> Float[Array, " n_edge"]:
+    """Smooth (C-infinity) envelope of e3nn, 1.2 at r = 0 and 0 for r >= cutoff.
+
+    Args:
+        lengths: Edge lengths in Å.
+        cutoff: Cutoff in Å.
+
+    Returns:
+        The envelope at each length.
+    """
+    return e3nn.soft_envelope(
+        lengths, cutoff, arg_multiplicator=2.0, value_at_origin=1.2
+    )
+
+
+ENVELOPES: dict[str, Callable[..., Array]] = {
+    "polynomial_envelope": polynomial_envelope,
+    "soft_envelope": soft_envelope,
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _embedding_scale(
+    envelope: str, cutoff: float, num_basis: int, r_min: float | None
+) -> float:
+    if r_min is None:
+        return 1.0
+    with jax.ensure_compile_time_eval():
+        samples = jnp.linspace(r_min, cutoff, 1000, dtype=jnp.float32)
+        values = _enveloped_bessel(samples, envelope, cutoff, num_basis)
+        return float(jnp.mean(values**2)) ** -0.5
+
+
+def _enveloped_bessel(
+    lengths: Float[Array, " n_edge"], envelope: str, cutoff: float, num_basis: int
+) -> Float[Array, "n_edge num_basis"]:
+    basis = bessel_basis(lengths, cutoff, num_basis)
+    return basis * ENVELOPES[envelope](lengths, cutoff)[:, None]
+
+
+def radial_embedding(
+    lengths: Float[Array, " n_edge"],
+    is_zero: Bool[Array, " n_edge"],
+    *,
+    cutoff: float,
+    num_basis: int,
+    envelope: RadialEnvelope,
+    r_min: float | None,
+) -> Float[Array, "n_edge num_basis"]:
+    """Bessel basis times envelope, zero for zero-length (padding) edges.
+
+    When ``r_min`` is given, the embedding is scaled so that its mean square over
+    lengths uniform in [r_min, cutoff] is 1.
+
+    Args:
+        lengths: Edge lengths in Å.
+        is_zero: True for edges of zero length (padding), which get zeros.
+        cutoff: Cutoff in Å.
+        num_basis: Number of Bessel functions.
+        envelope: Name of the envelope.
+        r_min: Typical shortest edge length in Å, or None for no rescaling.
+
+    Returns:
+        The radial features of each edge.
+    """
+    safe_lengths = jnp.where(is_zero, cutoff, lengths)
+    values = _enveloped_bessel(safe_lengths, envelope, cutoff, num_basis)
+    scale = _embedding_scale(envelope, float(cutoff), num_basis, r_min)
+    return jnp.where(is_zero[:, None], 0.0, scale * values)

@@ -1,0 +1,71 @@
+"""Small networks and a DatasetInfo for model tests; add NequIP/ViSNet here."""
+
+import functools
+
+import jax
+
+from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models import ForceField, Mace
+
+ELEMENTS = (29, 47, 79)  # those of tests.helpers.structures.random_system
+CUTOFF = 4.0  # Å
+
+DATASET_INFO = DatasetInfo(
+    atomic_energies_map={29: -3.5, 47: -2.75, 79: -3.25},
+    cutoff_distance_angstrom=CUTOFF,
+    avg_num_neighbors=12.0,
+    avg_r_min_angstrom=2.2,
+    scaling_mean=0.1,
+    scaling_stdev=1.5,
+)
+
+# Small configurations that exercise every code path quickly.
+NETWORK_CONFIGS = {
+    "mace": (Mace, Mace.Config(num_channels=8, l_max=2, correlation=3)),
+    "mace-pseudotensors-soft": (
+        Mace,
+        Mace.Config(
+            num_channels=8,
+            l_max=2,
+            correlation=2,
+            include_pseudotensors=True,
+            radial_envelope="soft_envelope",
+            activation="tanh",
+        ),
+    ),
+    "mace-3-layers-symmetric-basis": (
+        Mace,
+        Mace.Config(
+            num_channels=8,
+            l_max=1,
+            node_symmetry=1,
+            num_layers=3,
+            correlation=3,
+            symmetric_tensor_product_basis=True,
+            num_readout_heads=2,
+            readout_irreps=("4x0e + 2x1o", "0e"),
+        ),
+    ),
+}
+
+
+# Fast to compile, for tests of plumbing rather than physics.
+TINY_CONFIGS = {
+    "mace-tiny": (
+        Mace,
+        Mace.Config(num_channels=4, l_max=1, correlation=2, num_layers=1),
+    ),
+}
+
+
+@functools.cache
+def _force_field(name: str, predict_stress: bool, x64: bool) -> ForceField:
+    network_class, config = {**NETWORK_CONFIGS, **TINY_CONFIGS}[name]
+    network = network_class(config, DATASET_INFO, key=jax.random.key(7))
+    return ForceField(network, predict_stress=predict_stress)
+
+
+def force_field(name: str, predict_stress: bool = True) -> ForceField:
+    """A cached force field of a named network, in the dtype of the current x64
+    setting (call it and use its result under the same setting)."""
+    return _force_field(name, predict_stress, bool(jax.config.jax_enable_x64))

@@ -1,0 +1,234 @@
+"""ForceField: API, dtypes, padding, batching, compilation, gradients, stress sign."""
+
+import ase
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+
+from mlip_eqx.data.chemical_system import ChemicalSystem
+from mlip_eqx.models import ForceField, Mace, MLIPNetwork, Prediction
+from tests.helpers import physics
+from tests.helpers.models import DATASET_INFO, ELEMENTS, NETWORK_CONFIGS, force_field
+from tests.helpers.structures import random_system
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def some_systems(seed: int) -> list[ChemicalSystem]:
+    rng = np.random.default_rng(seed)
+    return [
+        random_system(rng, 5),
+        random_system(rng, 3, periodic=False),
+        random_system(rng, 7),
+    ]
+
+
+def test_prediction_is_float32_without_x64_and_omits_stress_unless_asked():
+    rng = np.random.default_rng(0)
+    system = random_system(rng, 4)
+    for predict_stress in (False, True):
+        ff = force_field("mace-tiny", predict_stress=predict_stress)
+        batch = physics.make_batch(ff, [system])
+        assert batch.positions.dtype == np.float64
+        prediction = physics.predict_graph(ff, batch)
+        assert isinstance(prediction, Prediction)
+        assert prediction.energy.dtype == jnp.float32 == ff.dtype
+        assert prediction.energy.shape == (batch.num_graphs,)
+        assert prediction.forces.shape == (batch.num_nodes, 3)
+        if predict_stress:
+            assert prediction.stress.shape == (batch.num_graphs, 3, 3)
+            assert prediction.pressure.shape == (batch.num_graphs,)
+        else:
+            assert prediction.stress is None and prediction.pressure is None
+    # The stress-free call gives the same energies and forces.
+    with_stress, without_stress = (
+        physics.predict_each(force_field("mace-tiny", predict_stress=flag), [system])[0]
+        for flag in (True, False)
+    )
+    np.testing.assert_allclose(with_stress.energy, without_stress.energy, rtol=1e-6)
+    np.testing.assert_allclose(with_stress.forces, without_stress.forces, atol=1e-5)
+
+
+def test_prediction_is_float64_under_x64(x64):
+    ff = force_field("mace")
+    assert ff.dtype == jnp.float64
+    batch = physics.make_batch(ff, some_systems(1))
+    prediction = physics.predict_graph(ff, batch)
+    for leaf in jax.tree.leaves(prediction):
+        assert leaf.dtype == jnp.float64
+
+
+def test_batch_gives_the_same_results_as_each_structure_alone(x64):
+    ff = force_field("mace")
+    systems = some_systems(2)
+    together = physics.predict_each(ff, systems)
+    assert len(physics.groups_that_fit(ff, systems, physics.BATCH_SIZES)) == 1
+    alone = [physics.predict_each(ff, [system])[0] for system in systems]
+    physics.assert_trees_close(together, alone, rtol=1e-10, atol=1e-12)
+
+
+def test_extra_padding_changes_nothing(x64):
+    ff = force_field("mace")
+    systems = some_systems(3)
+    graphs = [physics.make_graph(ff, system) for system in systems]
+    tight = physics.predict_each(
+        ff,
+        systems,
+        n_node=sum(g.num_nodes for g in graphs) + 1,
+        n_edge=sum(g.num_edges for g in graphs),
+        n_graph=len(graphs) + 1,
+    )
+    padded = physics.predict_each(ff, systems)  # BATCH_SIZES: much more padding
+    physics.assert_trees_close(tight, padded, rtol=1e-10, atol=1e-12)
+
+
+def test_molecule_has_zero_stress_and_padding_graphs_are_zero(x64):
+    ff = force_field("mace")
+    rng = np.random.default_rng(4)
+    batch = physics.make_batch(ff, [random_system(rng, 4, periodic=False)])
+    prediction = physics.predict_graph(ff, batch)
+    np.testing.assert_array_equal(prediction.stress, 0.0)
+    np.testing.assert_array_equal(prediction.pressure, 0.0)
+    assert np.all(np.asarray(prediction.energy[1:]) == 0.0)
+    assert prediction.energy[0] != 0.0
+
+
+def test_compiles_once_per_padded_shape():
+    traces = []
+
+    @eqx.filter_jit
+    def call(ff: ForceField, graph) -> Prediction:
+        traces.append(graph.num_nodes)
+        return ff(graph)
+
+    ff = force_field("mace", predict_stress=False)
+    sizes = {"n_node": 24, "n_edge": 512, "n_graph": 4}
+    rng = np.random.default_rng(5)
+    first = physics.make_batch(
+        ff, [random_system(rng, 5), random_system(rng, 3)], **sizes
+    )
+    second = physics.make_batch(ff, [random_system(rng, 8)], **sizes)
+    call(ff, first)
+    call(ff, second)
+    doubled = jax.tree.map(lambda leaf: 2.0 * leaf, ff.params)
+    call(ff.with_params(doubled), jax.tree.map(jnp.asarray, second))
+    assert len(traces) == 1
+    call(ff, physics.make_batch(ff, [random_system(rng, 5)], **{**sizes, "n_node": 32}))
+    assert len(traces) == 2
+
+
+def test_from_mlip_network_draws_parameters_from_the_seed():
+    network_class, config = NETWORK_CONFIGS["mace"]
+    network = network_class(config, DATASET_INFO, key=jax.random.key(123))
+    first = ForceField.from_mlip_network(network, predict_stress=True, seed=1)
+    again = ForceField.from_mlip_network(network, predict_stress=True, seed=1)
+    other = ForceField.from_mlip_network(network, seed=2)
+    assert first.predict_stress and not other.predict_stress
+    physics.assert_trees_close(first.params, again.params, rtol=0, atol=0)
+    for a, b, original in zip(
+        jax.tree.leaves(first.params),
+        jax.tree.leaves(other.params),
+        jax.tree.leaves(eqx.filter(network, eqx.is_inexact_array)),
+    ):
+        assert a.shape == b.shape == original.shape
+        assert not np.array_equal(a, b) and not np.array_equal(a, original)
+    default = ForceField.from_mlip_network(network)
+    physics.assert_trees_close(
+        default.params, ForceField.from_mlip_network(network, seed=42).params, 0, 0
+    )
+
+
+def test_properties():
+    ff = force_field("mace")
+    assert ff.cutoff_distance == DATASET_INFO.cutoff_distance_angstrom
+    assert ff.allowed_atomic_numbers == list(ELEMENTS)
+    assert ff.config == NETWORK_CONFIGS["mace"][1]
+    assert ff.dataset_info == DATASET_INFO
+    assert isinstance(ff.network, MLIPNetwork)
+    assert isinstance(ff.config, Mace.Config)
+
+
+def test_params_are_the_trainable_arrays_and_rebuild_the_force_field(x64):
+    ff = force_field("mace")
+    params = ff.params
+    leaves = jax.tree.leaves(params)
+    assert leaves and all(eqx.is_inexact_array(leaf) for leaf in leaves)
+    assert sum(leaf.size for leaf in leaves) == sum(
+        leaf.size for leaf in jax.tree.leaves(ff) if eqx.is_array(leaf)
+    )
+    systems = some_systems(6)
+    same = ff.with_params(params)
+    physics.assert_trees_close(
+        physics.predict_each(same, systems), physics.predict_each(ff, systems), 0, 0
+    )
+    changed = ff.with_params(jax.tree.map(lambda leaf: 1.1 * leaf, params))
+    before = physics.predict_each(ff, systems)[0]
+    after = physics.predict_each(changed, systems)[0]
+    assert abs(before.energy - after.energy) > 1e-6
+
+
+def test_parameter_gradients_are_finite_with_padding(x64):
+    """Training differentiates energy, forces and stress with respect to the params;
+    zero-length padding edges and zero padding cells must not produce NaN."""
+    ff = force_field("mace")
+    batch = jax.tree.map(jnp.asarray, physics.make_batch(ff, some_systems(7)))
+    assert not bool(batch.edge_mask.all()) and not bool(batch.graph_mask.all())
+
+    @eqx.filter_jit
+    @jax.grad
+    def loss_gradient(params):
+        prediction = ff.with_params(params)(batch)
+        return (
+            jnp.sum(prediction.energy**2)
+            + jnp.sum(prediction.forces**2)
+            + jnp.sum(prediction.stress**2)
+        )
+
+    gradients = jax.tree.leaves(loss_gradient(ff.params))
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in gradients)
+    assert any(bool(jnp.any(g != 0.0)) for g in gradients)
+
+
+def emt_triclinic_copper() -> ase.Atoms:
+    cell = np.array([[3.7, 0.1, 0.0], [0.6, 3.5, 0.2], [-0.3, 0.4, 3.9]])
+    fractional = np.array(
+        [[0.0, 0.0, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]]
+    )
+    atoms = ase.Atoms("Cu4", scaled_positions=fractional, cell=cell, pbc=True)
+    atoms.rattle(0.05, seed=3)
+    return atoms
+
+
+def test_finite_difference_stress_follows_ase_sign_convention():
+    """The strain derivative used by the stress checks reproduces ASE's EMT stress,
+    so a force field that passes those checks has ASE's sign convention."""
+    atoms = emt_triclinic_copper()
+    atoms.calc = EMT()
+    reference = atoms.get_stress(voigt=False)
+    assert np.abs(reference).max() > 1e-3
+
+    def emt_energy(system: ChemicalSystem) -> float:
+        strained = ase.Atoms(
+            numbers=system.atomic_numbers,
+            positions=system.positions,
+            cell=system.cell,
+            pbc=True,
+            calculator=EMT(),
+        )
+        return strained.get_potential_energy()
+
+    system = ChemicalSystem(
+        atomic_numbers=atoms.numbers,
+        positions=atoms.positions,
+        cell=np.array(atoms.cell),
+        pbc=atoms.pbc,
+    )
+    stress = physics.finite_difference_stress(emt_energy, system, step=1e-5)
+    np.testing.assert_allclose(stress, reference, rtol=1e-5, atol=1e-8)
