@@ -1,0 +1,149 @@
+"""Training-step speed of MACE on the demo data, on 1 and on 2 CPU devices.
+
+Usage:
+    python benchmarks/train_step.py [--steps 30] [--repeats 5]
+        [--output benchmarks/results/train_step.json]
+
+Model: MACE with 32 channels, l_max 2, correlation 3, 2 layers, cutoff 5 Å;
+batch size 8 (per device), float32, MSE loss, default MLIP optimizer. Each device
+count runs in its own process (``XLA_FLAGS=--xla_force_host_platform_device_count``
+must be set before jax starts). Reports the compile time (first step) and, over
+``--repeats`` timed runs of ``--steps`` steps each, the median of steps/s,
+structures/s and atoms/s. On 2 devices one step processes 2 batches.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def measure(num_devices: int, steps: int, repeats: int) -> dict:
+    """Runs in a process whose XLA_FLAGS give ``num_devices`` CPU devices."""
+    import jax
+
+    from mlip_eqx.data import ExtxyzReader, GraphDatasetBuilder
+    from mlip_eqx.data.demo import get_demo_dataset
+    from mlip_eqx.models import ForceField, Mace
+    from mlip_eqx.models.loss import MSELoss
+    from mlip_eqx.training.mesh import batch_sharding, make_mesh
+    from mlip_eqx.training.optimizer import get_default_mlip_optimizer
+    from mlip_eqx.training.training_state import init_training_state
+    from mlip_eqx.training.training_step import make_train_step
+
+    assert len(jax.devices()) == num_devices, jax.devices()
+    demo = get_demo_dataset()
+    reader = ExtxyzReader(ExtxyzReader.Config(train_dataset_paths=demo.train_path))
+    builder = GraphDatasetBuilder(
+        reader,
+        GraphDatasetBuilder.Config(
+            graph_cutoff_angstrom=5.0, batch_size=8, validation_fraction=0.0
+        ),
+    )
+    builder.prepare_datasets()
+    train_set = builder.get_splits()[0]
+    mace = Mace(
+        Mace.Config(num_channels=32, l_max=2, correlation=3, num_layers=2),
+        builder.dataset_info,
+    )
+    force_field = ForceField.from_mlip_network(mace)
+    optimizer = get_default_mlip_optimizer()
+    mesh = make_mesh()
+    state = init_training_state(force_field, optimizer, mesh=mesh)
+    train_step = make_train_step(force_field, MSELoss(), optimizer, mesh=mesh)
+    sharding = batch_sharding(mesh)
+    batches = [
+        jax.device_put(batch, sharding)
+        for batch in train_set.iter_batches(0, num_devices=num_devices)
+    ]
+    structures = [int(b.graph_mask.sum()) for b in batches]
+    atoms = [int(b.node_mask.sum()) for b in batches]
+
+    start = time.perf_counter()
+    state, metrics = train_step(state, batches[0], 0)
+    jax.block_until_ready(state)
+    compile_seconds = time.perf_counter() - start
+
+    rates = []
+    for repeat in range(repeats):
+        chosen = [(i + repeat * steps) % len(batches) for i in range(steps)]
+        start = time.perf_counter()
+        for index in chosen:
+            state, metrics = train_step(state, batches[index], 0)
+        jax.block_until_ready(state)
+        seconds = time.perf_counter() - start
+        rates.append(
+            {
+                "steps_per_s": steps / seconds,
+                "structures_per_s": sum(structures[i] for i in chosen) / seconds,
+                "atoms_per_s": sum(atoms[i] for i in chosen) / seconds,
+            }
+        )
+    return {
+        "num_devices": num_devices,
+        "compile_and_first_step_s": compile_seconds,
+        "final_loss": float(metrics["loss"]),
+        **{
+            key: statistics.median(rate[key] for rate in rates)
+            for key in ("steps_per_s", "structures_per_s", "atoms_per_s")
+        },
+        "num_parameters": sum(x.size for x in jax.tree.leaves(force_field.params)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--devices", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--output", type=Path, default=Path("benchmarks/results/train_step.json")
+    )
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(measure(args.child, args.steps, args.repeats)))
+        return
+    rows = []
+    for devices in args.devices:
+        environment = dict(os.environ)
+        environment["XLA_FLAGS"] = (
+            f"--xla_force_host_platform_device_count={devices}"
+        )
+        result = subprocess.run(
+            [sys.executable, __file__, "--child", str(devices),
+             "--steps", str(args.steps), "--repeats", str(args.repeats)],
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    keys = [k for k in rows[0] if k != "num_devices"]
+    print(f"{'metric':28s}" + "".join(f"{r['num_devices']:>12d} dev" for r in rows))
+    for key in keys:
+        print(f"{key:28s}" + "".join(f"{r[key]:16.3f}" for r in rows))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "steps_per_repeat": args.steps,
+                "repeats": args.repeats,
+                "statistic": "median",
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

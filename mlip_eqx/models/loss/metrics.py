@@ -1,0 +1,107 @@
+"""Evaluation metrics of predictions against labelled graphs (masked, jit-safe)."""
+
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float
+
+from mlip_eqx.graph.graph import Graph
+from mlip_eqx.models.loss.terms import safe_divide
+from mlip_eqx.models.prediction import Prediction
+
+
+def _broadcast_mask(mask: Bool[Array, " n"], values: Array) -> Bool[Array, "n ..."]:
+    return jnp.broadcast_to(
+        mask.reshape(mask.shape + (1,) * (values.ndim - 1)), values.shape
+    )
+
+
+def _masked_mean(values: Float[Array, "n ..."], mask: Bool[Array, " n"]) -> Array:
+    """Mean of ``values`` over the rows where ``mask`` is True (0 if none)."""
+    full_mask = _broadcast_mask(mask, values)
+    total = jnp.sum(jnp.where(full_mask, values, 0.0))
+    return safe_divide(total, jnp.sum(full_mask).astype(values.dtype))
+
+
+def _masked_q95(values: Float[Array, "n ..."], mask: Bool[Array, " n"]) -> Array:
+    """95th percentile of |values| over the masked rows (0 if none)."""
+    full_mask = _broadcast_mask(mask, values)
+    kept = jnp.where(full_mask, jnp.abs(values), jnp.nan)
+    return jnp.where(jnp.any(full_mask), jnp.nanpercentile(kept, 95), 0.0)
+
+
+def _error_metrics(
+    name: str,
+    errors: Array,
+    references: Array,
+    mask: Bool[Array, " n"],
+    extended: bool,
+) -> dict[str, Array]:
+    """MAE and RMSE (and relative variants and q95 if extended) of one quantity."""
+    mae = _masked_mean(jnp.abs(errors), mask)
+    rmse = jnp.sqrt(_masked_mean(jnp.square(errors), mask))
+    metrics = {f"mae_{name}": mae, f"rmse_{name}": rmse}
+    if extended:
+        reference_mae = _masked_mean(jnp.abs(references), mask)
+        reference_rms = jnp.sqrt(_masked_mean(jnp.square(references), mask))
+        metrics[f"rel_mae_{name}"] = safe_divide(mae, reference_mae)
+        metrics[f"rel_rmse_{name}"] = safe_divide(rmse, reference_rms)
+        metrics[f"q95_{name}"] = _masked_q95(errors, mask)
+    return metrics
+
+
+def compute_eval_metrics(
+    prediction: Prediction, ref_graph: Graph, extended_metrics: bool = False
+) -> dict[str, Array]:
+    """Errors of the prediction on the real, labelled graphs and nodes of a batch.
+
+    Energies in eV (``_e``), per atom in eV (``_e_per_atom``), forces in eV/Å
+    (``_f``, over the components of real atoms of graphs with force labels), stress
+    in eV/Å³ (``_stress``, only if predicted and ``extended_metrics``).
+
+    Args:
+        prediction: The force field's output for ``ref_graph``.
+        ref_graph: The labelled, padded batch.
+        extended_metrics: Add per-atom, relative, q95 and stress metrics.
+
+    Returns:
+        A dict of scalar metrics.
+    """
+    graph_mask = jnp.asarray(ref_graph.graph_mask)
+    n_node = jnp.asarray(ref_graph.n_node).astype(prediction.energy.dtype)
+    energy_mask = graph_mask & jnp.asarray(ref_graph.has_energy)
+    energy_reference = jnp.asarray(ref_graph.energy, prediction.energy.dtype)
+    energy_errors = prediction.energy - energy_reference
+    metrics = _error_metrics("e", energy_errors, energy_reference, energy_mask, False)
+    if extended_metrics:
+        metrics |= _error_metrics(
+            "e", energy_errors, energy_reference, energy_mask, True
+        )
+        metrics |= _error_metrics(
+            "e_per_atom",
+            safe_divide(energy_errors, n_node),
+            safe_divide(energy_reference, n_node),
+            energy_mask,
+            True,
+        )
+    node_graph = ref_graph.node_graph_index()
+    forces_mask = (
+        jnp.asarray(ref_graph.node_mask) & jnp.asarray(ref_graph.has_forces)[node_graph]
+    )
+    forces_reference = jnp.asarray(ref_graph.forces, prediction.forces.dtype)
+    metrics |= _error_metrics(
+        "f",
+        prediction.forces - forces_reference,
+        forces_reference,
+        forces_mask,
+        extended_metrics,
+    )
+    if extended_metrics and prediction.stress is not None:
+        stress_mask = graph_mask & jnp.asarray(ref_graph.has_stress)
+        stress_reference = jnp.asarray(ref_graph.stress, prediction.stress.dtype)
+        metrics |= _error_metrics(
+            "stress",
+            prediction.stress - stress_reference,
+            stress_reference,
+            stress_mask,
+            True,
+        )
+    return metrics

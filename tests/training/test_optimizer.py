@@ -1,0 +1,114 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mlip_eqx.training.optimizer import (
+    get_default_mlip_optimizer,
+    get_learning_rate,
+    get_mlip_optimizer_chain_with_flexible_base_optimizer,
+    learning_rate_schedule,
+    weight_decay_mask,
+)
+from mlip_eqx.training.optimizer_config import OptimizerConfig
+from mlip_eqx.utils.config import ConfigError
+
+
+def test_defaults_are_those_of_the_original_library():
+    config = OptimizerConfig()
+    assert config.apply_weight_decay_mask is True
+    assert config.weight_decay == 0.0 and config.grad_norm == 500
+    assert config.num_gradient_accumulation_steps == 1
+    assert config.init_learning_rate == config.peak_learning_rate == 0.01
+    assert config.final_learning_rate == 0.01
+    assert config.warmup_steps == 4000 and config.transition_steps == 360000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("weight_decay", -1.0),
+        ("num_gradient_accumulation_steps", 0),
+        ("peak_learning_rate", 0.0),
+        ("warmup_steps", -5),
+        ("grad_norm", "big"),
+    ],
+)
+def test_config_errors_name_the_field(field, value):
+    with pytest.raises(ConfigError, match=f"OptimizerConfig.{field}"):
+        OptimizerConfig(**{field: value})
+
+
+def test_warmup_then_linear_schedule_values():
+    config = OptimizerConfig(
+        init_learning_rate=0.001,
+        peak_learning_rate=0.01,
+        final_learning_rate=0.002,
+        warmup_steps=10,
+        transition_steps=20,
+    )
+    schedule = learning_rate_schedule(config)
+    assert float(schedule(0)) == pytest.approx(0.001)
+    assert float(schedule(5)) == pytest.approx(0.0055)
+    assert float(schedule(10)) == pytest.approx(0.01)
+    assert float(schedule(20)) == pytest.approx(0.006)
+    assert float(schedule(30)) == pytest.approx(0.002)
+    assert float(schedule(1000)) == pytest.approx(0.002)
+
+
+def test_learning_rate_is_visible_in_the_state_and_follows_the_schedule():
+    config = OptimizerConfig(init_learning_rate=0.001, warmup_steps=4)
+    optimizer = get_default_mlip_optimizer(config)
+    params = {"w": jnp.ones(3)}
+    state = optimizer.init(params)
+    rates = []
+    for _ in range(5):
+        _, state = optimizer.update({"w": jnp.ones(3)}, state, params)
+        rates.append(float(get_learning_rate(state)))
+    np.testing.assert_allclose(
+        rates, [0.001, 0.00325, 0.0055, 0.00775, 0.01], rtol=1e-5
+    )
+    assert get_learning_rate(optax.sgd(0.1).init(params)) is None
+
+
+def test_weight_decay_mask_selects_mace_blocks_or_everything():
+    params = {
+        "layers": [
+            {"linear_down": {"w": jnp.ones(2)}, "linear_up": {"w": jnp.ones(2)}},
+            {"symmetric_contraction": {"weights": jnp.ones(2)}, "readout": jnp.ones(1)},
+        ]
+    }
+    mask = weight_decay_mask(params)
+    assert mask["layers"][0]["linear_down"]["w"] is True
+    assert mask["layers"][0]["linear_up"]["w"] is False
+    assert mask["layers"][1]["symmetric_contraction"]["weights"] is True
+    assert mask["layers"][1]["readout"] is False
+    no_mace = {"a": jnp.ones(2), "b": {"c": jnp.ones(1)}}
+    assert jax.tree.leaves(weight_decay_mask(no_mace)) == [True, True]
+
+
+def test_weight_decay_applies_only_to_masked_leaves():
+    config = OptimizerConfig(weight_decay=0.5, warmup_steps=0)
+    optimizer = get_mlip_optimizer_chain_with_flexible_base_optimizer(optax.sgd, config)
+    params = {"linear_down": jnp.ones(2), "other": jnp.ones(2)}
+    zero = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = optimizer.update(zero, optimizer.init(params), params)
+    np.testing.assert_allclose(updates["linear_down"], -0.01 * 0.5 * np.ones(2))
+    np.testing.assert_allclose(updates["other"], 0.0)
+
+
+def test_gradient_clipping_at_grad_norm():
+    config = OptimizerConfig(
+        grad_norm=1.0,
+        warmup_steps=0,
+        init_learning_rate=1.0,
+        peak_learning_rate=1.0,
+        final_learning_rate=1.0,
+    )
+    optimizer = get_mlip_optimizer_chain_with_flexible_base_optimizer(optax.sgd, config)
+    params = {"w": jnp.zeros(2)}
+    updates, _ = optimizer.update(
+        {"w": jnp.array([30.0, 40.0])}, optimizer.init(params), params
+    )
+    np.testing.assert_allclose(updates["w"], [-0.6, -0.8], rtol=1e-6)

@@ -1,0 +1,229 @@
+import dataclasses
+import doctest
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
+from mlip_eqx.graph import batch_graphs, stack_graphs
+from mlip_eqx.models import ForceField
+from mlip_eqx.models.loss import MSELoss
+from mlip_eqx.training import training_step as training_step_module
+from mlip_eqx.training.ema import debiased_ema_params
+from mlip_eqx.training.optimizer import (
+    get_default_mlip_optimizer,
+    get_mlip_optimizer_chain_with_flexible_base_optimizer,
+)
+from mlip_eqx.training.optimizer_config import OptimizerConfig
+from mlip_eqx.training.training_state import init_training_state
+from mlip_eqx.training.training_step import make_eval_step, make_train_step
+from tests.helpers.models import DATASET_INFO
+from tests.helpers.pair_network import PairNetwork
+from tests.helpers.structures import random_system
+
+TABLE = species_table(DATASET_INFO.allowed_atomic_numbers)
+N_NODE, N_EDGE, N_GRAPH = 33, 3000, 5
+
+
+def make_batches(seed, count):
+    """``count`` padded batches of 2-4 random labelled structures each."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(count):
+        systems = [
+            random_system(rng, int(rng.integers(3, 9)))
+            for _ in range(rng.integers(2, 5))
+        ]
+        graphs = [
+            graph_from_chemical_system(s, DATASET_INFO.cutoff_distance_angstrom, TABLE)
+            for s in systems
+        ]
+        batches.append(batch_graphs(graphs, N_NODE, N_EDGE, N_GRAPH))
+    return batches
+
+
+@pytest.fixture(scope="module")
+def force_field():
+    network = PairNetwork(PairNetwork.Config(), DATASET_INFO, key=jax.random.key(3))
+    return ForceField(network, predict_stress=True)
+
+
+def sgd_config(steps):
+    return OptimizerConfig(
+        num_gradient_accumulation_steps=steps,
+        warmup_steps=0,
+        init_learning_rate=0.05,
+        peak_learning_rate=0.05,
+        final_learning_rate=0.05,
+    )
+
+
+def flat(tree):
+    return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
+
+
+def test_step_updates_state_metrics_and_keeps_the_callers_force_field(force_field):
+    optimizer = get_default_mlip_optimizer(OptimizerConfig(warmup_steps=0))
+    state = init_training_state(force_field, optimizer)
+    before = flat(force_field.params)
+    train_step = make_train_step(force_field, MSELoss(), optimizer, ema_decay=0.9)
+    batch = stack_graphs(make_batches(0, 1))
+    state, metrics = train_step(state, batch, 0)
+    assert set(metrics) >= {
+        "loss",
+        "gradient_norm",
+        "param_update_norm",
+        "skipped_updates",
+        "learning_rate",
+    }
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert int(state.num_steps) == 1 and int(state.ema_state.step) == 1
+    # The donated state held copies: the caller's force field is intact.
+    np.testing.assert_array_equal(flat(force_field.params), before)
+    assert not np.allclose(flat(state.params), before)
+    # After one EMA step the debiased average equals the parameters.
+    np.testing.assert_allclose(
+        flat(debiased_ema_params(state.ema_state, 0.9)), flat(state.params), rtol=1e-5
+    )
+    eval_step = make_eval_step(force_field, MSELoss())
+    eval_metrics = eval_step(state.params, batch, 0)
+    assert {"loss", "mae_e", "rmse_e", "mae_f", "rmse_f"} <= set(eval_metrics)
+
+
+def test_non_finite_gradients_skip_the_update(force_field):
+    optimizer = get_default_mlip_optimizer(OptimizerConfig(warmup_steps=0))
+    train_step = make_train_step(force_field, MSELoss(), optimizer)
+    state = init_training_state(force_field, optimizer)
+    good = make_batches(1, 1)[0]
+    state, _ = train_step(state, stack_graphs([good]), 0)
+    before = jax.tree.map(np.asarray, state)
+    broken = dataclasses.replace(good, positions=good.positions.copy())
+    broken.positions[0, 0] = np.nan
+    state, metrics = train_step(state, stack_graphs([broken]), 0)
+    assert float(metrics["skipped_updates"]) == 1.0
+    assert int(state.num_steps) == 1
+    for new, old in zip(jax.tree.leaves(state.params), jax.tree.leaves(before.params)):
+        np.testing.assert_array_equal(np.asarray(new), old)
+    for new, old in zip(
+        jax.tree.leaves(state.optimizer_state), jax.tree.leaves(before.optimizer_state)
+    ):
+        np.testing.assert_array_equal(np.asarray(new), old)
+    state, metrics = train_step(state, stack_graphs([good]), 0)
+    assert float(metrics["skipped_updates"]) == 0.0 and int(state.num_steps) == 2
+
+
+def test_accumulation_of_k_steps_equals_one_step_on_the_k_batches(force_field):
+    k = 3
+    batches = make_batches(2, k)
+    loss = MSELoss()
+    accumulating = get_mlip_optimizer_chain_with_flexible_base_optimizer(
+        optax.sgd, sgd_config(k)
+    )
+    step = make_train_step(
+        force_field, loss, accumulating, num_gradient_accumulation_steps=k
+    )
+    state = init_training_state(force_field, accumulating)
+    for index, batch in enumerate(batches):
+        state, _ = step(state, stack_graphs([batch]), 0)
+        assert int(state.num_steps) == (1 if index == k - 1 else 0)
+    assert int(state.acc_steps) == 0 and int(state.ema_state.step) == 1
+
+    plain = get_mlip_optimizer_chain_with_flexible_base_optimizer(
+        optax.sgd, sgd_config(1)
+    )
+    together_state = init_training_state(force_field, plain)
+    together_step = make_train_step(force_field, loss, plain)
+    together_state, _ = together_step(together_state, stack_graphs(batches), 0)
+    np.testing.assert_allclose(
+        flat(state.params), flat(together_state.params), rtol=1e-5, atol=1e-7
+    )
+
+
+def test_custom_step_docstring_example_runs(force_field):
+    optimizer = get_default_mlip_optimizer()
+    names = {
+        "force_field": force_field,
+        "loss": MSELoss(),
+        "optimizer": optimizer,
+        "state": init_training_state(force_field, optimizer),
+        "stacked_batch": stack_graphs(make_batches(3, 1)),
+    }
+    finder = doctest.DocTestFinder()
+    [test] = [t for t in finder.find(training_step_module, globs=names) if t.examples]
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    result = runner.run(test, out=lambda text: None, clear_globs=False)
+    assert result.attempted >= 5 and result.failed == 0
+    assert int(test.globs["state"].num_steps) == 1
+    assert "gradient_norm" in test.globs["metrics"]
+
+
+ONE_VERSUS_FOUR = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    sys.path.insert(0, os.getcwd())
+    import jax, numpy as np, optax
+    x64 = sys.argv[1] == "float64"
+    jax.config.update("jax_enable_x64", x64)
+    from mlip_eqx.graph import stack_graphs
+    from mlip_eqx.models import ForceField
+    from mlip_eqx.models.loss import MSELoss
+    from mlip_eqx.training.mesh import make_mesh
+    from mlip_eqx.training.optimizer import (
+        get_default_mlip_optimizer,
+        get_mlip_optimizer_chain_with_flexible_base_optimizer,
+    )
+    from mlip_eqx.training.optimizer_config import OptimizerConfig
+    from mlip_eqx.training.training_state import init_training_state
+    from mlip_eqx.training.training_step import make_train_step, make_eval_step
+    from tests.helpers.models import DATASET_INFO
+    from tests.helpers.pair_network import PairNetwork
+    from tests.training.test_training_step import make_batches, flat
+
+    assert len(jax.devices()) == 4
+    network = PairNetwork(PairNetwork.Config(), DATASET_INFO, key=jax.random.key(3))
+    force_field = ForceField(network, predict_stress=True)
+    config = OptimizerConfig(warmup_steps=0)
+    optimizers = {
+        "amsgrad": get_default_mlip_optimizer(config),
+        "sgd": get_mlip_optimizer_chain_with_flexible_base_optimizer(optax.sgd, config),
+    }
+    for name, optimizer in optimizers.items():
+        results = {}
+        for devices in (1, 4):
+            mesh = make_mesh(jax.devices()[:devices])
+            state = init_training_state(force_field, optimizer, mesh=mesh)
+            step = make_train_step(force_field, MSELoss(), optimizer, mesh=mesh)
+            evaluate = make_eval_step(force_field, MSELoss(), mesh=mesh)
+            for seed in (10, 11):
+                state, metrics = step(state, stack_graphs(make_batches(seed, 4)), 0)
+            eval_metrics = evaluate(state.params, stack_graphs(make_batches(12, 4)), 0)
+            results[devices] = (flat(state.params), float(metrics["loss"]),
+                                float(eval_metrics["mae_f"]))
+        one, four = results[1], results[4]
+        assert not np.allclose(one[0], flat(force_field.params))
+        np.testing.assert_allclose(one[0], four[0], rtol=1e-10 if x64 else 1e-5)
+        np.testing.assert_allclose(one[1:], four[1:], rtol=1e-10 if x64 else 1e-5)
+        print(name, "SAME")
+    """
+)
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_one_device_and_four_devices_give_the_same_update(precision):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run(
+        [sys.executable, "-c", ONE_VERSUS_FOUR, precision],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("SAME") == 2, result.stdout
