@@ -1,6 +1,8 @@
 """Frozen, type-checked configuration dataclasses."""
 
 import dataclasses
+import inspect
+import types
 import typing
 from typing import Annotated
 
@@ -64,3 +66,108 @@ def _describe(hint) -> str:
         inner = [a for a in args if a is not type(None)]
         return " or ".join(_describe(a) for a in inner) + " or None"
     return getattr(hint, "__name__", str(hint))
+
+
+def config_to_dict(config: Config) -> dict:
+    """The fields of a config as a JSON-serialisable dict.
+
+    Tuples become lists, dict keys become strings and nested configs nested dicts;
+    :func:`config_from_dict` restores them from the field annotations.
+
+    Raises:
+        TypeError: If a field holds a value that JSON cannot represent.
+    """
+    return {
+        field.name: _to_json_value(getattr(config, field.name), field.name)
+        for field in dataclasses.fields(config)
+    }
+
+
+def config_from_dict(config_class: type[Config], data: dict) -> Config:
+    """Inverse of :func:`config_to_dict`: the config of ``config_class``.
+
+    Missing fields take their defaults; the values are checked as at construction.
+
+    Raises:
+        ConfigError: If ``data`` has keys that are not fields of the class, or a
+            value is invalid.
+    """
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{config_class.__name__}: unknown fields {unknown}.")
+    # typing.get_type_hints honours Config.__no_type_check__ and would return {}.
+    hints = {}
+    for cls in reversed(config_class.__mro__):
+        hints.update(inspect.get_annotations(cls, eval_str=True))
+    values = {
+        name: _from_json_value(value, hints[name]) for name, value in data.items()
+    }
+    return config_class(**values)
+
+
+def _to_json_value(value, where: str):
+    if isinstance(value, Config):
+        return config_to_dict(value)
+    if isinstance(value, list | tuple):
+        return [_to_json_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {str(k): _to_json_value(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"{where}: {type(value).__name__} values cannot be stored as JSON.")
+
+
+def _from_json_value(value, hint):
+    """Rebuilds tuples, non-string dict keys and nested configs from a JSON value
+    according to the type hint (values that fit no arm are left for the check)."""
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        return _from_json_value(value, typing.get_args(hint)[0])
+    if origin in (typing.Union, types.UnionType):
+        arms = typing.get_args(hint)
+        for arm in arms:
+            if _json_kind_fits(value, arm):
+                return _from_json_value(value, arm)
+        return value
+    if isinstance(hint, type) and issubclass(hint, Config) and isinstance(value, dict):
+        return config_from_dict(hint, value)
+    args = typing.get_args(hint)
+    if origin is tuple and isinstance(value, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json_value(item, args[0]) for item in value)
+        if len(args) == len(value):
+            return tuple(_from_json_value(v, arg) for v, arg in zip(value, args))
+        return tuple(value)
+    if origin is list and isinstance(value, list) and args:
+        return [_from_json_value(item, args[0]) for item in value]
+    if origin is dict and isinstance(value, dict) and args:
+        key_type, value_type = args
+        return {
+            _dict_key(key, key_type): _from_json_value(item, value_type)
+            for key, item in value.items()
+        }
+    return value
+
+
+def _json_kind_fits(value, hint) -> bool:
+    """Whether a JSON value (dict, list or scalar) could encode the hint's type."""
+    while typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
+    origin = typing.get_origin(hint) or hint
+    if isinstance(value, dict):
+        return origin is dict or (
+            isinstance(origin, type) and issubclass(origin, Config)
+        )
+    if isinstance(value, list):
+        return origin in (tuple, list)
+    return origin not in (dict, tuple, list)
+
+
+def _dict_key(key: str, key_type):
+    if key_type in (int, float):
+        try:
+            return key_type(key)
+        except ValueError:
+            return key
+    return key

@@ -1,0 +1,243 @@
+"""A ForceField as a small zip archive for inference (no training state), and back.
+
+The archive holds two kinds of entries::
+
+    mlip_eqx_model.json    format version, network class name, network config,
+                           DatasetInfo, predict_stress, and the key path, shape
+                           and dtype of every array
+    arrays/00000.npy ...   the arrays of the force field, in that order
+
+Loading rebuilds the network from its config and DatasetInfo and puts the saved
+arrays in, after checking that each one fits.
+"""
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import mlip_eqx
+from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.models.mace import Mace
+from mlip_eqx.models.mlip_network import MLIPNetwork
+from mlip_eqx.utils.config import config_from_dict, config_to_dict
+
+MODEL_FORMAT_VERSION = 1
+MANIFEST_NAME = "mlip_eqx_model.json"
+ARRAYS_DIR = "arrays"
+
+NETWORK_CLASSES: dict[str, type[MLIPNetwork]] = {"Mace": Mace}
+"""Network classes that :func:`load_model_from_zip` finds by the name saved in an
+archive; others are loaded by passing their class."""
+
+
+def _array_name(index: int) -> str:
+    return f"{ARRAYS_DIR}/{index:05d}.npy"
+
+
+def save_model_to_zip(save_path: str | os.PathLike, force_field: ForceField) -> None:
+    """Saves a force field (network class, config, DatasetInfo, arrays) as a zip.
+
+    The file is written to a temporary file next to it and then renamed, so an
+    existing file at ``save_path`` is replaced whole or not at all.
+
+    Args:
+        save_path: The archive to write (conventionally ending in ".zip").
+        force_field: The force field; its network's config must be a
+            :class:`~mlip_eqx.utils.config.Config` of JSON-representable values.
+    """
+    path = Path(save_path)
+    leaves, _ = jax.tree_util.tree_flatten_with_path(
+        eqx.filter(force_field, eqx.is_array)
+    )
+    arrays = [np.asarray(leaf) for _, leaf in leaves]
+    manifest = {
+        "format_version": MODEL_FORMAT_VERSION,
+        "mlip_eqx_version": mlip_eqx.__version__,
+        "network": type(force_field.network).__name__,
+        "config": config_to_dict(force_field.config),
+        "dataset_info": force_field.dataset_info.to_dict(),
+        "predict_stress": force_field.predict_stress,
+        "arrays": [
+            {
+                "path": jax.tree_util.keystr(key_path),
+                "shape": list(array.shape),
+                "dtype": str(array.dtype),
+            }
+            for (key_path, _), array in zip(leaves, arrays)
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            with zipfile.ZipFile(file, "w") as archive:
+                archive.writestr(
+                    MANIFEST_NAME,
+                    json.dumps(manifest, indent=2),
+                    compress_type=zipfile.ZIP_DEFLATED,
+                )
+                for index, array in enumerate(arrays):
+                    buffer = io.BytesIO()
+                    np.lib.format.write_array(buffer, array, allow_pickle=False)
+                    archive.writestr(_array_name(index), buffer.getvalue())
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def load_model_from_zip(
+    model_type: type[MLIPNetwork] | None, load_path: str | os.PathLike
+) -> ForceField:
+    """Loads a force field saved by :func:`save_model_to_zip`.
+
+    Args:
+        model_type: The network class of the saved model (e.g. ``Mace``), or None
+            to take it from the archive (it must be one of ``NETWORK_CLASSES``).
+        load_path: The archive.
+
+    Returns:
+        The force field, with the saved parameters and ``predict_stress``. Arrays
+        saved in a narrower dtype than this session's (float32 under
+        ``jax_enable_x64``) are widened.
+
+    Raises:
+        FileNotFoundError: If there is no file at ``load_path``.
+        ValueError: If the file is not a model archive or is damaged, was written
+            by a newer version, holds another network than ``model_type``, or an
+            array does not fit the rebuilt network.
+    """
+    path = Path(load_path)
+    manifest, arrays = _read_archive(path)
+    network_class = _network_class(manifest, model_type, path)
+    try:
+        config = config_from_dict(network_class.Config, manifest["config"])
+        dataset_info = DatasetInfo.from_dict(manifest["dataset_info"])
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: invalid model description: {error}") from error
+    force_field = ForceField(
+        network_class(config, dataset_info),
+        predict_stress=bool(manifest["predict_stress"]),
+    )
+    template = eqx.filter(force_field, eqx.is_array)
+    keyed, treedef = jax.tree_util.tree_flatten_with_path(template)
+    records = manifest["arrays"]
+    expected_paths = [jax.tree_util.keystr(key_path) for key_path, _ in keyed]
+    saved_paths = [record["path"] for record in records]
+    if saved_paths != expected_paths:
+        missing = [p for p in expected_paths if p not in saved_paths]
+        extra = [p for p in saved_paths if p not in expected_paths]
+        raise ValueError(
+            f"{path}: the saved arrays do not fit a {network_class.__name__} of the "
+            f"saved config: missing {missing[:3]}, unexpected {extra[:3]}."
+        )
+    leaves = [
+        _fitted_array(array, leaf, record["path"], path)
+        for array, (_, leaf), record in zip(arrays, keyed, records)
+    ]
+    return eqx.combine(
+        jax.tree_util.tree_unflatten(treedef, leaves),
+        eqx.filter(force_field, eqx.is_array, inverse=True),
+    )
+
+
+def _read_archive(path: Path) -> tuple[dict, list[np.ndarray]]:
+    """The manifest and arrays of an archive, checked against each other."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if MANIFEST_NAME not in archive.namelist():
+                raise ValueError(
+                    f"{path} is not a mlip_eqx model archive (it has no "
+                    f"{MANIFEST_NAME})."
+                )
+            manifest = json.loads(archive.read(MANIFEST_NAME))
+            _check_manifest(manifest, path)
+            arrays = []
+            for index, record in enumerate(manifest["arrays"]):
+                with archive.open(_array_name(index)) as file:
+                    array = np.lib.format.read_array(file, allow_pickle=False)
+                if (
+                    list(array.shape) != record["shape"]
+                    or str(array.dtype) != (record["dtype"])
+                ):
+                    raise ValueError(
+                        f"{path}: array {record['path']} is {array.dtype}"
+                        f"{list(array.shape)}, its description says "
+                        f"{record['dtype']}{record['shape']}."
+                    )
+                arrays.append(array)
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, OSError) as error:
+        if isinstance(error, FileNotFoundError | IsADirectoryError):
+            raise
+        raise ValueError(f"{path} is damaged: {error}") from error
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: {MANIFEST_NAME} is damaged: {error}") from error
+    return manifest, arrays
+
+
+def _check_manifest(manifest, path: Path) -> None:
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: {MANIFEST_NAME} is not a JSON object.")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise ValueError(f"{path}: {MANIFEST_NAME} has no format version.")
+    if version > MODEL_FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has model format version {version}, newer than this version "
+            f"of mlip_eqx reads ({MODEL_FORMAT_VERSION}); update mlip_eqx."
+        )
+    required = ("network", "config", "dataset_info", "predict_stress", "arrays")
+    missing = [key for key in required if key not in manifest]
+    if missing:
+        raise ValueError(f"{path}: {MANIFEST_NAME} lacks {missing}.")
+
+
+def _network_class(
+    manifest: dict, model_type: type[MLIPNetwork] | None, path: Path
+) -> type[MLIPNetwork]:
+    name = manifest["network"]
+    if model_type is not None:
+        if model_type.__name__ != name:
+            raise ValueError(
+                f"{path} holds a {name} model, not a {model_type.__name__}."
+            )
+        return model_type
+    if name not in NETWORK_CLASSES:
+        raise ValueError(
+            f"{path} holds a {name} model, which is not one of the known networks "
+            f"{sorted(NETWORK_CLASSES)}; pass its class as model_type."
+        )
+    return NETWORK_CLASSES[name]
+
+
+def _fitted_array(
+    array: np.ndarray, leaf: jax.Array, key_path: str, path: Path
+) -> jax.Array:
+    """The saved array in the dtype of the rebuilt network's array."""
+    if array.shape != leaf.shape:
+        raise ValueError(
+            f"{path}: array {key_path} has shape {array.shape}, the network built "
+            f"from the saved config expects {leaf.shape}."
+        )
+    if array.dtype != leaf.dtype and not np.can_cast(
+        array.dtype, leaf.dtype, casting="safe"
+    ):
+        raise ValueError(
+            f"{path}: array {key_path} was saved as {array.dtype} but this session "
+            f"builds {leaf.dtype} (load it with jax_enable_x64 on)."
+        )
+    return jnp.asarray(array, dtype=leaf.dtype)

@@ -1,0 +1,64 @@
+"""Model parameters from a checkpoint written by TrainingIOHandler."""
+
+import os
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+from jaxtyping import PyTree
+
+from mlip_eqx.training.training_io_handler import (
+    MODEL_SUBDIR_NAME,
+    PARAMS_EMA_ITEM,
+    PARAMS_ITEM,
+    restore_checkpoint_item,
+)
+
+
+def load_parameters_from_checkpoint(
+    local_checkpoint_dir: str | os.PathLike,
+    initial_params: PyTree,
+    epoch_to_load: int,
+    load_ema_params: bool = False,
+) -> PyTree:
+    """The parameters of one epoch's checkpoint.
+
+    Use them with ``force_field.with_params(params)``.
+
+    Args:
+        local_checkpoint_dir: The IO handler's output directory
+            (``local_model_output_dir``) or its ``model`` subdirectory, which holds
+            one directory per saved epoch.
+        initial_params: Parameters of the same model (e.g. ``force_field.params``
+            of a freshly built force field); give the structure, shapes, dtypes
+            and the devices of the result.
+        epoch_to_load: The epoch of the checkpoint.
+        load_ema_params: Load the debiased EMA of the parameters instead of the
+            parameters themselves.
+
+    Returns:
+        A PyTree with the structure of ``initial_params``.
+
+    Raises:
+        FileNotFoundError: If the directory does not exist.
+        CheckpointRestorationError: (a ValueError) If the epoch has no checkpoint
+            (the message lists the saved ones), the checkpoint has no EMA
+            parameters but they were asked for, or the checkpoint does not fit
+            ``initial_params`` (another model config, elements or dtype).
+    """
+    directory = Path(local_checkpoint_dir).resolve()
+    if (directory / MODEL_SUBDIR_NAME).is_dir():
+        directory = directory / MODEL_SUBDIR_NAME
+    if not directory.is_dir():
+        raise FileNotFoundError(f"No checkpoint directory {directory}.")
+    manager = ocp.CheckpointManager(
+        directory, options=ocp.CheckpointManagerOptions(create=False)
+    )
+    keyed, treedef = jax.tree_util.tree_flatten_with_path(initial_params)
+    template = [(jax.tree_util.keystr(path), leaf) for path, leaf in keyed]
+    item = PARAMS_EMA_ITEM if load_ema_params else PARAMS_ITEM
+    try:
+        arrays = restore_checkpoint_item(manager, epoch_to_load, template, item)
+    finally:
+        manager.close()
+    return jax.tree_util.tree_unflatten(treedef, arrays)

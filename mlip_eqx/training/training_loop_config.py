@@ -1,0 +1,36 @@
+"""TrainingLoopConfig: settings of the training loop."""
+
+import dataclasses
+from typing import Annotated
+
+from beartype.vale import Is
+
+from mlip_eqx.utils.config import Config, PositiveInt
+
+EMADecay = Annotated[float, Is[lambda value: 0.0 < value < 1.0]]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingLoopConfig(Config):
+    """Settings of :class:`~mlip_eqx.training.training_loop.TrainingLoop`.
+
+    Attributes:
+        num_epochs: Number of training epochs (passes over the training set).
+        num_gradient_accumulation_steps: Steps per parameter update; must match the
+            optimizer's (``OptimizerConfig.num_gradient_accumulation_steps``).
+        random_seed: Seed of the training state's random key.
+        ema_decay: Decay of the exponential moving average of the parameters.
+        use_ema_params_for_eval: Evaluate (and keep as best model) the bias-corrected
+            EMA parameters instead of the raw ones.
+        eval_num_graphs: Evaluate on only the first this-many validation structures
+            (None: all).
+        run_eval_at_start: Evaluate once before the first epoch (epoch 0).
+    """
+
+    num_epochs: PositiveInt
+    num_gradient_accumulation_steps: PositiveInt = 1
+    random_seed: int = 42
+    ema_decay: EMADecay = 0.99
+    use_ema_params_for_eval: bool = True
+    eval_num_graphs: PositiveInt | None = None
+    run_eval_at_start: bool = True

@@ -1,0 +1,461 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models import ForceField
+from mlip_eqx.training.ema import ema_update
+from mlip_eqx.training.training_io_handler import (
+    CheckpointRestorationError,
+    LogCategory,
+    TrainingIOHandler,
+    TrainingIOHandlerConfig,
+)
+from mlip_eqx.training.training_state import TrainingState, init_training_state
+from mlip_eqx.utils.config import ConfigError
+from tests.helpers.models import DATASET_INFO
+from tests.helpers.pair_network import PairNetwork
+from tests.helpers.physics import assert_trees_close
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def pair_force_field(hidden: int = 16, dataset_info: DatasetInfo = DATASET_INFO):
+    network = PairNetwork(
+        PairNetwork.Config(hidden=hidden), dataset_info, key=jax.random.key(3)
+    )
+    return ForceField(network)
+
+
+@pytest.fixture(scope="module")
+def force_field():
+    return pair_force_field()
+
+
+@pytest.fixture(scope="module")
+def template(force_field):
+    state = init_training_state(force_field, optax.adam(1e-3))
+    return eqx.tree_at(
+        lambda s: s.extras, state, {"best_epoch": jnp.zeros((), jnp.int32)}
+    )
+
+
+def state_of_epoch(template: TrainingState, epoch: int) -> TrainingState:
+    """A state whose every array differs from the template's and from other
+    epochs' (params, optimizer moments, EMA, counters, key, extras)."""
+
+    def shifted(leaf):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            return leaf + 0.25 * epoch
+        return leaf + epoch
+
+    state = jax.tree.map(shifted, template)
+    ema_state = ema_update(state.ema_state, state.params, decay=0.9)
+    ema_state = ema_update(ema_state, state.params, decay=0.9)
+    return eqx.tree_at(lambda s: s.ema_state, state, ema_state)
+
+
+def handler_for(directory, **settings) -> TrainingIOHandler:
+    return TrainingIOHandler(
+        TrainingIOHandler.Config(local_model_output_dir=directory, **settings)
+    )
+
+
+def committed_epochs(output_dir: Path) -> list[int]:
+    model = output_dir / "model"
+    return sorted(int(p.name) for p in model.iterdir() if p.name.isdigit())
+
+
+def assert_same_arrays(actual, expected):
+    assert_trees_close(actual, expected, rtol=0, atol=0)
+
+
+def test_config_is_reachable_and_checked(tmp_path):
+    assert TrainingIOHandler.Config is TrainingIOHandlerConfig
+    config = TrainingIOHandler.Config()
+    assert config.local_model_output_dir is None
+    assert config.max_checkpoints_to_keep == 5
+    assert config.save_debiased_ema and config.ema_decay == 0.99
+    with pytest.raises(ConfigError, match="restore_checkpoint_if_exists.*clear_prev"):
+        TrainingIOHandler.Config(
+            local_model_output_dir=tmp_path,
+            restore_checkpoint_if_exists=True,
+            clear_previous_checkpoints=True,
+        )
+    with pytest.raises(ConfigError, match="local_model_output_dir"):
+        TrainingIOHandler.Config(restore_checkpoint_if_exists=True)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainingIOHandler.Config(ema_decay=1.0)
+    with pytest.raises(ConfigError, match="max_checkpoints_to_keep"):
+        TrainingIOHandler.Config(max_checkpoints_to_keep=0)
+    with pytest.raises(ConfigError, match="epoch_to_restore"):
+        TrainingIOHandler.Config(epoch_to_restore=-1)
+
+
+def test_log_calls_every_logger_in_order():
+    handler = TrainingIOHandler()
+    calls = []
+    handler.attach_logger(lambda *record: calls.append(("first", *record)))
+    handler.attach_logger(lambda *record: calls.append(("second", *record)))
+    handler.log(LogCategory.EVAL_METRICS, {"loss": 1.5}, 4)
+    assert calls == [
+        ("first", LogCategory.EVAL_METRICS, {"loss": 1.5}, 4),
+        ("second", LogCategory.EVAL_METRICS, {"loss": 1.5}, 4),
+    ]
+
+
+def test_without_output_directory_nothing_is_written(template, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    handler = TrainingIOHandler(data_upload_fun=lambda path: pytest.fail("upload"))
+    handler.save_dataset_info(DATASET_INFO)
+    handler.save_checkpoint(template, 1)
+    handler.wait_until_finished()
+    assert handler.checkpoint_dir is None and handler.output_dir is None
+    assert handler.saved_epochs() == [] and handler.latest_epoch() is None
+    assert handler.restore_training_state(template) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_layout(template, tmp_path):
+    output = tmp_path / "run"
+    handler = handler_for(output)
+    handler.save_dataset_info(DATASET_INFO)
+    handler.save_checkpoint(state_of_epoch(template, 1), 1)
+    handler.save_checkpoint(state_of_epoch(template, 2), 2)
+    handler.wait_until_finished()
+    assert handler.checkpoint_dir == output.resolve() / "model"
+    assert DatasetInfo.load_json(output / "dataset_info.json") == DATASET_INFO
+    assert sorted(p.name for p in output.iterdir()) == ["dataset_info.json", "model"]
+    assert committed_epochs(output) == [1, 2] == handler.saved_epochs()
+    assert handler.latest_epoch() == 2
+    items = {p.name for p in (output / "model" / "2").iterdir() if p.is_dir()}
+    assert items == {"params", "training_state", "params_ema", "layout"}
+    without_ema = handler_for(tmp_path / "no_ema", save_debiased_ema=False)
+    without_ema.save_checkpoint(template, 1)
+    without_ema.wait_until_finished()
+    items = {p.name for p in (without_ema.checkpoint_dir / "1").iterdir()}
+    assert "params_ema" not in items and "params" in items
+
+
+@pytest.fixture(scope="module")
+def three_epochs(template, tmp_path_factory):
+    """An output directory with checkpoints of epochs 1, 2, 3."""
+    output = tmp_path_factory.mktemp("three_epochs")
+    handler = handler_for(output)
+    for epoch in (1, 2, 3):
+        handler.save_checkpoint(state_of_epoch(template, epoch), epoch)
+    handler.wait_until_finished()
+    return output
+
+
+def test_restore_latest_epoch_parameters_only(template, three_epochs):
+    handler = handler_for(three_epochs, restore_checkpoint_if_exists=True)
+    state, epoch = handler.restore_training_state(template)
+    assert epoch == 3
+    assert_same_arrays(state.params, state_of_epoch(template, 3).params)
+    for name in ("optimizer_state", "ema_state", "num_steps", "key", "extras"):
+        assert_same_arrays(getattr(state, name), getattr(template, name))
+    for restored, expected in zip(jax.tree.leaves(state), jax.tree.leaves(template)):
+        assert restored.sharding == expected.sharding
+
+
+def test_restore_chosen_epoch_with_optimizer_state(template, three_epochs):
+    handler = handler_for(
+        three_epochs,
+        restore_checkpoint_if_exists=True,
+        epoch_to_restore=2,
+        restore_optimizer_state=True,
+    )
+    state, epoch = handler.restore_training_state(template)
+    assert epoch == 2
+    expected = state_of_epoch(template, 2)
+    assert_same_arrays(state, expected)
+    assert not jnp.array_equal(state.optimizer_state[0].mu.network.first_layer, 0.0)
+    for restored, reference in zip(jax.tree.leaves(state), jax.tree.leaves(template)):
+        assert restored.sharding == reference.sharding
+
+
+def test_restore_of_a_missing_epoch_names_the_saved_ones(template, three_epochs):
+    handler = handler_for(
+        three_epochs, restore_checkpoint_if_exists=True, epoch_to_restore=7
+    )
+    with pytest.raises(CheckpointRestorationError, match=r"epoch 7.*\[1, 2, 3\]"):
+        handler.restore_training_state(template)
+    assert issubclass(CheckpointRestorationError, ValueError)
+
+
+def test_restore_is_skipped_when_off_or_when_there_is_nothing(template, tmp_path):
+    assert handler_for(tmp_path / "a").restore_training_state(template) is None
+    handler = handler_for(tmp_path / "b", restore_checkpoint_if_exists=True)
+    assert handler.restore_training_state(template) is None
+    handler = handler_for(
+        tmp_path / "c", restore_checkpoint_if_exists=True, epoch_to_restore=1
+    )
+    with pytest.raises(CheckpointRestorationError, match="none"):
+        handler.restore_training_state(template)
+
+
+def test_checkpoint_of_another_model_is_rejected_before_training(
+    template, three_epochs
+):
+    wider = init_training_state(pair_force_field(hidden=8), optax.adam(1e-3))
+    handler = handler_for(three_epochs, restore_checkpoint_if_exists=True)
+    with pytest.raises(
+        CheckpointRestorationError,
+        match=r"species_embedding has shape \(3, 16\) in the checkpoint but \(3, 8\)",
+    ):
+        handler.restore_training_state(wider)
+    two_elements = DatasetInfo(
+        atomic_energies_map={29: -3.5, 47: -2.75}, cutoff_distance_angstrom=4.0
+    )
+    other_elements = init_training_state(
+        pair_force_field(dataset_info=two_elements), optax.adam(1e-3)
+    )
+    with pytest.raises(CheckpointRestorationError, match=r"\(3, 16\).*\(2, 16\)"):
+        handler.restore_training_state(other_elements)
+
+
+def test_other_optimizer_restores_parameters_but_not_its_state(
+    force_field, template, three_epochs
+):
+    sgd_template = init_training_state(force_field, optax.sgd(0.1, momentum=0.9))
+    params_only = handler_for(three_epochs, restore_checkpoint_if_exists=True)
+    state, _ = params_only.restore_training_state(sgd_template)
+    assert_same_arrays(state.params, state_of_epoch(template, 3).params)
+    assert_same_arrays(state.optimizer_state, sgd_template.optimizer_state)
+    everything = handler_for(
+        three_epochs, restore_checkpoint_if_exists=True, restore_optimizer_state=True
+    )
+    with pytest.raises(CheckpointRestorationError, match="not in the checkpoint"):
+        everything.restore_training_state(sgd_template)
+
+
+def test_clear_previous_checkpoints_keeps_other_files(template, tmp_path):
+    handler = handler_for(tmp_path)
+    handler.save_dataset_info(DATASET_INFO)
+    handler.save_checkpoint(template, 1)
+    handler.wait_until_finished()
+    (tmp_path / "notes.txt").write_text("model config")
+    assert handler_for(tmp_path).saved_epochs() == [1]
+    cleared = handler_for(tmp_path, clear_previous_checkpoints=True)
+    assert cleared.saved_epochs() == []
+    assert committed_epochs(tmp_path) == []
+    assert (tmp_path / "notes.txt").read_text() == "model config"
+    assert (tmp_path / "dataset_info.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dataset_info.json",
+        "model",
+        "notes.txt",
+    ]
+    cleared.save_checkpoint(template, 1)
+    cleared.wait_until_finished()
+    assert committed_epochs(tmp_path) == [1]
+
+
+def test_upload_is_called_with_the_directory_after_completed_saves(template, tmp_path):
+    calls = []
+
+    def upload(path):
+        calls.append((path, committed_epochs(path)))
+
+    handler = TrainingIOHandler(
+        TrainingIOHandler.Config(local_model_output_dir=tmp_path), upload
+    )
+    handler.save_checkpoint(state_of_epoch(template, 1), 1)
+    handler.save_checkpoint(state_of_epoch(template, 2), 2)
+    assert calls == [(tmp_path.resolve(), [1])]
+    handler.wait_until_finished()
+    assert calls == [(tmp_path.resolve(), [1]), (tmp_path.resolve(), [1, 2])]
+    handler.wait_until_finished()
+    assert len(calls) == 2
+    handler.save_checkpoint(state_of_epoch(template, 3), 3)
+    deadline = time.monotonic() + 20
+    while len(calls) < 3 and time.monotonic() < deadline:
+        handler.log(LogCategory.TRAIN_METRICS, {}, 3)
+        time.sleep(0.01)
+    assert calls[2] == (tmp_path.resolve(), [1, 2, 3])
+
+
+def test_asynchronous_upload_is_awaited(template, tmp_path):
+    finished = []
+
+    def upload(path):
+        future = Future()
+
+        def work():
+            time.sleep(0.2)
+            finished.append(path)
+            future.set_result(None)
+
+        threading.Thread(target=work).start()
+        return future
+
+    handler = TrainingIOHandler(
+        TrainingIOHandler.Config(local_model_output_dir=tmp_path), upload
+    )
+    handler.save_checkpoint(template, 1)
+    handler.wait_until_finished()
+    assert finished == [tmp_path.resolve()]
+
+
+def test_max_checkpoints_to_keep(template, tmp_path):
+    handler = handler_for(tmp_path, max_checkpoints_to_keep=2)
+    for epoch in (1, 2, 4, 5):
+        handler.save_checkpoint(state_of_epoch(template, epoch), epoch)
+    handler.wait_until_finished()
+    assert handler.saved_epochs() == [4, 5] == committed_epochs(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["4", "5"]
+
+
+def test_saving_after_restoring_an_older_epoch_replaces_later_ones(template, tmp_path):
+    first_run = handler_for(tmp_path)
+    for epoch in (1, 2, 3):
+        first_run.save_checkpoint(state_of_epoch(template, epoch), epoch)
+    first_run.wait_until_finished()
+    second_run = handler_for(
+        tmp_path, restore_checkpoint_if_exists=True, epoch_to_restore=1
+    )
+    _, epoch = second_run.restore_training_state(template)
+    assert epoch == 1
+    second_run.save_checkpoint(state_of_epoch(template, 20), 2)
+    second_run.wait_until_finished()
+    assert committed_epochs(tmp_path) == [1, 2]
+    assert [p.name for p in (tmp_path / "model").iterdir() if "." in p.name] == []
+    state, epoch = handler_for(
+        tmp_path, restore_checkpoint_if_exists=True
+    ).restore_training_state(template)
+    assert epoch == 2
+    assert_same_arrays(state.params, state_of_epoch(template, 20).params)
+
+
+def test_half_written_checkpoint_is_never_restored(template, tmp_path):
+    handler = handler_for(tmp_path)
+    handler.save_checkpoint(state_of_epoch(template, 1), 1)
+    handler.save_checkpoint(state_of_epoch(template, 2), 2)
+    handler.wait_until_finished()
+    # What a process killed during Orbax's write of epoch 3 leaves behind.
+    partial = tmp_path / "model" / "3.orbax-checkpoint-tmp"
+    (partial / "params").mkdir(parents=True)
+    (partial / "params" / "manifest.ocdbt").write_bytes(b"\x00" * 10)
+    # What a process killed while deleting a checkpoint leaves behind.
+    (tmp_path / "model" / ".deleting" / "0" / "params").mkdir(parents=True)
+    resumed = handler_for(tmp_path, restore_checkpoint_if_exists=True)
+    assert resumed.saved_epochs() == [1, 2]
+    state, epoch = resumed.restore_training_state(template)
+    assert epoch == 2
+    assert_same_arrays(state.params, state_of_epoch(template, 2).params)
+    resumed.save_checkpoint(state_of_epoch(template, 3), 3)
+    resumed.wait_until_finished()
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["1", "2", "3"]
+
+
+KILLED_DURING_SAVE = """
+import os, signal
+import jax, jax.numpy as jnp, optax
+import equinox as eqx
+from mlip_eqx.models import ForceField
+from mlip_eqx.training.training_io_handler import TrainingIOHandler
+from mlip_eqx.training.training_state import init_training_state
+from tests.helpers.models import DATASET_INFO
+from tests.helpers.pair_network import PairNetwork
+
+network = PairNetwork(PairNetwork.Config(), DATASET_INFO, key=jax.random.key(3))
+state = init_training_state(ForceField(network), optax.adam(1e-3))
+# 100 MB, so that the background write is still running when the process dies.
+state = eqx.tree_at(lambda s: s.extras, state, {"ballast": jnp.zeros(25_000_000)})
+handler = TrainingIOHandler(TrainingIOHandler.Config(local_model_output_dir=__OUT__))
+handler.save_checkpoint(jax.tree.map(lambda x: x + 1, state), 1)
+handler.wait_until_finished()
+handler.save_checkpoint(jax.tree.map(lambda x: x + 2, state), 2)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_process_killed_during_a_save_leaves_the_last_checkpoint(force_field, tmp_path):
+    script = KILLED_DURING_SAVE.replace("__OUT__", repr(str(tmp_path)))
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=REPOSITORY,
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
+    assert committed_epochs(tmp_path) == [1], "the save of epoch 2 had completed"
+    template = init_training_state(force_field, optax.adam(1e-3))
+    template = eqx.tree_at(
+        lambda s: s.extras, template, {"ballast": jnp.zeros(25_000_000)}
+    )
+    handler = handler_for(
+        tmp_path, restore_checkpoint_if_exists=True, restore_optimizer_state=True
+    )
+    state, epoch = handler.restore_training_state(template)
+    assert epoch == 1
+    expected = jax.tree.map(lambda x: x + 1, template)
+    assert_same_arrays(state.params, expected.params)
+    assert float(state.extras["ballast"][-1]) == 1.0
+    handler.save_checkpoint(state, 2)
+    handler.wait_until_finished()
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["1", "2"]
+
+
+MULTI_DEVICE_RESTORE = """
+import jax, optax, numpy as np
+from mlip_eqx.models import ForceField
+from mlip_eqx.training.mesh import make_mesh
+from mlip_eqx.training.training_io_handler import TrainingIOHandler
+from mlip_eqx.training.training_state import init_training_state
+from tests.helpers.models import DATASET_INFO
+from tests.helpers.pair_network import PairNetwork
+
+assert len(jax.devices()) == 2
+network = PairNetwork(PairNetwork.Config(), DATASET_INFO, key=jax.random.key(3))
+mesh = make_mesh()
+template = init_training_state(ForceField(network), optax.adam(1e-3), mesh=mesh)
+saved = jax.tree.map(lambda x: x + 1, template)
+config = TrainingIOHandler.Config(local_model_output_dir=__OUT__)
+handler = TrainingIOHandler(config)
+handler.save_checkpoint(saved, 1)
+handler.wait_until_finished()
+config = config.replace(restore_checkpoint_if_exists=True, restore_optimizer_state=True)
+state, epoch = TrainingIOHandler(config).restore_training_state(template)
+for restored, reference, expected in zip(
+    jax.tree.leaves(state), jax.tree.leaves(template), jax.tree.leaves(saved)
+):
+    assert restored.sharding == reference.sharding, restored.sharding
+    assert len(restored.sharding.device_set) == 2
+    np.testing.assert_array_equal(np.asarray(restored), np.asarray(expected))
+print("restored on", len(state.params.network.first_layer.sharding.device_set))
+"""
+
+
+def test_restored_arrays_are_replicated_like_the_template_on_two_devices(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            MULTI_DEVICE_RESTORE.replace("__OUT__", repr(str(tmp_path))),
+        ],
+        cwd=REPOSITORY,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(REPOSITORY),
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        },
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert b"restored on 2" in result.stdout

@@ -1,0 +1,233 @@
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from mlip_eqx.data import ASEAtomsReader, GraphDatasetBuilder
+from mlip_eqx.data.demo import generate_demo_structures
+from mlip_eqx.models import ForceField
+from mlip_eqx.models.loss import MSELoss
+from mlip_eqx.training import (
+    TrainingIOHandler,
+    TrainingLoop,
+    get_default_mlip_optimizer,
+)
+from mlip_eqx.training.optimizer_config import OptimizerConfig
+from mlip_eqx.training.training_io_handler import LogCategory
+from mlip_eqx.training.training_loggers import JsonLinesLogger
+from mlip_eqx.training.training_loop import IncompatibleCheckpointError
+from tests.helpers.pair_network import PairNetwork
+
+
+def build_splits_and_info():
+    """Small periodic EMT structures (4 atoms): train 28, validation 6, test 6."""
+    structures = generate_demo_structures(40, seed=5, repeat=1)
+    reader = ASEAtomsReader(structures[:28], structures[28:34], structures[34:])
+    builder = GraphDatasetBuilder(
+        reader, GraphDatasetBuilder.Config(graph_cutoff_angstrom=4.0, batch_size=4)
+    )
+    builder.prepare_datasets()
+    return builder.get_splits(), builder.dataset_info
+
+
+@pytest.fixture(scope="module")
+def splits_and_info():
+    return build_splits_and_info()
+
+
+def pair_force_field(dataset_info, seed=0):
+    network = PairNetwork(PairNetwork.Config(), dataset_info)
+    return ForceField.from_mlip_network(network, predict_stress=True, seed=seed)
+
+
+def make_loop(
+    splits, info, epochs, io_handler=None, should_parallelize=False, **config
+):
+    train, validation, _ = splits
+    return TrainingLoop(
+        train_dataset=train,
+        validation_dataset=validation,
+        force_field=pair_force_field(info),
+        loss=MSELoss(),
+        optimizer=get_default_mlip_optimizer(OptimizerConfig(warmup_steps=0)),
+        config=TrainingLoop.Config(num_epochs=epochs, **config),
+        io_handler=io_handler,
+        should_parallelize=should_parallelize,
+    )
+
+
+def flat(tree):
+    return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
+
+
+def test_guide_example_runs_as_written(splits_and_info, tmp_path, caplog):
+    (train_set, validation_set, test_set), dataset_info = splits_and_info
+    force_field = pair_force_field(dataset_info)
+    loss = MSELoss()
+    optimizer = get_default_mlip_optimizer()
+    records = []
+
+    def train_logging_fun(category, to_log, epoch_number):
+        records.append((category, dict(to_log), epoch_number))
+
+    io_config = TrainingIOHandler.Config(local_model_output_dir=tmp_path / "run")
+    io_handler = TrainingIOHandler(io_config, lambda source: None)
+    io_handler.attach_logger(train_logging_fun)
+    config = TrainingLoop.Config(num_epochs=2)
+    # The guide's example, with mlip replaced by mlip_eqx.
+    training_loop = TrainingLoop(
+        train_dataset=train_set,
+        validation_dataset=validation_set,
+        force_field=force_field,
+        loss=loss,
+        optimizer=optimizer,
+        config=config,
+        io_handler=io_handler,
+        should_parallelize=len(jax.devices()) > 1,
+    )
+    training_loop.run()
+    final_training_state = training_loop.training_state
+    final_params = final_training_state.params
+    best_params = training_loop.best_model.params
+    test_metrics = training_loop.test(test_set)
+
+    assert int(final_training_state.num_steps) == 2 * len(train_set)
+    assert jax.tree.structure(final_params) == jax.tree.structure(best_params)
+    categories = [category for category, _, _ in records]
+    assert categories.count(LogCategory.TRAIN_METRICS) == 2
+    assert categories.count(LogCategory.EVAL_METRICS) == 3  # epochs 0, 1, 2
+    assert categories[-1] == LogCategory.TEST_METRICS
+    train_record = next(r for c, r, _ in records if c == LogCategory.TRAIN_METRICS)
+    assert {"loss", "learning_rate", "runtime_in_seconds", "graphs_per_second"} <= set(
+        train_record
+    )
+    assert {"loss", "mae_f", "rmse_e"} <= set(test_metrics)
+    assert (tmp_path / "run" / "dataset_info.json").exists()
+    assert (tmp_path / "run" / "model").is_dir()
+
+
+def test_training_lowers_validation_loss_and_best_model_is_best(splits_and_info):
+    splits, info = splits_and_info
+    records = []
+    handler = TrainingIOHandler()
+    handler.attach_logger(lambda c, m, e: records.append((c, dict(m), e)))
+    loop = make_loop(splits, info, 4, handler)
+    loop.run()
+    eval_losses = [m["loss"] for c, m, _ in records if c == LogCategory.EVAL_METRICS]
+    assert eval_losses[-1] < 0.5 * eval_losses[0]
+    best = [m for c, m, _ in records if c == LogCategory.BEST_MODEL][-1]
+    assert best["best_loss"] == pytest.approx(min(eval_losses))
+    # The best model reproduces the best validation loss.
+    best_loop_loss = loop.test(splits[1])["loss"]
+    assert best_loop_loss == pytest.approx(best["best_loss"], rel=1e-5)
+
+
+def test_default_io_handler_logs_lines(splits_and_info, caplog):
+    splits, info = splits_and_info
+    with caplog.at_level(logging.INFO, logger="mlip_eqx"):
+        make_loop(splits, info, 1).run()
+    lines = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch")
+    ]
+    assert any(line.startswith("Epoch 1 training: ") for line in lines), lines
+    assert any(line.startswith("Epoch 0 validation: ") for line in lines)
+
+
+def test_resumed_run_equals_uninterrupted_run(splits_and_info, tmp_path):
+    splits, info = splits_and_info
+
+    def handler(directory, restore):
+        config = TrainingIOHandler.Config(
+            local_model_output_dir=directory,
+            restore_checkpoint_if_exists=restore,
+            restore_optimizer_state=restore,
+        )
+        return TrainingIOHandler(config)
+
+    uninterrupted = make_loop(splits, info, 4, handler(tmp_path / "a", False))
+    uninterrupted.run()
+
+    first_part = make_loop(splits, info, 2, handler(tmp_path / "b", False))
+    first_part.run()
+    jsonl = JsonLinesLogger(tmp_path / "b" / "metrics.jsonl")
+    resumed_handler = handler(tmp_path / "b", True)
+    resumed_handler.attach_logger(jsonl)
+    resumed = make_loop(splits, info, 4, resumed_handler)
+    assert 1 <= resumed.epoch_number <= 2
+    resumed.run()
+
+    np.testing.assert_allclose(
+        flat(resumed.training_state.params),
+        flat(uninterrupted.training_state.params),
+        rtol=1e-6,
+        atol=1e-8,
+    )
+    assert int(resumed.training_state.num_steps) == int(
+        uninterrupted.training_state.num_steps
+    )
+
+
+def test_resume_with_other_elements_fails_before_training(splits_and_info, tmp_path):
+    splits, info = splits_and_info
+    config = TrainingIOHandler.Config(local_model_output_dir=tmp_path)
+    make_loop(splits, info, 1, TrainingIOHandler(config)).run()
+    other = json.loads((tmp_path / "dataset_info.json").read_text())
+    other["cutoff_distance_angstrom"] = 5.0
+    (tmp_path / "dataset_info.json").write_text(json.dumps(other))
+    restore = TrainingIOHandler.Config(
+        local_model_output_dir=tmp_path, restore_checkpoint_if_exists=True
+    )
+    with pytest.raises(IncompatibleCheckpointError, match="cutoff 5.0 Å"):
+        make_loop(splits, info, 2, TrainingIOHandler(restore))
+
+
+def test_mismatched_ema_decay_is_an_error(splits_and_info):
+    splits, info = splits_and_info
+    handler = TrainingIOHandler(TrainingIOHandler.Config(ema_decay=0.9))
+    with pytest.raises(ValueError, match="ema_decay"):
+        make_loop(splits, info, 1, handler)
+
+
+PARALLEL = textwrap.dedent(
+    """
+    import math, os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    sys.path.insert(0, os.getcwd())
+    import jax
+    from mlip_eqx.training import TrainingIOHandler
+    from mlip_eqx.training.training_io_handler import LogCategory
+    from tests.training.test_training_loop import build_splits_and_info, make_loop
+
+    assert len(jax.devices()) == 2
+    splits, info = build_splits_and_info()
+    records = []
+    handler = TrainingIOHandler()
+    handler.attach_logger(lambda c, m, e: records.append((c, dict(m))))
+    loop = make_loop(splits, info, 3, handler, should_parallelize=True)
+    loop.run()
+    steps = sum(math.ceil(splits[0].num_batches(e) / 2) for e in (1, 2, 3))
+    assert int(loop.training_state.num_steps) == steps, loop.training_state.num_steps
+    losses = [m["loss"] for c, m in records if c == LogCategory.EVAL_METRICS]
+    assert losses[-1] < losses[0], losses
+    print("PARALLEL OK")
+    """
+)
+
+
+def test_should_parallelize_uses_all_devices_with_plain_datasets():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run(
+        [sys.executable, "-c", PARALLEL],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PARALLEL OK" in result.stdout
