@@ -112,3 +112,17 @@ def test_gradient_clipping_at_grad_norm():
         {"w": jnp.array([30.0, 40.0])}, optimizer.init(params), params
     )
     np.testing.assert_allclose(updates["w"], [-0.6, -0.8], rtol=1e-6)
+
+
+def test_weight_decay_mask_on_real_mace_parameters():
+    from tests.helpers.models import force_field
+
+    params = force_field("mace", predict_stress=False).params
+    mask = weight_decay_mask(params)
+    paths = jax.tree_util.tree_leaves_with_path(mask)
+    marked = [jax.tree_util.keystr(p) for p, value in paths if value]
+    unmarked = [jax.tree_util.keystr(p) for p, value in paths if not value]
+    assert any("linear_down" in p for p in marked)
+    assert any("symmetric_contraction" in p for p in marked)
+    assert all("linear_down" in p or "symmetric_contraction" in p for p in marked)
+    assert any("embedding" in p for p in unmarked)

@@ -186,7 +186,7 @@ class InteractionBlock(eqx.Module):
 class ProductBasisBlock(eqx.Module):
     """Symmetric contraction of each channel's features, then a linear map."""
 
-    contraction: SymmetricContraction
+    symmetric_contraction: SymmetricContraction
     linear: EquivariantLinear
     num_channels: int = eqx.field(static=True)
 
@@ -215,7 +215,7 @@ class ProductBasisBlock(eqx.Module):
         contraction_key, linear_key = jax.random.split(key)
         self.num_channels = num_channels
         per_channel = e3nn.Irreps([ir for _, ir in e3nn.Irreps(irreps_in)]).regroup()
-        self.contraction = SymmetricContraction(
+        self.symmetric_contraction = SymmetricContraction(
             per_channel,
             e3nn.Irreps(target_irreps),
             correlation=correlation,
@@ -226,7 +226,7 @@ class ProductBasisBlock(eqx.Module):
             key=contraction_key,
         )
         self.linear = EquivariantLinear(
-            num_channels * self.contraction.irreps_out,
+            num_channels * self.symmetric_contraction.irreps_out,
             target_irreps,
             dtype=dtype,
             key=linear_key,
@@ -237,7 +237,7 @@ class ProductBasisBlock(eqx.Module):
         self, node_features: e3nn.IrrepsArray, node_species: Int[Array, " n_node"]
     ) -> e3nn.IrrepsArray:
         features = node_features.mul_to_axis(self.num_channels)
-        contracted = self.contraction(features.array, node_species)
+        contracted = self.symmetric_contraction(features.array, node_species)
         return self.linear(contracted.axis_to_mul())
 
 
