@@ -105,7 +105,8 @@ class ForceField(eqx.Module):
 
         def total_energy(positions, strain):
             vectors = graph.edge_vectors(positions=positions, cell=cell)
-            vectors = _apply_strain(vectors, strain, edge_graph)
+            if self.predict_stress:  # static: no strain work when not needed
+                vectors = _apply_strain(vectors, strain, edge_graph)
             node_energies = self.network(vectors, species, senders, receivers)
             node_energies = jnp.where(node_mask, node_energies, 0.0)
             energies = jax.ops.segment_sum(
