@@ -10,12 +10,11 @@ and writes JSON with the medians over ``--repeats`` runs.
 """
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
+
+from common import write_record
 
 from mlip_eqx.data import ExtxyzReader, GraphDatasetBuilder
 from mlip_eqx.data.demo import get_demo_dataset
@@ -108,16 +107,9 @@ def main() -> None:
     print(f"{'metric':40s}" + "".join(f"{row['dataset']:>20s}" for row in rows))
     for key in keys:
         print(f"{key:40s}" + "".join(f"{row[key]:20.3f}" for row in rows))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "machine": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "repeats": args.repeats,
-        "statistic": "median",
-        "results": rows,
-    }
-    args.output.write_text(json.dumps(record, indent=2))
-    print(f"wrote {args.output}")
+    write_record(
+        args.output, {"repeats": args.repeats, "statistic": "median", "results": rows}
+    )
 
 
 if __name__ == "__main__":

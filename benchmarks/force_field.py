@@ -17,9 +17,6 @@ Prints a table and writes JSON.
 """
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +25,7 @@ import ase.build
 import equinox as eqx
 import jax
 import numpy as np
+from common import write_record
 
 from mlip_eqx.data import (
     ChemicalSystem,
@@ -153,10 +151,7 @@ def main() -> None:
                 f"{row['padded_edges_per_batch']} edges per batch)",
                 flush=True,
             )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     record = {
-        "machine": platform.platform(),
-        "cpu_count": os.cpu_count(),
         "device": str(jax.devices()[0].device_kind),
         "jax_version": jax.__version__,
         "dtype": "float32",
@@ -164,8 +159,7 @@ def main() -> None:
         "statistic": "median",
         "results": rows,
     }
-    args.output.write_text(json.dumps(record, indent=2))
-    print(f"wrote {args.output}")
+    write_record(args.output, record)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,13 @@ structures/s and atoms/s. On 2 devices one step processes 2 batches.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import write_record
 
 
 def measure(num_devices: int, steps: int, repeats: int) -> dict:
@@ -112,12 +113,18 @@ def main() -> None:
     rows = []
     for devices in args.devices:
         environment = dict(os.environ)
-        environment["XLA_FLAGS"] = (
-            f"--xla_force_host_platform_device_count={devices}"
-        )
+        environment["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
         result = subprocess.run(
-            [sys.executable, __file__, "--child", str(devices),
-             "--steps", str(args.steps), "--repeats", str(args.repeats)],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(devices),
+                "--steps",
+                str(args.steps),
+                "--repeats",
+                str(args.repeats),
+            ],
             env=environment,
             capture_output=True,
             text=True,
@@ -128,21 +135,15 @@ def main() -> None:
     print(f"{'metric':28s}" + "".join(f"{r['num_devices']:>12d} dev" for r in rows))
     for key in keys:
         print(f"{key:28s}" + "".join(f"{r[key]:16.3f}" for r in rows))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "cpu_count": os.cpu_count(),
-                "steps_per_repeat": args.steps,
-                "repeats": args.repeats,
-                "statistic": "median",
-                "results": rows,
-            },
-            indent=2,
-        )
+    write_record(
+        args.output,
+        {
+            "steps_per_repeat": args.steps,
+            "repeats": args.repeats,
+            "statistic": "median",
+            "results": rows,
+        },
     )
-    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

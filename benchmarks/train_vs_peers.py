@@ -27,12 +27,13 @@ Prints a table and writes JSON. See benchmarks/README.md for the peers' setup.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import write_record
 
 NUM_STRUCTURES, SEED = 1000, 0  # 800 train / 100 validation / 100 test
 BATCH_SIZE = 8
@@ -453,24 +454,18 @@ def main() -> None:
         )
     rows = [summarise(result, sizes) for result in results]
     print_table(rows, results, sizes)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "cpu_count": os.cpu_count(),
-                "threads": args.threads,
-                "epochs": args.epochs,
-                "seed": args.seed,
-                "data": sizes,
-                "statistic": "median of the epochs after the first",
-                "summary": rows,
-                "runs": results,
-            },
-            indent=2,
-        )
+    write_record(
+        args.output,
+        {
+            "threads": args.threads,
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "data": sizes,
+            "statistic": "median of the epochs after the first",
+            "summary": rows,
+            "runs": results,
+        },
     )
-    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
