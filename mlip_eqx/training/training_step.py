@@ -51,6 +51,7 @@ from mlip_eqx.training.mesh import (
 )
 from mlip_eqx.training.optimizer import get_learning_rate
 from mlip_eqx.training.training_state import TrainingState
+from mlip_eqx.utils.compiler_options import compiler_options
 
 Metrics = dict[str, Array]
 TrainStep = Callable[[TrainingState, Graph, int | Array], tuple[TrainingState, Metrics]]
@@ -234,6 +235,7 @@ def shard_step(
         ),
         out_shardings=replicated_sharding(mesh),
         donate_argnums=(0,) if donate_state else (),
+        compiler_options=compiler_options(mesh.devices.flat[0].platform),
     )
 
 

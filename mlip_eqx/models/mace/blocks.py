@@ -3,13 +3,17 @@
 import e3nn_jax as e3nn
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
 from mlip_eqx.models.activations import ACTIVATIONS
 from mlip_eqx.models.initialisers import normal
 from mlip_eqx.models.linear import EquivariantLinear
+from mlip_eqx.models.mace.messages import (
+    MessageCoupling,
+    message_coupling,
+    summed_messages,
+)
 from mlip_eqx.models.mace.symmetric_contraction import SymmetricContraction
 
 
@@ -53,50 +57,6 @@ class RadialMLP(eqx.Module):
         return x
 
 
-def message_irreps(
-    source_irreps: e3nn.Irreps, l_max: int, target_irreps: e3nn.Irreps
-) -> e3nn.Irreps:
-    """Irreps of the messages built by :class:`InteractionBlock`."""
-    with jax.ensure_compile_time_eval():
-        source = e3nn.zeros(source_irreps, (1,))
-        vectors = e3nn.IrrepsArray("1o", jnp.ones((1, 3)))
-        return _messages(source, vectors, l_max, target_irreps).irreps
-
-
-def _messages(
-    sender_features: e3nn.IrrepsArray,
-    directions: e3nn.IrrepsArray,
-    l_max: int,
-    target_irreps: e3nn.Irreps,
-) -> e3nn.IrrepsArray:
-    """The sender features (target irreps only) and their tensor products with the
-    spherical harmonics of degree 1..l_max of the directions, regrouped.
-
-    Normalisations are explicit so that e3nn's global configuration cannot change
-    the model.
-    """
-    parts = []
-    kept = sender_features.filter(keep=target_irreps)
-    if kept.irreps.dim > 0:
-        parts.append(kept)
-    if l_max >= 1:
-        harmonics = e3nn.spherical_harmonics(
-            list(range(1, l_max + 1)),
-            directions,
-            normalize=True,
-            normalization="component",
-        )
-        parts.append(
-            e3nn.tensor_product(
-                sender_features,
-                harmonics,
-                filter_ir_out=target_irreps,
-                irrep_normalization="component",
-            )
-        )
-    return e3nn.concatenate(parts).regroup()
-
-
 class InteractionBlock(eqx.Module):
     """Linear, radial-MLP-weighted tensor product with the edge directions summed
     over the neighbours (divided by avg_num_neighbors), linear.
@@ -110,6 +70,7 @@ class InteractionBlock(eqx.Module):
     linear_down: EquivariantLinear
     l_max: int = eqx.field(static=True)
     target_irreps: e3nn.Irreps = eqx.field(static=True)
+    coupling: MessageCoupling = eqx.field(static=True)
     avg_num_neighbors: float = eqx.field(static=True)
 
     def __init__(
@@ -142,7 +103,8 @@ class InteractionBlock(eqx.Module):
         self.linear_up = EquivariantLinear(
             source_irreps, source_irreps, dtype=dtype, key=up_key
         )
-        messages = message_irreps(source_irreps, l_max, self.target_irreps)
+        self.coupling = message_coupling(source_irreps, l_max, self.target_irreps)
+        messages = self.coupling.irreps
         self.radial_mlp = RadialMLP(
             (num_radial, 64, 64, 64, messages.num_irreps), activation, dtype, mlp_key
         )
@@ -157,7 +119,7 @@ class InteractionBlock(eqx.Module):
     def __call__(
         self,
         node_features: e3nn.IrrepsArray,
-        directions: e3nn.IrrepsArray,
+        harmonics: Float[Array, "n_edge harmonics"],
         radial_features: Float[Array, "n_edge num_radial"],
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
@@ -166,21 +128,27 @@ class InteractionBlock(eqx.Module):
 
         Args:
             node_features: [n_node, source irreps].
-            directions: Vectors from receiver to sender (non-zero), [n_edge, 1o].
+            harmonics: Spherical harmonics of degree 0..l_max of the vectors from
+                receiver to sender (see :func:`edge_harmonics`).
             radial_features: Radial embedding, zero for padding edges.
             senders: Sending node of each edge.
             receivers: Receiving node of each edge.
         """
-        node_features = self.linear_up(node_features)
-        messages = _messages(
-            node_features[senders], directions, self.l_max, self.target_irreps
-        )
-        messages = messages * self.radial_mlp(radial_features)
-        summed = jax.ops.segment_sum(
-            messages.array, receivers, num_segments=node_features.shape[0]
-        )
-        summed = e3nn.IrrepsArray(messages.irreps, summed / self.avg_num_neighbors)
-        return self.linear_down(summed)
+        with jax.named_scope("linear_up"):
+            node_features = self.linear_up(node_features)
+        with jax.named_scope("radial_mlp"):
+            radial_weights = self.radial_mlp(radial_features)
+        with jax.named_scope("messages"):
+            summed = summed_messages(
+                self.coupling,
+                node_features,
+                harmonics,
+                radial_weights,
+                senders,
+                receivers,
+            )
+        with jax.named_scope("linear_down"):
+            return self.linear_down(summed / self.avg_num_neighbors)
 
 
 class ProductBasisBlock(eqx.Module):
@@ -237,8 +205,10 @@ class ProductBasisBlock(eqx.Module):
         self, node_features: e3nn.IrrepsArray, node_species: Int[Array, " n_node"]
     ) -> e3nn.IrrepsArray:
         features = node_features.mul_to_axis(self.num_channels)
-        contracted = self.symmetric_contraction(features.array, node_species)
-        return self.linear(contracted.axis_to_mul())
+        with jax.named_scope("symmetric_contraction"):
+            contracted = self.symmetric_contraction(features.array, node_species)
+        with jax.named_scope("product_linear"):
+            return self.linear(contracted.axis_to_mul())
 
 
 class LinearReadout(eqx.Module):

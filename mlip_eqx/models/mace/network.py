@@ -19,6 +19,7 @@ from mlip_eqx.models.mace.blocks import (
     ProductBasisBlock,
 )
 from mlip_eqx.models.mace.config import MaceConfig
+from mlip_eqx.models.mace.messages import edge_harmonics
 from mlip_eqx.models.mlip_network import MLIPNetwork, default_float_dtype
 from mlip_eqx.models.radial import radial_embedding, safe_norm
 
@@ -114,7 +115,7 @@ class MaceLayer(eqx.Module):
         self,
         node_features: e3nn.IrrepsArray,
         node_species: Int[Array, " n_node"],
-        directions: e3nn.IrrepsArray,
+        harmonics: Float[Array, "n_edge harmonics"],
         radial_features: Float[Array, "n_edge num_radial"],
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
@@ -122,16 +123,23 @@ class MaceLayer(eqx.Module):
         """Returns (sum of the readout heads' energies [n_node], new features)."""
         residual = None
         if not self.is_first:
-            residual = self.species_linear(node_features, node_species)
-        node_features = self.interaction(
-            node_features, directions, radial_features, senders, receivers
-        )
+            with jax.named_scope("residual"):
+                residual = self.species_linear(node_features, node_species)
+        with jax.named_scope("interaction"):
+            node_features = self.interaction(
+                node_features, harmonics, radial_features, senders, receivers
+            )
         if self.is_first:
-            node_features = self.species_linear(node_features, node_species)
-        node_features = self.product_basis(node_features, node_species)
+            with jax.named_scope("species_linear"):
+                node_features = self.species_linear(node_features, node_species)
+        with jax.named_scope("product_basis"):
+            node_features = self.product_basis(node_features, node_species)
         if residual is not None:
             node_features = node_features + residual
-        energies = sum(readout(node_features).array[:, 0] for readout in self.readouts)
+        with jax.named_scope("readouts"):
+            energies = sum(
+                readout(node_features).array[:, 0] for readout in self.readouts
+            )
         return energies, node_features
 
 
@@ -213,31 +221,33 @@ class Mace(MLIPNetwork):
         """Energy of each node in eV (see :class:`MLIPNetwork`)."""
         dtype = self.embedding.dtype
         edge_vectors = edge_vectors.astype(dtype)
-        lengths, is_zero = safe_norm(edge_vectors)
-        radial_features = radial_embedding(
-            lengths,
-            is_zero,
-            cutoff=self.dataset_info.cutoff_distance_angstrom,
-            num_basis=self.config.num_bessel,
-            envelope=self.config.radial_envelope,
-            r_min=self.avg_r_min,
-        )
-        safe_vectors = jnp.where(is_zero[:, None], 1.0, edge_vectors)
-        directions = e3nn.IrrepsArray("1o", -safe_vectors)
+        with jax.named_scope("edge_embedding"):
+            lengths, is_zero = safe_norm(edge_vectors)
+            radial_features = radial_embedding(
+                lengths,
+                is_zero,
+                cutoff=self.dataset_info.cutoff_distance_angstrom,
+                num_basis=self.config.num_bessel,
+                envelope=self.config.radial_envelope,
+                r_min=self.avg_r_min,
+            )
+            safe_vectors = jnp.where(is_zero[:, None], 1.0, edge_vectors)
+            harmonics = edge_harmonics(-safe_vectors, self.config.l_max)
         node_features = e3nn.IrrepsArray(
             self.config.num_channels * e3nn.Irreps("0e"),
             self.embedding[node_species] * self.num_species**-0.5,
         )
         readout_sum = jnp.zeros(node_species.shape, dtype)
-        for layer in self.layers:
-            energies, node_features = layer(
-                node_features,
-                node_species,
-                directions,
-                radial_features,
-                senders,
-                receivers,
-            )
+        for index, layer in enumerate(self.layers):
+            with jax.named_scope(f"layer_{index}"):
+                energies, node_features = layer(
+                    node_features,
+                    node_species,
+                    harmonics,
+                    radial_features,
+                    senders,
+                    receivers,
+                )
             readout_sum = readout_sum + energies
         info = self.dataset_info
         atomic_energies = atomic_energies_per_species(

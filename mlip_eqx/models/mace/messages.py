@@ -1,0 +1,263 @@
+"""MACE's edge messages: the tensor products of the sender features with the
+spherical harmonics of the edge direction, weighted per path and channel by the
+radial MLP and summed over the neighbours.
+
+e3nn-jax lays features out channel-major ([..., channel, component]) and evaluates
+each path as an einsum with its Clebsch-Gordan tensor: batched matrix products whose
+inner sizes are 1-5, and reductions over the minor axis of size 3-5 in their
+derivatives. On CPU these dominate a training step (forces in the loss need the
+second derivative). Here the edge arrays are component-major ([edge, component,
+channel]): the harmonics are contracted with the Clebsch-Gordan coefficients in one
+matrix product per source irrep, and everything else is broadcast products and sums
+that vectorise over the channels. The function is the same as e3nn's
+``tensor_product`` with "component" normalisation (tested against it).
+"""
+
+import dataclasses
+import functools
+
+import e3nn_jax as e3nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceGroup:
+    """The message components computed from one irrep of the sender features.
+
+    Attributes:
+        source: Slice bounds of the irrep's components in one channel.
+        components: Message components (indices in message order) it produces.
+        paths: Path of each of those components.
+        coefficients: [harmonic comp, component, source comp] coupling, flattened.
+    """
+
+    source: tuple[int, int]
+    components: tuple[int, ...]
+    paths: tuple[int, ...]
+    coefficients: tuple[float, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageCoupling:
+    """The static structure of the messages of one interaction block.
+
+    Per channel, the messages are the sender features (only the irreps that are
+    targets) and their tensor products with the spherical harmonics of degree
+    1..l_max, regrouped by irrep. Each (source irrep, harmonic degree, output irrep)
+    path gets its own radial weight per channel.
+
+    Attributes:
+        num_channels: Multiplicity of every irrep of the sender features.
+        harmonics_dim: Number of harmonic components (degrees 0..l_max).
+        path_irreps: Output irrep of each path, in message order.
+        groups: The components computed from each source irrep.
+    """
+
+    num_channels: int
+    harmonics_dim: int
+    path_irreps: tuple[e3nn.Irrep, ...]
+    groups: tuple[SourceGroup, ...]
+
+    @property
+    def irreps(self) -> e3nn.Irreps:
+        """Irreps of the messages of all channels (path-major within each irrep)."""
+        return e3nn.Irreps(
+            [(self.num_channels, ir) for ir in self.path_irreps]
+        ).regroup()
+
+    @property
+    def num_paths(self) -> int:
+        return len(self.path_irreps)
+
+
+@functools.lru_cache(maxsize=32)
+def message_coupling(
+    source_irreps: e3nn.Irreps, l_max: int, target_irreps: e3nn.Irreps
+) -> MessageCoupling:
+    """The coupling of sender features (every irrep with the same multiplicity) with
+    the harmonics of degree 0..l_max, keeping output irreps in ``target_irreps``.
+
+    Raises:
+        ValueError: If the irreps of ``source_irreps`` have different multiplicities.
+    """
+    source_irreps = e3nn.Irreps(source_irreps).regroup()
+    multiplicities = {mul for mul, _ in source_irreps}
+    if len(multiplicities) != 1:
+        raise ValueError(
+            "Messages need one multiplicity for all sender irreps, got "
+            f"{source_irreps}."
+        )
+    per_channel = e3nn.Irreps([ir for _, ir in source_irreps])
+    harmonics_irreps = e3nn.Irreps.spherical_harmonics(l_max)
+    with jax.ensure_compile_time_eval():
+        basis = e3nn.IrrepsArray(per_channel, np.eye(per_channel.dim)[:, None, :])
+        harmonics = e3nn.IrrepsArray(
+            harmonics_irreps, np.eye(harmonics_irreps.dim)[None, :, :]
+        )
+        coupled = reference_messages(basis, harmonics, e3nn.Irreps(target_irreps))
+    # [source comp, harmonic comp, message comp]
+    coefficients = np.asarray(coupled.array, dtype=np.float64)
+    path_irreps = tuple(ir for mul, ir in coupled.irreps for _ in range(mul))
+    path_of_component = np.repeat(
+        np.arange(len(path_irreps)), [ir.dim for ir in path_irreps]
+    )
+    groups = []
+    for source in per_channel.slices():
+        block = coefficients[source]  # [source comp, harmonic comp, message comp]
+        components = np.nonzero(np.any(np.abs(block) > 1e-9, axis=(0, 1)))[0]
+        if components.size == 0:
+            continue
+        block = np.transpose(block[:, :, components], (1, 2, 0))
+        groups.append(
+            SourceGroup(
+                source=(source.start, source.stop),
+                components=tuple(int(k) for k in components),
+                paths=tuple(int(path_of_component[k]) for k in components),
+                coefficients=tuple(float(c) for c in block.ravel()),
+            )
+        )
+    return MessageCoupling(
+        num_channels=multiplicities.pop(),
+        harmonics_dim=harmonics_irreps.dim,
+        path_irreps=path_irreps,
+        groups=tuple(groups),
+    )
+
+
+def reference_messages(
+    sender_features: e3nn.IrrepsArray,
+    harmonics: e3nn.IrrepsArray,
+    target_irreps: e3nn.Irreps,
+) -> e3nn.IrrepsArray:
+    """The messages with e3nn: kept sender irreps (times the degree-0 harmonic) and
+    tensor products with the harmonics of degree >= 1, regrouped.
+
+    Normalisations are explicit so that e3nn's global configuration cannot change
+    the model.
+    """
+    constant = harmonics.filter(keep="0e")
+    parts = []
+    kept = sender_features.filter(keep=target_irreps)
+    if kept.irreps.dim > 0:
+        parts.append(
+            e3nn.tensor_product(
+                kept,
+                constant,
+                filter_ir_out=target_irreps,
+                irrep_normalization="component",
+            )
+        )
+    higher = harmonics.filter(drop="0e")
+    if higher.irreps.dim > 0:
+        parts.append(
+            e3nn.tensor_product(
+                sender_features,
+                higher,
+                filter_ir_out=target_irreps,
+                irrep_normalization="component",
+            )
+        )
+    return e3nn.concatenate(parts).regroup()
+
+
+def edge_harmonics(
+    directions: Float[Array, "n_edge 3"], l_max: int
+) -> Float[Array, "n_edge harmonics"]:
+    """Spherical harmonics of degree 0..l_max ("component" normalisation) of the
+    normalised directions (which must be non-zero)."""
+    return e3nn.spherical_harmonics(
+        list(range(l_max + 1)),
+        e3nn.IrrepsArray("1o", directions),
+        normalize=True,
+        normalization="component",
+    ).array
+
+
+def summed_messages(
+    coupling: MessageCoupling,
+    node_features: e3nn.IrrepsArray,
+    harmonics: Float[Array, "n_edge harmonics"],
+    radial_weights: Float[Array, "n_edge paths_x_channels"],
+    senders: Int[Array, " n_edge"],
+    receivers: Int[Array, " n_edge"],
+) -> e3nn.IrrepsArray:
+    """Sum over each node's incoming edges of the radially weighted messages.
+
+    Args:
+        coupling: The message structure (see :func:`message_coupling`).
+        node_features: [n_node, channels x source irreps].
+        harmonics: :func:`edge_harmonics` of each edge's direction.
+        radial_weights: One weight per (path, channel), path-major.
+        senders: Sending node of each edge.
+        receivers: Receiving node of each edge.
+
+    Returns:
+        [n_node, ``coupling.irreps``], the unnormalised neighbour sum.
+    """
+    channels = coupling.num_channels
+    num_edges = harmonics.shape[0]
+    dtype = harmonics.dtype
+    with jax.named_scope("gather"):
+        features = node_features.mul_to_axis(channels).array  # [N, C, source]
+        sender = jnp.swapaxes(features, 1, 2)[senders]  # [E, source, C]
+    weights = radial_weights.reshape(num_edges, coupling.num_paths, channels)
+    parts = []
+    for group in coupling.groups:
+        start, stop = group.source
+        num_components = len(group.components)
+        with jax.named_scope("tensor_product"):
+            coefficients = np.asarray(group.coefficients, dtype).reshape(
+                coupling.harmonics_dim, -1
+            )
+            coupled = (harmonics @ coefficients).reshape(
+                num_edges, num_components, stop - start
+            )  # [E, comp, source]
+            products = jnp.sum(
+                coupled[:, :, :, None] * sender[:, None, start:stop, :], axis=2
+            )  # [E, comp, C]
+        with jax.named_scope("radial_weighting"):
+            parts.append(products * _per_component(weights, group.paths))
+    messages = jnp.concatenate(parts, axis=1)  # [E, all comps (group order), C]
+    with jax.named_scope("scatter"):
+        summed = jax.ops.segment_sum(
+            messages, receivers, num_segments=node_features.shape[0]
+        )
+    return _to_irreps_array(coupling, summed)
+
+
+def _per_component(
+    weights: Float[Array, "n_edge paths channels"], paths: tuple[int, ...]
+) -> Float[Array, "n_edge components channels"]:
+    """The weight of each component's path, by broadcasting runs of equal paths."""
+    runs, start = [], 0
+    for index in range(1, len(paths) + 1):
+        if index == len(paths) or paths[index] != paths[start]:
+            path = paths[start]
+            runs.append(
+                jnp.broadcast_to(
+                    weights[:, path : path + 1, :],
+                    (weights.shape[0], index - start, weights.shape[2]),
+                )
+            )
+            start = index
+    return jnp.concatenate(runs, axis=1)
+
+
+def _to_irreps_array(
+    coupling: MessageCoupling, summed: Float[Array, "n_node components channels"]
+) -> e3nn.IrrepsArray:
+    """Reorders [n_node, components in group order, C] into e3nn's layout."""
+    num_nodes, _, channels = summed.shape
+    group_order = [k for group in coupling.groups for k in group.components]
+    summed = summed[:, np.argsort(group_order), :]  # message order
+    chunks, first = [], 0
+    for mul, ir in coupling.irreps:
+        num_paths = mul // channels
+        block = summed[:, first : first + num_paths * ir.dim, :]
+        block = block.reshape(num_nodes, num_paths, ir.dim, channels)
+        chunks.append(jnp.swapaxes(block, 2, 3).reshape(num_nodes, mul, ir.dim))
+        first += num_paths * ir.dim
+    return e3nn.from_chunks(coupling.irreps, chunks, (num_nodes,), summed.dtype)
