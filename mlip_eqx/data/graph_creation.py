@@ -69,4 +69,5 @@ def graph_from_chemical_system(
         node_mask=np.ones(n_atoms, dtype=bool),
         edge_mask=np.ones(n_edges, dtype=bool),
         graph_mask=np.ones(1, dtype=bool),
+        paired_edges=True,
     )

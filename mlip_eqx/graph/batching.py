@@ -18,7 +18,10 @@ def batch_graphs(
     """Concatenates graphs and pads them to exactly (n_node, n_edge, n_graph).
 
     Padding comes last: at least one padding node and one padding graph are always
-    present, and all padding nodes and edges belong to the last graph.
+    present, and all padding nodes and edges belong to the last graph. If every graph
+    has paired edges (see :class:`Graph`), so has the batch: the first halves of all
+    graphs' edges, then half of the padding edges, then the second halves in the same
+    order, then the other half of the padding edges.
 
     Args:
         graphs: Unpadded graphs with numpy leaves, in batch order.
@@ -51,9 +54,34 @@ def batch_graphs(
         parts.append(np.full(pad_shape, fill, dtype=dtype))
         return np.concatenate(parts, axis=0).astype(dtype, copy=False)
 
-    senders = [np.asarray(g.senders) + off for g, off in zip(real, node_offsets)]
-    receivers = [np.asarray(g.receivers) + off for g, off in zip(real, node_offsets)]
+    paired = all(g.paired_edges for g in real) and pad_edges % 2 == 0
+
+    def cat_edges(parts: list[np.ndarray], padding: np.ndarray) -> np.ndarray:
+        if not paired:
+            return np.concatenate(parts + [padding], axis=0)
+        halves = [np.split(part, 2, axis=0) for part in parts]
+        pad_first, pad_second = np.split(padding, 2, axis=0)
+        return np.concatenate(
+            [h[0] for h in halves]
+            + [pad_first]
+            + [h[1] for h in halves]
+            + [pad_second],
+            axis=0,
+        )
+
+    def edge_field(name: str, pad_shape: tuple[int, ...], fill, dtype) -> np.ndarray:
+        parts = [np.asarray(getattr(g, name)).astype(dtype) for g in real]
+        return cat_edges(parts, np.full(pad_shape, fill, dtype=dtype))
+
     padding_edges = np.full(pad_edges, padding_node, dtype=np.int32)
+    senders = cat_edges(
+        [np.asarray(g.senders) + off for g, off in zip(real, node_offsets)],
+        padding_edges,
+    )
+    receivers = cat_edges(
+        [np.asarray(g.receivers) + off for g, off in zip(real, node_offsets)],
+        padding_edges,
+    )
     # The last graph owns every padding node and edge; any others stay empty.
     pad_n_node = np.zeros(pad_graphs, dtype=np.int32)
     pad_n_node[-1] = pad_nodes
@@ -64,9 +92,9 @@ def batch_graphs(
     return Graph(
         positions=cat("positions", (pad_nodes, 3), dtype=np.float64),
         species=cat("species", (pad_nodes,), dtype=np.int32),
-        senders=np.concatenate(senders + [padding_edges]).astype(np.int32),
-        receivers=np.concatenate(receivers + [padding_edges]).astype(np.int32),
-        shifts=cat("shifts", (pad_edges, 3), dtype=np.int32),
+        senders=senders.astype(np.int32),
+        receivers=receivers.astype(np.int32),
+        shifts=edge_field("shifts", (pad_edges, 3), 0, np.int32),
         cell=cat("cell", (pad_graphs, 3, 3), dtype=np.float64),
         n_node=n_node_all.astype(np.int32),
         n_edge=n_edge_all.astype(np.int32),
@@ -78,8 +106,9 @@ def batch_graphs(
         has_forces=cat("has_forces", (pad_graphs,), False, dtype=bool),
         has_stress=cat("has_stress", (pad_graphs,), False, dtype=bool),
         node_mask=cat("node_mask", (pad_nodes,), False, dtype=bool),
-        edge_mask=cat("edge_mask", (pad_edges,), False, dtype=bool),
+        edge_mask=edge_field("edge_mask", (pad_edges,), False, bool),
         graph_mask=cat("graph_mask", (pad_graphs,), False, dtype=bool),
+        paired_edges=paired,
     )
 
 

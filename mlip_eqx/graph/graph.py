@@ -17,6 +17,12 @@ class Graph(eqx.Module):
     the last graph is always a padding graph holding all padding nodes and edges, so
     that segment sums over graphs never mix padding into real structures.
 
+    With ``paired_edges`` (graphs built by mlip_eqx), every edge has its reverse:
+    edge ``k + n_edge_total / 2`` is the reverse of edge ``k`` (swapped sender and
+    receiver, negated shift), so models can evaluate radial functions once per pair.
+    A batch then holds the first halves of all its graphs (and of the padding) in
+    graph order, followed by the second halves in the same order.
+
     Arrays may be numpy (host) or jax (device). Labels that a structure lacks are
     zero in the arrays and ``False`` in ``has_energy``/``has_forces``/``has_stress``.
 
@@ -40,6 +46,7 @@ class Graph(eqx.Module):
         node_mask: True for real nodes, [n_node].
         edge_mask: True for real edges, [n_edge].
         graph_mask: True for real graphs, [n_graph].
+        paired_edges: Whether the edges have the paired layout described above.
     """
 
     positions: Float[ArrayLike, "n_node 3"]
@@ -60,6 +67,7 @@ class Graph(eqx.Module):
     node_mask: Bool[ArrayLike, " n_node"]
     edge_mask: Bool[ArrayLike, " n_edge"]
     graph_mask: Bool[ArrayLike, " n_graph"]
+    paired_edges: bool = eqx.field(static=True, default=False)
 
     @property
     def num_nodes(self) -> int:
@@ -86,11 +94,18 @@ class Graph(eqx.Module):
 
     def edge_graph_index(self) -> Int[Array, " n_edge"]:
         """Index of the graph that each edge belongs to (jit-compatible)."""
-        return jnp.repeat(
+        if not self.paired_edges:
+            return jnp.repeat(
+                jnp.arange(self.num_graphs),
+                jnp.asarray(self.n_edge),
+                total_repeat_length=self.num_edges,
+            )
+        half = jnp.repeat(
             jnp.arange(self.num_graphs),
-            jnp.asarray(self.n_edge),
-            total_repeat_length=self.num_edges,
+            jnp.asarray(self.n_edge) // 2,
+            total_repeat_length=self.num_edges // 2,
         )
+        return jnp.concatenate([half, half])
 
     def edge_vectors(
         self,

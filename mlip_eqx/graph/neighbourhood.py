@@ -61,21 +61,27 @@ def compute_neighbour_list(
         cutoff: Cutoff radius in Å (> 0).
 
     Returns:
-        senders, receivers, and integer cell shifts per edge, sorted by
-        (receiver, sender) so that graphs are reproducible.
+        senders, receivers, and integer cell shifts per edge, in the paired layout:
+        the first half holds one direction of every pair, sorted by (receiver,
+        sender, shift) so that graphs are reproducible, and edge ``k + n/2`` is the
+        reverse of edge ``k`` (sender and receiver swapped, shift negated, so its
+        vector is exactly the negated vector).
     """
     if cutoff <= 0:
         raise ValueError(f"cutoff must be > 0 Å, got {cutoff}.")
     positions = np.asarray(positions, dtype=np.float64)
     pbc = np.asarray(pbc, dtype=bool)
     box = _cell_for_neighbour_search(positions, np.asarray(cell, np.float64), pbc)
-    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    # A half list has each pair once; the reverses are built here, so the list is
+    # exactly symmetric even for pairs at the cutoff.
+    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
     senders, receivers, shifts = calculator.compute(
         points=positions, box=box, periodic=pbc, quantities="ijS", copy=True
     )
     order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], senders, receivers))
+    senders, receivers, shifts = senders[order], receivers[order], shifts[order]
     return (
-        senders[order].astype(np.int32),
-        receivers[order].astype(np.int32),
-        shifts[order].astype(np.int32),
+        np.concatenate([senders, receivers]).astype(np.int32),
+        np.concatenate([receivers, senders]).astype(np.int32),
+        np.concatenate([shifts, -shifts]).astype(np.int32),
     )

@@ -103,11 +103,15 @@ class ForceField(eqx.Module):
         edge_graph = graph.edge_graph_index()
         node_mask = jnp.asarray(graph.node_mask)
 
+        paired = {}
+        if graph.paired_edges and self.network.supports_paired_edges:
+            paired["paired_edges"] = True
+
         def total_energy(positions, strain):
             vectors = graph.edge_vectors(positions=positions, cell=cell)
             if self.predict_stress:  # static: no strain work when not needed
                 vectors = _apply_strain(vectors, strain, edge_graph)
-            node_energies = self.network(vectors, species, senders, receivers)
+            node_energies = self.network(vectors, species, senders, receivers, **paired)
             node_energies = jnp.where(node_mask, node_energies, 0.0)
             energies = jax.ops.segment_sum(
                 node_energies, node_graph, num_segments=graph.num_graphs

@@ -16,8 +16,8 @@ class EquivariantLinear(eqx.Module):
     square root of its fan-in.
 
     With ``num_species`` set, every species has its own weights (indexed by each
-    node's species) and outputs are further divided by sqrt(num_species): this equals
-    a fully connected tensor product with the one-hot species.
+    node's species), with the same fan-in scaling (as mlip 0.2; mlip 0.1 further
+    divided by sqrt(num_species)).
 
     Attributes:
         weights: One [mul_in, mul_out] (or [num_species, mul_in, mul_out]) array per
@@ -64,10 +64,8 @@ class EquivariantLinear(eqx.Module):
             path_normalization="path",
             gradient_normalization="path",
         )
-        scale = 1.0 if num_species is None else num_species**-0.5
         self._paths = tuple(
-            (ins.i_in, ins.i_out, ins.path_weight * scale)
-            for ins in linear.instructions
+            (ins.i_in, ins.i_out, ins.path_weight) for ins in linear.instructions
         )
         keys = jax.random.split(key, max(len(linear.instructions), 1))
         prefix = () if num_species is None else (num_species,)

@@ -21,9 +21,15 @@ class MLIPNetwork(eqx.Module):
     ``Network(config, dataset_info, key=key)``; without a key its parameters are
     drawn from ``jax.random.key(0)``. Its parameters have the dtype of
     :func:`default_float_dtype` at construction.
+
+    A network that sets ``supports_paired_edges = True`` is called with
+    ``paired_edges=True`` for graphs in the paired edge layout of ``Graph`` (the
+    second half of the edges reverses the first), so that it can evaluate per-pair
+    functions once; other networks are called without that argument.
     """
 
     Config: ClassVar[type[Config]]
+    supports_paired_edges: ClassVar[bool] = False
     config: eqx.AbstractVar[Config]
     dataset_info: eqx.AbstractVar[DatasetInfo]
 

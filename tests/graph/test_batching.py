@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -98,3 +100,58 @@ def test_empty_batch_is_all_padding_and_stacking_adds_device_axis():
     stacked = stack_graphs([full, empty])
     assert stacked.positions.shape == (2, 5, 3)
     assert stacked.n_node.shape == (2, 3)
+
+
+def assert_paired(graph):
+    """Edge k + n/2 reverses edge k and both belong to the same graph."""
+    half = graph.num_edges // 2
+    assert graph.paired_edges and graph.num_edges % 2 == 0
+    np.testing.assert_array_equal(graph.senders[half:], graph.receivers[:half])
+    np.testing.assert_array_equal(graph.receivers[half:], graph.senders[:half])
+    np.testing.assert_array_equal(graph.shifts[half:], -graph.shifts[:half])
+    np.testing.assert_array_equal(graph.edge_mask[half:], graph.edge_mask[:half])
+    edge_graph = np.asarray(graph.edge_graph_index())
+    np.testing.assert_array_equal(edge_graph[half:], edge_graph[:half])
+    vectors = np.asarray(graph.edge_vectors())
+    np.testing.assert_array_equal(vectors[half:], -vectors[:half])
+
+
+def test_batches_of_paired_graphs_are_paired_and_keep_each_graphs_edges():
+    graphs = make_graphs(5, [4, 6, 3])
+    for graph in graphs:
+        assert_paired(graph)
+    batch = batch_graphs(
+        graphs, n_node=20, n_edge=sum(g.num_edges for g in graphs) + 8, n_graph=5
+    )
+    assert_paired(batch)
+    edge_graph = np.asarray(batch.edge_graph_index())
+    node_graph = np.asarray(batch.node_graph_index())
+    # Every edge joins nodes of its own graph, and each graph keeps its edge count.
+    np.testing.assert_array_equal(node_graph[batch.senders], edge_graph)
+    np.testing.assert_array_equal(node_graph[batch.receivers], edge_graph)
+    np.testing.assert_array_equal(np.bincount(edge_graph, minlength=5), batch.n_edge)
+    # The real edges of each graph are the graph's own, shifted by its node offset.
+    offset = 0
+    for index, graph in enumerate(graphs):
+        mine = edge_graph == index
+        got = set(
+            zip(
+                batch.senders[mine] - offset,
+                batch.receivers[mine] - offset,
+                map(tuple, batch.shifts[mine]),
+            )
+        )
+        want = set(zip(graph.senders, graph.receivers, map(tuple, graph.shifts)))
+        assert got == want
+        offset += graph.num_nodes
+
+
+def test_a_batch_with_an_unpaired_graph_uses_the_contiguous_layout():
+    graphs = make_graphs(6, [4, 5])
+    graphs[1] = dataclasses.replace(graphs[1], paired_edges=False)
+    batch = batch_graphs(
+        graphs, n_node=12, n_edge=sum(g.num_edges for g in graphs), n_graph=3
+    )
+    assert not batch.paired_edges
+    edge_graph = np.asarray(batch.edge_graph_index())
+    assert np.all(np.diff(edge_graph) >= 0)

@@ -1,5 +1,7 @@
 """ForceField: API, dtypes, padding, batching, compilation, gradients, stress sign."""
 
+import dataclasses
+
 import ase
 import equinox as eqx
 import jax
@@ -9,6 +11,7 @@ import pytest
 from ase.calculators.emt import EMT
 
 from mlip_eqx.data.chemical_system import ChemicalSystem
+from mlip_eqx.graph import batch_graphs
 from mlip_eqx.models import ForceField, Mace, MLIPNetwork, Prediction
 from tests.helpers import physics
 from tests.helpers.models import DATASET_INFO, ELEMENTS, NETWORK_CONFIGS, force_field
@@ -232,3 +235,20 @@ def test_finite_difference_stress_follows_ase_sign_convention():
     )
     stress = physics.finite_difference_stress(emt_energy, system, step=1e-5)
     np.testing.assert_allclose(stress, reference, rtol=1e-5, atol=1e-8)
+
+
+def test_paired_edges_give_the_same_prediction_as_the_generic_path(x64):
+    """Radial functions evaluated once per pair change nothing, stress included."""
+    ff = force_field("mace")
+    graphs = [physics.make_graph(ff, system) for system in some_systems(7)]
+    unpaired = [dataclasses.replace(graph, paired_edges=False) for graph in graphs]
+    paired_batch, generic_batch = (
+        batch_graphs(group, **physics.BATCH_SIZES) for group in (graphs, unpaired)
+    )
+    assert paired_batch.paired_edges and not generic_batch.paired_edges
+    physics.assert_trees_close(
+        physics.predict_graph(ff, paired_batch),
+        physics.predict_graph(ff, generic_batch),
+        rtol=1e-10,
+        atol=1e-12,
+    )

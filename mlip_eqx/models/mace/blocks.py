@@ -3,6 +3,7 @@
 import e3nn_jax as e3nn
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
@@ -120,7 +121,7 @@ class InteractionBlock(eqx.Module):
         self,
         node_features: e3nn.IrrepsArray,
         harmonics: Float[Array, "n_edge harmonics"],
-        radial_features: Float[Array, "n_edge num_radial"],
+        radial_features: Float[Array, "n_radial num_radial"],
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
     ) -> e3nn.IrrepsArray:
@@ -130,7 +131,9 @@ class InteractionBlock(eqx.Module):
             node_features: [n_node, source irreps].
             harmonics: Spherical harmonics of degree 0..l_max of the vectors from
                 receiver to sender (see :func:`edge_harmonics`).
-            radial_features: Radial embedding, zero for padding edges.
+            radial_features: Radial embedding, zero for padding edges; of every
+                edge, or of the first half of paired edges (see ``Graph``), whose
+                second half repeats it.
             senders: Sending node of each edge.
             receivers: Receiving node of each edge.
         """
@@ -138,6 +141,8 @@ class InteractionBlock(eqx.Module):
             node_features = self.linear_up(node_features)
         with jax.named_scope("radial_mlp"):
             radial_weights = self.radial_mlp(radial_features)
+            if radial_weights.shape[0] != senders.shape[0]:  # paired edges
+                radial_weights = jnp.concatenate([radial_weights, radial_weights])
         with jax.named_scope("messages"):
             summed = summed_messages(
                 self.coupling,

@@ -176,6 +176,13 @@ def edge_harmonics(
     ).array
 
 
+def parity_signs(l_max: int, dtype) -> np.ndarray:
+    """(-1)^l for every harmonic component of degree 0..l_max: Y(-r) = signs * Y(r)."""
+    return np.concatenate(
+        [np.full(2 * degree + 1, (-1.0) ** degree) for degree in range(l_max + 1)]
+    ).astype(dtype)
+
+
 def summed_messages(
     coupling: MessageCoupling,
     node_features: e3nn.IrrepsArray,

@@ -19,7 +19,7 @@ from mlip_eqx.models.mace.blocks import (
     ProductBasisBlock,
 )
 from mlip_eqx.models.mace.config import MaceConfig
-from mlip_eqx.models.mace.messages import edge_harmonics
+from mlip_eqx.models.mace.messages import edge_harmonics, parity_signs
 from mlip_eqx.models.mlip_network import MLIPNetwork, default_float_dtype
 from mlip_eqx.models.radial import radial_embedding, safe_norm
 
@@ -116,7 +116,7 @@ class MaceLayer(eqx.Module):
         node_features: e3nn.IrrepsArray,
         node_species: Int[Array, " n_node"],
         harmonics: Float[Array, "n_edge harmonics"],
-        radial_features: Float[Array, "n_edge num_radial"],
+        radial_features: Float[Array, "n_radial num_radial"],
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
     ) -> tuple[Float[Array, " n_node"], e3nn.IrrepsArray]:
@@ -157,6 +157,7 @@ class Mace(MLIPNetwork):
     """
 
     Config = MaceConfig
+    supports_paired_edges = True
 
     config: MaceConfig = eqx.field(static=True)
     dataset_info: DatasetInfo = eqx.field(static=True)
@@ -217,12 +218,21 @@ class Mace(MLIPNetwork):
         node_species: Int[Array, " n_node"],
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
+        paired_edges: bool = False,
     ) -> Float[Array, " n_node"]:
-        """Energy of each node in eV (see :class:`MLIPNetwork`)."""
+        """Energy of each node in eV (see :class:`MLIPNetwork`).
+
+        With ``paired_edges`` (edge ``k + n_edge / 2`` reverses edge ``k``), the
+        radial basis, radial MLPs and harmonics are evaluated for the first half.
+        """
         dtype = self.embedding.dtype
         edge_vectors = edge_vectors.astype(dtype)
         with jax.named_scope("edge_embedding"):
-            lengths, is_zero = safe_norm(edge_vectors)
+            # With paired edges, radial functions are evaluated once per pair and
+            # the reversed edges' harmonics are the pair's times (-1)^l.
+            pair_vectors = edge_vectors[: edge_vectors.shape[0] // 2]
+            vectors = pair_vectors if paired_edges else edge_vectors
+            lengths, is_zero = safe_norm(vectors)
             radial_features = radial_embedding(
                 lengths,
                 is_zero,
@@ -231,8 +241,12 @@ class Mace(MLIPNetwork):
                 envelope=self.config.radial_envelope,
                 r_min=self.avg_r_min,
             )
-            safe_vectors = jnp.where(is_zero[:, None], 1.0, edge_vectors)
+            safe_vectors = jnp.where(is_zero[:, None], 1.0, vectors)
             harmonics = edge_harmonics(-safe_vectors, self.config.l_max)
+            if paired_edges:
+                harmonics = jnp.concatenate(
+                    [harmonics, harmonics * parity_signs(self.config.l_max, dtype)]
+                )
         node_features = e3nn.IrrepsArray(
             self.config.num_channels * e3nn.Irreps("0e"),
             self.embedding[node_species] * self.num_species**-0.5,

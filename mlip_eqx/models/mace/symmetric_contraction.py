@@ -137,7 +137,8 @@ class SymmetricContraction(eqx.Module):
         dtype: DTypeLike,
         key: jax.Array,
     ):
-        """Draws weights with standard deviation num_weights**-0.5.
+        """Draws weights with standard deviation (number of weights of the output
+        irrep over all orders)**-0.5.
 
         Args:
             irreps_in: Irreps of one channel (multiplicity 1 each).
@@ -153,22 +154,26 @@ class SymmetricContraction(eqx.Module):
         keep = e3nn.Irreps([ir for _, ir in e3nn.Irreps(keep_irreps)]).regroup()
         self.correlation = correlation
         self.symmetric_basis = symmetric_basis
-        weights, present = {}, set()
-        for order in range(1, correlation + 1):
-            basis = self._basis(order, keep)
+        bases = {order: self._basis(order, keep) for order in range(1, correlation + 1)}
+        # One scale per output irrep over all orders, as one linear map of the
+        # concatenated orders would have (mlip 0.2's parametrisation).
+        totals: dict[str, int] = {}
+        for basis in bases.values():
+            for ir, to_symmetric in basis.to_symmetric.items():
+                totals[ir] = totals.get(ir, 0) + to_symmetric.shape[1]
+        weights = {}
+        for order, basis in bases.items():
             for ir, to_symmetric in basis.to_symmetric.items():
                 key, subkey = jax.random.split(key)
-                num_weights = to_symmetric.shape[1]
                 weights[f"w{order}_{ir}"] = normal(
                     subkey,
-                    (num_species, num_weights, num_channels),
+                    (num_species, to_symmetric.shape[1], num_channels),
                     dtype,
-                    num_weights**-0.5,
+                    totals[ir] ** -0.5,
                 )
-                present.add(ir)
         self.weights = weights
         self.irreps_out = e3nn.Irreps(
-            [ir for _, ir in keep if str(ir) in present]
+            [ir for _, ir in keep if str(ir) in totals]
         ).regroup()
 
     def _basis(self, order: int, keep: e3nn.Irreps) -> _OrderBasis:
