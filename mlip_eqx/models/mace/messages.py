@@ -205,16 +205,26 @@ def summed_messages(
         [n_node, ``coupling.irreps``], the unnormalised neighbour sum.
     """
     channels = coupling.num_channels
-    num_edges = harmonics.shape[0]
+    num_nodes, num_edges = node_features.shape[0], harmonics.shape[0]
     dtype = harmonics.dtype
-    with jax.named_scope("gather"):
-        features = node_features.mul_to_axis(channels).array  # [N, C, source]
-        sender = jnp.swapaxes(features, 1, 2)[senders]  # [E, source, C]
+    features = jnp.swapaxes(node_features.mul_to_axis(channels).array, 1, 2)
     weights = radial_weights.reshape(num_edges, coupling.num_paths, channels)
-    parts = []
+    # Split once instead of slicing per use: the transpose of a split is one
+    # concatenation, that of every slice a full-size padded array. Edge arrays are
+    # gathered and summed per source irrep, so that only node arrays are split
+    # and concatenated.
+    path_weights = jnp.split(weights, coupling.num_paths, axis=1)  # [E, 1, C] each
+    bounds = sorted({b for group in coupling.groups for b in group.source})
+    node_blocks = jnp.split(
+        features[:, bounds[0] : bounds[-1]], np.cumsum(np.diff(bounds))[:-1], axis=1
+    )
+    node_blocks = dict(zip(zip(bounds, bounds[1:]), node_blocks))  # [N, source, C]
+    sums = []
     for group in coupling.groups:
         start, stop = group.source
         num_components = len(group.components)
+        with jax.named_scope("gather"):
+            sender = node_blocks[start, stop][senders]  # [E, source, C]
         with jax.named_scope("tensor_product"):
             coefficients = np.asarray(group.coefficients, dtype).reshape(
                 coupling.harmonics_dim, -1
@@ -222,31 +232,28 @@ def summed_messages(
             coupled = (harmonics @ coefficients).reshape(
                 num_edges, num_components, stop - start
             )  # [E, comp, source]
-            products = jnp.sum(
-                coupled[:, :, :, None] * sender[:, None, start:stop, :], axis=2
-            )  # [E, comp, C]
+            products = jnp.sum(coupled[:, :, :, None] * sender[:, None], axis=2)
         with jax.named_scope("radial_weighting"):
-            parts.append(products * _per_component(weights, group.paths))
-    messages = jnp.concatenate(parts, axis=1)  # [E, all comps (group order), C]
-    with jax.named_scope("scatter"):
-        summed = jax.ops.segment_sum(
-            messages, receivers, num_segments=node_features.shape[0]
-        )
+            messages = products * _per_component(path_weights, group.paths)
+        with jax.named_scope("scatter"):
+            sums.append(
+                jax.ops.segment_sum(messages, receivers, num_segments=num_nodes)
+            )
+    summed = jnp.concatenate(sums, axis=1)  # [N, all comps (group order), C]
     return _to_irreps_array(coupling, summed)
 
 
 def _per_component(
-    weights: Float[Array, "n_edge paths channels"], paths: tuple[int, ...]
+    path_weights: list[Float[Array, "n_edge 1 channels"]], paths: tuple[int, ...]
 ) -> Float[Array, "n_edge components channels"]:
     """The weight of each component's path, by broadcasting runs of equal paths."""
     runs, start = [], 0
     for index in range(1, len(paths) + 1):
         if index == len(paths) or paths[index] != paths[start]:
-            path = paths[start]
+            weight = path_weights[paths[start]]
             runs.append(
                 jnp.broadcast_to(
-                    weights[:, path : path + 1, :],
-                    (weights.shape[0], index - start, weights.shape[2]),
+                    weight, (weight.shape[0], index - start, weight.shape[2])
                 )
             )
             start = index
