@@ -4,7 +4,7 @@ Usage:
     python benchmarks/train_vs_peers.py [--epochs 3]
         [--mlip-python /tmp/peer_mlip/bin/python]
         [--mace-python /tmp/peer_mace/bin/python]
-        [--work-dir /tmp/train_vs_peers] [--threads 2] [--seed 42] [--skip-ours]
+        [--work-dir /tmp/train_vs_peers] [--threads 2] [--seeds 42 7 1] [--skip-ours]
         [--output benchmarks/results/train_vs_peers.json]
 
 Data: 1000 EMT-labelled 32-atom fcc Cu/Ag/Au/Ni cells from our demo generator
@@ -21,7 +21,10 @@ mace-torch through its ``mace_run_train`` command line). Epoch time is the train
 pass only (no validation); seconds per epoch are the median over the epochs after
 the first; the first epoch includes compilation. Peak memory is the child's maximum
 resident set size. Validation MAEs are each library's own numbers after each epoch.
-Prints a table and writes JSON. See benchmarks/README.md for the peers' setup.
+With several ``--seeds`` (weights' seeds, used by every library) each library trains
+once per seed: seconds per epoch are then the median over all seeds' epochs after the
+first, and MAEs are the mean over seeds (each seed's are listed too). Prints a table
+and writes JSON. See benchmarks/README.md for the peers' setup.
 """
 
 import argparse
@@ -351,27 +354,32 @@ def energy_mae_per_atom(epoch: dict, atoms_per_structure: float) -> float:
     return epoch.get("valid_mae_e", float("nan")) / atoms_per_structure
 
 
-def summarise(result: dict, sizes: dict) -> dict:
-    times = [e["train_s"] for e in result["epochs"]]
-    per_epoch = statistics.median(times[1:] or times)
-    last = result["epochs"][-1]
+def summarise(runs: list[dict], sizes: dict) -> dict:
+    """One library's runs (one per seed) in one row."""
+    later = [e["train_s"] for run in runs for e in run["epochs"][1:]]
+    per_epoch = statistics.median(
+        later or [run["epochs"][0]["train_s"] for run in runs]
+    )
     atoms_per_structure = sizes["valid"]["atoms"] / sizes["valid"]["structures"]
+    finals = [run["epochs"][-1] for run in runs]
     return {
-        "library": result["library"],
-        "version": result["version"],
+        "library": runs[0]["library"],
+        "version": runs[0]["version"],
         "s_per_epoch": per_epoch,
         "structures_per_s": sizes["train"]["structures"] / per_epoch,
         "atoms_per_s": sizes["train"]["atoms"] / per_epoch,
-        "first_epoch_s": times[0],
-        "peak_rss_mib": result["peak_rss_mib"],
-        "num_parameters": result["num_parameters"],
-        "final_valid_mae_f_meV_per_A": 1000 * last.get("valid_mae_f", float("nan")),
+        "first_epoch_s": statistics.median(run["epochs"][0]["train_s"] for run in runs),
+        "peak_rss_mib": max(run["peak_rss_mib"] for run in runs),
+        "num_parameters": runs[0]["num_parameters"],
+        "num_seeds": len(runs),
+        "final_valid_mae_f_meV_per_A": 1000
+        * statistics.mean(e.get("valid_mae_f", float("nan")) for e in finals),
         "final_valid_mae_e_meV_per_atom": 1000
-        * energy_mae_per_atom(last, atoms_per_structure),
+        * statistics.mean(energy_mae_per_atom(e, atoms_per_structure) for e in finals),
     }
 
 
-def print_table(rows: list[dict], results: list[dict], sizes: dict) -> None:
+def print_table(rows: list[dict], runs: dict[str, list[dict]], sizes: dict) -> None:
     print(f"{'metric':32s}" + "".join(f"{r['library']:>16s}" for r in rows))
     print(f"{'version':32s}" + "".join(f"{r['version']:>16s}" for r in rows))
     for key in [k for k in rows[0] if k not in ("library", "version")]:
@@ -381,20 +389,38 @@ def print_table(rows: list[dict], results: list[dict], sizes: dict) -> None:
         ratios = [row["s_per_epoch"] / ours[0]["s_per_epoch"] for row in rows]
         print(f"{'speed-up of mlip_eqx':32s}" + "".join(f"{r:16.2f}" for r in ratios))
     atoms_per_structure = sizes["valid"]["atoms"] / sizes["valid"]["structures"]
+
+    def maes(epoch: dict) -> tuple[float, float]:
+        return (
+            1000 * epoch.get("valid_mae_f", float("nan")),
+            1000 * energy_mae_per_atom(epoch, atoms_per_structure),
+        )
+
     print("\nper epoch: train s | valid force MAE meV/Å | valid energy MAE meV/atom")
-    for result in results:
-        for epoch in result["epochs"]:
-            force_mae = 1000 * epoch.get("valid_mae_f", float("nan"))
-            energy_mae = 1000 * energy_mae_per_atom(epoch, atoms_per_structure)
+    for library, library_runs in runs.items():
+        for run in library_runs:
+            for epoch in run["epochs"]:
+                force_mae, energy_mae = maes(epoch)
+                print(
+                    f"  {library:12s} seed {run['seed']:3d} epoch {epoch['epoch']:2d}: "
+                    f"{epoch['train_s']:8.1f} s | {force_mae:7.1f} | {energy_mae:7.2f}"
+                )
+    print("\nmean over seeds: valid force MAE meV/Å | valid energy MAE meV/atom")
+    for library, library_runs in runs.items():
+        for index in range(min(len(run["epochs"]) for run in library_runs)):
+            values = [maes(run["epochs"][index]) for run in library_runs]
+            force_mae = statistics.mean(v[0] for v in values)
+            energy_mae = statistics.mean(v[1] for v in values)
             print(
-                f"  {result['library']:12s} epoch {epoch['epoch']:2d}: "
-                f"{epoch['train_s']:8.1f} s | {force_mae:7.1f} | {energy_mae:7.2f}"
+                f"  {library:12s} epoch {index + 1:2d}: {force_mae:7.1f} "
+                f"(seeds: {', '.join(f'{v[0]:.1f}' for v in values)}) | "
+                f"{energy_mae:7.2f}"
             )
-    for result in results:
-        if "padding_efficiency" in result:
-            padding = result["padding_efficiency"]
+    for library_runs in runs.values():
+        padding = library_runs[0].get("padding_efficiency")
+        if padding:
             print(
-                f"padding efficiency of {result['library']}: nodes "
+                f"padding efficiency of {library_runs[0]['library']}: nodes "
                 f"{padding['nodes']:.1%}, edges {padding['edges']:.1%}, graphs "
                 f"{padding['graphs']:.1%} ({padding['num_batches']} batches)"
             )
@@ -408,8 +434,13 @@ def main() -> None:
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--seed", type=int, default=MODEL_SEED, help="seed of the models' weights"
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[MODEL_SEED],
+        help="seeds of the models' weights; one run per library and seed",
     )
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)  # child only
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/train_vs_peers"))
     parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/train_vs_peers.json")
@@ -423,47 +454,36 @@ def main() -> None:
         return
 
     sizes = prepare_data(args.work_dir)
-    results = []
-    if not args.skip_ours:
-        results.append(
-            run_jax_child(
-                sys.executable,
-                "mlip_eqx",
-                args.work_dir,
-                args.epochs,
-                args.threads,
-                args.seed,
-            )
-        )
-    if args.mlip_python:
-        results.append(
-            run_jax_child(
-                args.mlip_python,
-                "mlip",
-                args.work_dir,
-                args.epochs,
-                args.threads,
-                args.seed,
-            )
-        )
-    if args.mace_python:
-        results.append(
-            run_mace_child(
-                args.mace_python, args.work_dir, args.epochs, args.threads, args.seed
-            )
-        )
-    rows = [summarise(result, sizes) for result in results]
-    print_table(rows, results, sizes)
+    runs: dict[str, list[dict]] = {}
+    for seed in args.seeds:
+        children = []
+        if not args.skip_ours:
+            children.append((run_jax_child, sys.executable, "mlip_eqx"))
+        if args.mlip_python:
+            children.append((run_jax_child, args.mlip_python, "mlip"))
+        if args.mace_python:
+            children.append((run_mace_child, args.mace_python, "mace-torch"))
+        for run, python, library in children:
+            if run is run_jax_child:
+                result = run(
+                    python, library, args.work_dir, args.epochs, args.threads, seed
+                )
+            else:
+                result = run(python, args.work_dir, args.epochs, args.threads, seed)
+            runs.setdefault(library, []).append({**result, "seed": seed})
+    rows = [summarise(library_runs, sizes) for library_runs in runs.values()]
+    print_table(rows, runs, sizes)
     write_record(
         args.output,
         {
             "threads": args.threads,
             "epochs": args.epochs,
-            "seed": args.seed,
+            "seeds": args.seeds,
             "data": sizes,
-            "statistic": "median of the epochs after the first",
+            "statistic": "median of the epochs after the first (all seeds); "
+            "MAEs: mean over seeds",
             "summary": rows,
-            "runs": results,
+            "runs": runs,
         },
     )
 

@@ -1,6 +1,8 @@
 """Predictions of a force field for every structure of a GraphDataset."""
 
 import dataclasses
+import functools
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -10,6 +12,7 @@ from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.graph.graph import Graph
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.prediction import Prediction
+from mlip_eqx.utils.compiler_options import compiler_options
 from mlip_eqx.utils.progress import track
 
 
@@ -36,9 +39,24 @@ class StructurePrediction:
     reference_stress: np.ndarray | None
 
 
-@eqx.filter_jit
 def _predict(force_field: ForceField, batch: Graph) -> Prediction:
-    return force_field(batch)
+    params, static = eqx.partition(force_field, eqx.is_array)
+    leaves, treedef = jax.tree.flatten(static)
+    return _compiled_call(treedef, tuple(leaves))(params, batch)
+
+
+@functools.cache
+def _compiled_call(
+    treedef: jax.tree_util.PyTreeDef, leaves: tuple
+) -> Callable[[ForceField, Graph], Prediction]:
+    """The jitted call of force fields with this non-array part (compiled once per
+    batch shape), with mlip_eqx's compiler options."""
+    static = jax.tree.unflatten(treedef, leaves)
+
+    def call(params: ForceField, batch: Graph) -> Prediction:
+        return eqx.combine(params, static)(batch)
+
+    return jax.jit(call, compiler_options=compiler_options(jax.default_backend()))
 
 
 def predict_dataset(
