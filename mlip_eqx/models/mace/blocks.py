@@ -69,7 +69,6 @@ class InteractionBlock(eqx.Module):
     linear_up: EquivariantLinear
     radial_mlp: RadialMLP
     linear_down: EquivariantLinear
-    l_max: int = eqx.field(static=True)
     target_irreps: e3nn.Irreps = eqx.field(static=True)
     coupling: MessageCoupling = eqx.field(static=True)
     avg_num_neighbors: float = eqx.field(static=True)
@@ -99,7 +98,6 @@ class InteractionBlock(eqx.Module):
         up_key, mlp_key, down_key = jax.random.split(key, 3)
         source_irreps = e3nn.Irreps(source_irreps)
         self.target_irreps = e3nn.Irreps(target_irreps)
-        self.l_max = l_max
         self.avg_num_neighbors = float(avg_num_neighbors)
         self.linear_up = EquivariantLinear(
             source_irreps, source_irreps, dtype=dtype, key=up_key
