@@ -33,3 +33,10 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     step; an unplaced state costs one extra compilation.
     """
     return jax.device_put(tree, replicated_sharding(mesh))
+
+
+def training_mesh(should_parallelize: bool) -> Mesh:
+    """The mesh of a training loop: all local devices if ``should_parallelize``,
+    else the first one. Custom steps for the loop are built on this mesh."""
+    devices = jax.local_devices()
+    return make_mesh(devices if should_parallelize else devices[:1])

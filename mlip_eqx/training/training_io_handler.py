@@ -27,12 +27,11 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from beartype.vale import Is
 from jaxtyping import PyTree
 
 from mlip_eqx.data.dataset_info import DatasetInfo
@@ -57,7 +56,6 @@ LAYOUT_ITEM = "layout"
 # never leaves a damaged checkpoint behind.
 TRASH_SUBDIR_NAME = ".deleting"
 
-EMADecay = Annotated[float, Is[lambda value: 0 < value < 1]]
 DataUploadFun = Callable[[Path], Future | None]
 
 
@@ -101,14 +99,12 @@ class TrainingIOHandlerConfig(Config):
             checkpoints (``<dir>/model/``); None disables checkpointing.
         max_checkpoints_to_keep: Number of most recent checkpoints kept on disk.
         save_debiased_ema: Also save the debiased EMA of the parameters.
-        ema_decay: Decay of the parameter EMA (must equal the training loop's);
-            used to debias the saved EMA.
         restore_checkpoint_if_exists: Restore a checkpoint of the output directory
             before training, if there is one.
         epoch_to_restore: The epoch to restore; None restores the latest.
         restore_optimizer_state: Restore the whole training state (optimizer state,
-            EMA, step counters, random key, extras); if False only the parameters
-            are restored and the rest starts fresh.
+            EMA, step counter, random key, best-model record, extras); if False
+            only the parameters are restored and the rest starts fresh.
         clear_previous_checkpoints: Delete ``<dir>/model/`` (all checkpoints) when
             the handler is created. Cannot be combined with
             ``restore_checkpoint_if_exists``.
@@ -117,7 +113,6 @@ class TrainingIOHandlerConfig(Config):
     local_model_output_dir: str | os.PathLike | None = None
     max_checkpoints_to_keep: PositiveInt = 5
     save_debiased_ema: bool = True
-    ema_decay: EMADecay = 0.99
     restore_checkpoint_if_exists: bool = False
     epoch_to_restore: NonNegativeInt | None = None
     restore_optimizer_state: bool = False
@@ -260,9 +255,7 @@ class TrainingIOHandler:
             TRAINING_STATE_ITEM: rest,
         }
         if self.config.save_debiased_ema:
-            ema_params = debiased_ema_params(
-                training_state.ema_state, self.config.ema_decay
-            )
+            ema_params = debiased_ema_params(training_state.ema_state)
             items[PARAMS_EMA_ITEM] = _flatten_with_keys(ema_params)
         layout = {"format_version": CHECKPOINT_FORMAT_VERSION} | {
             name: _layout_records(leaves) for name, leaves in items.items()

@@ -1,41 +1,118 @@
 """TrainingLoop: a thin host loop around the pure train and eval steps."""
 
 import logging
-import math
 import os
 import time
-from collections.abc import Iterator
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+from jax.sharding import Mesh
 from jaxtyping import PyTree
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.data.graph_dataset import GraphDataset
-from mlip_eqx.data.prefetch import prefetch
-from mlip_eqx.graph.graph import Graph
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import Loss
+from mlip_eqx.models.loss.reductions import reduce_metrics
+from mlip_eqx.training.best_model import update_best_model_record
+from mlip_eqx.training.device_batches import device_batches, num_device_steps
 from mlip_eqx.training.ema import debiased_ema_params
-from mlip_eqx.training.mesh import batch_sharding, make_mesh, replicate
+from mlip_eqx.training.mesh import replicate, training_mesh
 from mlip_eqx.training.training_io_handler import LogCategory, TrainingIOHandler
 from mlip_eqx.training.training_loggers import log_metrics_to_line
 from mlip_eqx.training.training_loop_config import TrainingLoopConfig
 from mlip_eqx.training.training_state import TrainingState, init_training_state
-from mlip_eqx.training.training_step import make_eval_step, make_train_step
+from mlip_eqx.training.training_step import (
+    EvalStep,
+    TrainStep,
+    make_eval_step,
+    make_train_step,
+)
 from mlip_eqx.utils.progress import track
 
 logger = logging.getLogger("mlip_eqx")
 
-# Batches moved to the devices ahead of the step that uses them.
-_DEVICE_PREFETCH = 2
-
 
 class IncompatibleCheckpointError(ValueError):
     """A checkpoint to resume from was made for another model or data set."""
+
+
+def train_epoch(
+    train_step: TrainStep,
+    state: TrainingState,
+    dataset: GraphDataset,
+    mesh: Mesh,
+    epoch: int,
+    description: str = "Training",
+) -> tuple[TrainingState, dict[str, float]]:
+    """Runs ``train_step`` over every batch of ``epoch``.
+
+    Args:
+        train_step: ``(state, batches, epoch) -> (state, metrics)``, jitted over
+            ``mesh`` (e.g. :func:`make_train_step`); its metrics are in reducible
+            form (:mod:`mlip_eqx.models.loss.reductions`).
+        state: The training state (donated to the first step).
+        dataset: The training batches.
+        mesh: The mesh of the step.
+        epoch: The epoch number (selects the order of the batches).
+        description: Label of the progress bar.
+
+    Returns:
+        The new state and the epoch's metrics (each reduced over every step as it
+        declares), with ``runtime_in_seconds``, ``nodes_per_second`` and
+        ``graphs_per_second``.
+    """
+    start = time.perf_counter()
+    step_metrics, nodes, graphs = [], 0, 0
+    batches = device_batches(dataset, mesh, epoch)
+    total = num_device_steps(dataset, mesh, epoch)
+    for batch in track(batches, description, total=total):
+        state, metrics = train_step(state, batch.graphs, epoch)
+        step_metrics.append(metrics)
+        nodes += batch.num_real_nodes
+        graphs += batch.num_real_graphs
+    summary = reduce_metrics(step_metrics)
+    seconds = time.perf_counter() - start
+    summary["runtime_in_seconds"] = seconds
+    summary["nodes_per_second"] = nodes / seconds
+    summary["graphs_per_second"] = graphs / seconds
+    return state, summary
+
+
+def evaluate(
+    eval_step: EvalStep,
+    params: PyTree,
+    dataset: GraphDataset,
+    mesh: Mesh,
+    epoch: int,
+) -> dict[str, float]:
+    """The metrics of ``params`` on every structure of ``dataset``.
+
+    Args:
+        eval_step: ``(params, batches, epoch) -> metrics``, jitted over ``mesh``
+            (e.g. :func:`make_eval_step`).
+        params: The parameters to evaluate.
+        dataset: The batches (in the order of epoch 0).
+        mesh: The mesh of the step.
+        epoch: The epoch number passed to the step (for the loss weights).
+
+    Returns:
+        Each metric reduced over the whole data set as it declares (e.g. the RMSE
+        of every force component of the set).
+
+    Raises:
+        ValueError: If the data set has no structures.
+    """
+    if not dataset.graphs:
+        raise ValueError("Cannot evaluate on a dataset without structures.")
+    return reduce_metrics(
+        [
+            eval_step(params, batch.graphs, epoch)
+            for batch in device_batches(dataset, mesh, 0)
+        ]
+    )
 
 
 class TrainingLoop:
@@ -46,7 +123,13 @@ class TrainingLoop:
     the validation set with the EMA (or raw) parameters. A new best validation loss
     keeps those parameters as the best model and saves a checkpoint through the IO
     handler. With ``should_parallelize=True`` every local device is used: batches
-    are grouped per device by the loop itself.
+    are grouped per device by the loop itself. Metrics are exact: they do not
+    depend on the number of devices, the packing or the padding.
+
+    A custom step (built from :func:`loss_and_gradients`, :func:`apply_gradients`
+    and :func:`shard_step` over :func:`training_mesh`) replaces the built-in one;
+    batching, prefetching, evaluation, best model, checkpoints and resuming stay
+    the same.
 
     Example::
 
@@ -68,6 +151,9 @@ class TrainingLoop:
         config: TrainingLoopConfig,
         io_handler: TrainingIOHandler | None = None,
         should_parallelize: bool = False,
+        train_step: TrainStep | None = None,
+        eval_step: EvalStep | None = None,
+        extras: PyTree | None = None,
     ):
         """Constructor; restores a checkpoint if the IO handler is configured to.
 
@@ -76,16 +162,22 @@ class TrainingLoop:
             validation_dataset: Validation batches (``GraphDataset``).
             force_field: The model to train (its parameters are the starting point).
             loss: The training loss.
-            optimizer: Any optax optimizer (e.g. ``get_default_mlip_optimizer()``).
+            optimizer: Any optax optimizer (e.g. ``get_default_mlip_optimizer()``);
+                gradient accumulation through ``optax.MultiSteps``.
             config: The loop settings.
             io_handler: Checkpointing and logging; default: no checkpoints and
                 metrics logged as lines.
             should_parallelize: Use all local devices (data parallel) instead of one.
+            train_step: A custom ``(state, batches, epoch) -> (state, metrics)``,
+                jitted over ``training_mesh(should_parallelize)`` (default:
+                :func:`make_train_step` of the force field, loss and optimizer).
+            eval_step: A custom ``(params, batches, epoch) -> metrics`` over the
+                same mesh, with a ``"loss"`` metric (default: :func:`make_eval_step`).
+            extras: The initial ``TrainingState.extras`` (user state for custom
+                steps; the loop and the checkpoints carry it unchanged).
         """
         self.config = config
-        devices = jax.local_devices()
-        self._mesh = make_mesh(devices if should_parallelize else devices[:1])
-        self._num_devices = len(self._mesh.devices.flat)
+        self._mesh = training_mesh(should_parallelize)
         self._train_dataset = train_dataset
         self._validation_dataset = validation_dataset
         if config.eval_num_graphs is not None:
@@ -95,36 +187,19 @@ class TrainingLoop:
         if io_handler is None:
             io_handler = TrainingIOHandler()
             io_handler.attach_logger(log_metrics_to_line)
-        if io_handler.config.ema_decay != config.ema_decay:
-            raise ValueError(
-                f"The IO handler saves the EMA with ema_decay="
-                f"{io_handler.config.ema_decay} but the loop uses "
-                f"{config.ema_decay}; set both to the same value."
-            )
         self.io_handler = io_handler
-        self._train_step = make_train_step(
-            force_field,
-            loss,
-            optimizer,
-            self._mesh,
-            ema_decay=config.ema_decay,
-            num_gradient_accumulation_steps=config.num_gradient_accumulation_steps,
+        self._train_step = train_step or make_train_step(
+            force_field, loss, optimizer, self._mesh
         )
-        self._eval_step = make_eval_step(force_field, loss, self._mesh)
+        self._eval_step = eval_step or make_eval_step(force_field, loss, self._mesh)
 
         state = init_training_state(
-            force_field, optimizer, seed=config.random_seed, mesh=self._mesh
-        )
-        state = eqx.tree_at(
-            lambda s: s.extras,
-            state,
-            replicate(
-                {
-                    "best_validation_loss": jnp.asarray(jnp.inf, jnp.float32),
-                    "best_epoch": jnp.zeros((), jnp.int32),
-                },
-                self._mesh,
-            ),
+            force_field,
+            optimizer,
+            seed=config.random_seed,
+            mesh=self._mesh,
+            ema_decay=config.ema_decay,
+            extras=extras,
         )
         self._epoch = 0
         self._check_checkpoint_dataset_info(force_field.dataset_info)
@@ -151,6 +226,11 @@ class TrainingLoop:
         """The last completed epoch (0 before training)."""
         return self._epoch
 
+    @property
+    def mesh(self) -> Mesh:
+        """The device mesh of the steps."""
+        return self._mesh
+
     def run(self) -> None:
         """Trains until ``config.num_epochs`` epochs are done."""
         if self._epoch > 0:
@@ -161,7 +241,21 @@ class TrainingLoop:
             self._evaluate_and_track_best()
         while self._epoch < self.config.num_epochs:
             self._epoch += 1
-            self._train_epoch()
+            self._state, summary = train_epoch(
+                self._train_step,
+                self._state,
+                self._train_dataset,
+                self._mesh,
+                self._epoch,
+                f"Epoch {self._epoch}/{self.config.num_epochs}",
+            )
+            if summary.get("skipped_updates"):
+                logger.warning(
+                    "Epoch %d: %d steps had non-finite gradients and were skipped.",
+                    self._epoch,
+                    int(summary["skipped_updates"]),
+                )
+            self.io_handler.log(LogCategory.TRAIN_METRICS, summary, self._epoch)
             self._evaluate_and_track_best()
         self.io_handler.wait_until_finished()
 
@@ -169,111 +263,42 @@ class TrainingLoop:
         """Evaluates the best parameters on ``test_dataset`` and logs TEST_METRICS.
 
         Returns:
-            The mean metrics over the test batches.
+            The metrics over the whole test set.
         """
-        metrics = self._evaluate(self._best_params, test_dataset)
+        metrics = evaluate(
+            self._eval_step, self._best_params, test_dataset, self._mesh, self._epoch
+        )
         self.io_handler.log(LogCategory.TEST_METRICS, metrics, self._epoch)
         return metrics
 
     def _evaluation_params(self) -> PyTree:
+        """A copy of the parameters to evaluate (the next step donates the state's
+        buffers, so they are never kept by reference)."""
         if self.config.use_ema_params_for_eval and int(self._state.ema_state.step) > 0:
-            return debiased_ema_params(self._state.ema_state, self.config.ema_decay)
-        return self._state.params
-
-    def _device_batches(
-        self, dataset: GraphDataset, epoch: int
-    ) -> Iterator[tuple[Graph, int, int]]:
-        """Batches stacked per device and placed on the mesh, with their numbers of
-        real nodes and graphs, produced on a background thread."""
-        sharding = batch_sharding(self._mesh)
-
-        def produce():
-            for batch in dataset.iter_batches(epoch, num_devices=self._num_devices):
-                yield (
-                    jax.device_put(batch, sharding),
-                    int(np.sum(batch.node_mask)),
-                    int(np.sum(batch.graph_mask)),
-                )
-
-        return prefetch(produce(), _DEVICE_PREFETCH)
-
-    def _train_epoch(self) -> None:
-        epoch = self._epoch
-        start = time.perf_counter()
-        num_steps = math.ceil(
-            self._train_dataset.num_batches(epoch) / self._num_devices
-        )
-        step_metrics, nodes, graphs = [], 0, 0
-        batches = self._device_batches(self._train_dataset, epoch)
-        for batch, batch_nodes, batch_graphs in track(
-            batches, f"Epoch {epoch}/{self.config.num_epochs}", total=num_steps
-        ):
-            self._state, metrics = self._train_step(self._state, batch, epoch)
-            step_metrics.append(metrics)
-            nodes += batch_nodes
-            graphs += batch_graphs
-        host_metrics = jax.device_get(step_metrics)
-        seconds = time.perf_counter() - start
-        summary = {
-            key: float(np.mean([m[key] for m in host_metrics]))
-            for key in host_metrics[0]
-        }
-        summary["skipped_updates"] = float(
-            sum(m["skipped_updates"] for m in host_metrics)
-        )
-        if "learning_rate" in summary:
-            summary["learning_rate"] = float(host_metrics[-1]["learning_rate"])
-        summary["runtime_in_seconds"] = seconds
-        summary["nodes_per_second"] = nodes / seconds
-        summary["graphs_per_second"] = graphs / seconds
-        if summary["skipped_updates"]:
-            logger.warning(
-                "Epoch %d: %d steps had non-finite gradients and were skipped.",
-                epoch,
-                int(summary["skipped_updates"]),
-            )
-        self.io_handler.log(LogCategory.TRAIN_METRICS, summary, epoch)
-
-    def _evaluate(self, params: PyTree, dataset: GraphDataset) -> dict[str, float]:
-        if not dataset.graphs:
-            raise ValueError("Cannot evaluate on a dataset without structures.")
-        batch_metrics = [
-            self._eval_step(params, batch, self._epoch)
-            for batch, _, _ in self._device_batches(dataset, 0)
-        ]
-        host_metrics = jax.device_get(batch_metrics)
-        return {
-            key: float(np.mean([m[key] for m in host_metrics]))
-            for key in host_metrics[0]
-        }
+            params = debiased_ema_params(self._state.ema_state)
+        else:
+            params = self._state.params
+        return jax.tree.map(jnp.copy, params)
 
     def _evaluate_and_track_best(self) -> None:
         params = self._evaluation_params()
-        metrics = self._evaluate(params, self._validation_dataset)
+        metrics = evaluate(
+            self._eval_step, params, self._validation_dataset, self._mesh, self._epoch
+        )
         self.io_handler.log(LogCategory.EVAL_METRICS, metrics, self._epoch)
-        best_loss = float(self._state.extras["best_validation_loss"])
-        if metrics["loss"] < best_loss:
-            best_loss = metrics["loss"]
+        record, improved = update_best_model_record(
+            self._state.best_model, metrics["loss"], self._epoch
+        )
+        if improved:
             self._best_params = params
             self._state = eqx.tree_at(
-                lambda s: s.extras,
-                self._state,
-                replicate(
-                    {
-                        "best_validation_loss": jnp.asarray(best_loss, jnp.float32),
-                        "best_epoch": jnp.asarray(self._epoch, jnp.int32),
-                    },
-                    self._mesh,
-                ),
+                lambda s: s.best_model, self._state, replicate(record, self._mesh)
             )
             if self._epoch > 0:
                 self.io_handler.save_checkpoint(self._state, self._epoch)
         self.io_handler.log(
             LogCategory.BEST_MODEL,
-            {
-                "best_loss": best_loss,
-                "best_epoch": int(self._state.extras["best_epoch"]),
-            },
+            {"best_loss": float(record.loss), "best_epoch": int(record.epoch)},
             self._epoch,
         )
 

@@ -16,10 +16,11 @@ class TrainingLoopConfig(Config):
 
     Attributes:
         num_epochs: Number of training epochs (passes over the training set).
-        num_gradient_accumulation_steps: Steps per parameter update; must match the
-            optimizer's (``OptimizerConfig.num_gradient_accumulation_steps``).
         random_seed: Seed of the training state's random key.
-        ema_decay: Decay of the exponential moving average of the parameters.
+        ema_decay: Decay of the exponential moving average of the parameters (its
+            one home: the training state keeps it, the steps and checkpoints read
+            it from there). Gradient accumulation is the optimizer's setting
+            (``OptimizerConfig.num_gradient_accumulation_steps``).
         use_ema_params_for_eval: Evaluate (and keep as best model) the bias-corrected
             EMA parameters instead of the raw ones.
         eval_num_graphs: Evaluate on only the first this-many validation structures
@@ -28,7 +29,6 @@ class TrainingLoopConfig(Config):
     """
 
     num_epochs: PositiveInt
-    num_gradient_accumulation_steps: PositiveInt = 1
     random_seed: int = 42
     ema_decay: EMADecay = 0.99
     use_ema_params_for_eval: bool = True

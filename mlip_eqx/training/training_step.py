@@ -3,30 +3,36 @@
 A step runs on every device of a 1-D mesh (axis ``"data"``) through
 ``jax.jit(jax.shard_map(...))``. Batches arrive stacked along a leading axis whose
 length is a multiple of the number of devices: each device receives ``k`` padded
-batches (usually ``k = 1``), averages the gradients of its ``k`` batches, and the
-gradients and metrics are then averaged over devices with ``jax.lax.pmean``. So a
-stack of ``n`` batches gives the same update on one device as on ``n`` devices.
-Parameters and optimizer state stay replicated; one device is the same code with a
-mesh of size 1.
+batches (usually ``k = 1``). Reductions are exact: the loss of a step is that of
+all its structures, whatever the number of devices, batches or padding: each
+device adds the error sums and the label counts of its batches
+(:class:`~mlip_eqx.models.loss.Loss`), ``jax.lax.psum`` adds them over devices, and
+the sums are divided by the counts of the whole step once. So the gradient is the
+mean over the real structures of the step, a padding-only batch contributes
+nothing, and ``n`` batches give the same update on one device as on ``n`` devices.
+Metrics leave the step as sums and counts
+(:mod:`~mlip_eqx.models.loss.reductions`), which the host divides once per epoch.
+Parameters and optimizer state stay replicated; one device is the same code with
+a mesh of size 1.
 
 The pieces are public, so that a custom step can be composed from them. For
-example, a step that also records the gradient norm of the energy term only::
+example, a step that also records the largest absolute gradient::
 
-    >>> import jax, optax
-    >>> from mlip_eqx.training.training_step import (
-    ...     loss_and_gradients, apply_gradients, shard_step)
-    >>> from mlip_eqx.training.mesh import make_mesh
-    >>> def my_step(state, batch, epoch, *, force_field, loss, optimizer):
+    >>> import jax, jax.numpy as jnp
+    >>> from mlip_eqx.models.loss.reductions import Max
+    >>> from mlip_eqx.training import (
+    ...     apply_gradients, loss_and_gradients, make_mesh, shard_step)
+    >>> def my_step(state, batches, epoch, *, architecture, loss, optimizer):
     ...     gradients, metrics = loss_and_gradients(
-    ...         state.params, force_field, loss, batch, epoch)
-    ...     gradients = jax.lax.pmean(gradients, "data")
-    ...     metrics = jax.lax.pmean(metrics, "data")
-    ...     state, update_metrics = apply_gradients(
-    ...         state, gradients, optimizer, ema_decay=0.99)
-    ...     return state, metrics | update_metrics
-    >>> step = shard_step(my_step, make_mesh(), force_field=force_field,
-    ...                   loss=loss, optimizer=optimizer)
-    >>> state, metrics = step(state, stacked_batch, 0)
+    ...         state.params, architecture, loss, batches, epoch)
+    ...     leaves = jax.tree.leaves(gradients)
+    ...     largest = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in leaves]))
+    ...     state, update_metrics = apply_gradients(state, gradients, optimizer)
+    ...     return state, metrics | update_metrics | {"max_grad": Max(largest)}
+    >>> _, architecture = force_field.partition()  # no parameters baked in
+    >>> step = shard_step(my_step, make_mesh(), donate_state=True,
+    ...                   architecture=architecture, loss=loss, optimizer=optimizer)
+    >>> loop = TrainingLoop(..., train_step=step)
 """
 
 import functools
@@ -42,6 +48,15 @@ from jaxtyping import Array, PyTree
 from mlip_eqx.graph.graph import Graph
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import Loss
+from mlip_eqx.models.loss.reductions import (
+    Last,
+    Mean,
+    Metrics,
+    Sum,
+    metrics_over_batches,
+    metrics_over_devices,
+)
+from mlip_eqx.models.loss.terms import safe_divide
 from mlip_eqx.training.ema import ema_update
 from mlip_eqx.training.mesh import (
     DATA_AXIS,
@@ -53,9 +68,13 @@ from mlip_eqx.training.optimizer import get_learning_rate
 from mlip_eqx.training.training_state import TrainingState
 from mlip_eqx.utils.compiler_options import compiler_options
 
-Metrics = dict[str, Array]
 TrainStep = Callable[[TrainingState, Graph, int | Array], tuple[TrainingState, Metrics]]
 EvalStep = Callable[[PyTree, Graph, int | Array], Metrics]
+
+
+def _sum_over_devices_of_batches(tree: PyTree) -> PyTree:
+    """Sums a PyTree of stacked per-batch arrays over the batches and devices."""
+    return jax.lax.psum(jax.tree.map(lambda x: jnp.sum(x, axis=0), tree), DATA_AXIS)
 
 
 def loss_and_gradients(
@@ -65,13 +84,13 @@ def loss_and_gradients(
     batches: Graph,
     epoch: int | Array,
 ) -> tuple[PyTree, Metrics]:
-    """Gradients and training metrics averaged over the stack of batches of one
-    device.
+    """Gradients and training metrics of the loss over every batch of every device.
 
-    Runs inside a ``shard_map`` over the axis ``"data"``. The gradients are those of
-    this device's batches only (the replicated parameters are marked as varying
-    over the axis first, so that autodiff does not sum the gradient over devices);
-    average them over devices with ``jax.lax.pmean(gradients, "data")``.
+    Runs inside a ``shard_map`` over the axis ``"data"``. The loss is that of all
+    the step's structures (each term's error sum over every batch of every device,
+    divided by its label count over all of them), so the result does not depend
+    on how the structures are spread over batches and devices; it is the same on
+    every device.
 
     Args:
         params: The trainable arrays (``force_field.params`` structure).
@@ -81,39 +100,41 @@ def loss_and_gradients(
         epoch: The epoch number, for the loss weight schedules.
 
     Returns:
-        The mean gradient and mean metrics over the ``k`` batches.
+        The gradient of the step's loss and its metrics, reduced over devices.
     """
+    counts = _sum_over_devices_of_batches(jax.vmap(loss.term_counts)(batches))
 
     def one_batch(batch: Graph) -> tuple[PyTree, Metrics]:
-        def loss_value(trainable: PyTree) -> tuple[Array, Metrics]:
+        def share_of_loss(trainable: PyTree) -> tuple[Array, Metrics]:
             prediction = force_field.with_params(trainable)(batch)
-            return loss(prediction, batch, epoch)
+            metrics = loss.metrics(prediction, batch, epoch)
+            return jnp.sum(safe_divide(metrics["loss"].total, counts)), metrics
 
-        return jax.grad(loss_value, has_aux=True)(params)
+        return jax.grad(share_of_loss, has_aux=True)(params)
 
     # The gradient of a device-invariant input would come back summed over devices.
     params = jax.lax.pcast(params, DATA_AXIS, to="varying")
     gradients, metrics = jax.lax.map(one_batch, batches)
-    mean = functools.partial(jnp.mean, axis=0)
-    return jax.tree.map(mean, gradients), jax.tree.map(mean, metrics)
+    metrics = metrics_over_devices(metrics_over_batches(metrics), DATA_AXIS)
+    return _sum_over_devices_of_batches(gradients), metrics
 
 
-def eval_metrics(
+def evaluation_metrics(
     params: PyTree,
     force_field: ForceField,
     loss: Loss,
     batches: Graph,
     epoch: int | Array,
 ) -> Metrics:
-    """Loss and evaluation metrics averaged over a stack of batches."""
+    """Loss and evaluation metrics of every batch of every device (inside a
+    ``shard_map`` over ``"data"``), as sums and counts."""
 
     def one_batch(batch: Graph) -> Metrics:
         prediction = force_field.with_params(params)(batch)
-        return loss(prediction, batch, epoch, eval_metrics=True)[1]
+        return loss.metrics(prediction, batch, epoch, eval_metrics=True)
 
-    return jax.tree.map(
-        functools.partial(jnp.mean, axis=0), jax.lax.map(one_batch, batches)
-    )
+    metrics = metrics_over_batches(jax.lax.map(one_batch, batches))
+    return metrics_over_devices(metrics, DATA_AXIS)
 
 
 def all_finite(tree: PyTree) -> Array:
@@ -122,30 +143,40 @@ def all_finite(tree: PyTree) -> Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
+def completes_update(optimizer_state: PyTree) -> Array:
+    """Whether the optimizer step that produced ``optimizer_state`` changed the
+    parameters: False inside a gradient-accumulation cycle of ``optax.MultiSteps``
+    (read from its state), True for optimizers that do not accumulate."""
+    states = jax.tree.leaves(
+        optimizer_state, is_leaf=lambda node: isinstance(node, optax.MultiStepsState)
+    )
+    for state in states:
+        if isinstance(state, optax.MultiStepsState):
+            return state.mini_step == 0
+    return jnp.asarray(True)
+
+
 def apply_gradients(
     state: TrainingState,
     gradients: PyTree,
     optimizer: optax.GradientTransformation,
-    ema_decay: float,
-    num_gradient_accumulation_steps: int = 1,
 ) -> tuple[TrainingState, Metrics]:
     """One optimizer step, skipped entirely if the gradient is not finite.
 
-    After every ``num_gradient_accumulation_steps`` accepted steps (the optimizer
-    does the accumulation itself, e.g. with ``optax.MultiSteps``), the EMA is updated
-    and ``num_steps`` advances.
+    When the step updates the parameters (always, unless the optimizer
+    accumulates gradients with ``optax.MultiSteps`` and the cycle is not
+    complete), the EMA (with the decay of ``state.ema_state``) is updated and
+    ``num_steps`` advances.
 
     Args:
         state: The current training state.
         gradients: Gradients of the loss with respect to ``state.params``.
         optimizer: The optax optimizer the state was built for.
-        ema_decay: Decay of the parameter EMA.
-        num_gradient_accumulation_steps: Steps per parameter update.
 
     Returns:
-        The new state and metrics: ``gradient_norm``, ``param_update_norm``,
-        ``skipped_updates`` (1 if the step was skipped) and, if the optimizer
-        records it, ``learning_rate``.
+        The new state and metrics: ``gradient_norm`` and ``param_update_norm``
+        (means over steps), ``skipped_updates`` (the number of skipped steps)
+        and, if the optimizer records it, ``learning_rate`` (of the last step).
     """
     is_finite = all_finite(gradients)
     safe_gradients = jax.tree.map(
@@ -156,51 +187,40 @@ def apply_gradients(
     )
     new_params = optax.apply_updates(state.params, updates)
 
-    def keep_old_if_skipped(new: PyTree, old: PyTree) -> PyTree:
-        return jax.tree.map(lambda n, o: jnp.where(is_finite, n, o), new, old)
+    def keep_old_unless(condition: Array, new: PyTree, old: PyTree) -> PyTree:
+        return jax.tree.map(lambda n, o: jnp.where(condition, n, o), new, old)
 
-    params = keep_old_if_skipped(new_params, state.params)
-    optimizer_state = keep_old_if_skipped(new_optimizer_state, state.optimizer_state)
-    acc_steps = jnp.where(
-        is_finite,
-        (state.acc_steps + 1) % num_gradient_accumulation_steps,
-        state.acc_steps,
+    params = keep_old_unless(is_finite, new_params, state.params)
+    optimizer_state = keep_old_unless(
+        is_finite, new_optimizer_state, state.optimizer_state
     )
-    is_update = is_finite & (acc_steps == 0)
-    ema_state = keep_old_if_skipped(
-        ema_update(state.ema_state, params, ema_decay), state.ema_state
-    )
-    ema_state = jax.tree.map(
-        lambda n, o: jnp.where(is_update, n, o), ema_state, state.ema_state
+    is_update = is_finite & completes_update(new_optimizer_state)
+    ema_state = keep_old_unless(
+        is_update, ema_update(state.ema_state, params), state.ema_state
     )
     key, _ = jax.random.split(jax.random.wrap_key_data(state.key))
     new_state = eqx.tree_at(
-        lambda s: (
-            s.params,
-            s.optimizer_state,
-            s.ema_state,
-            s.num_steps,
-            s.acc_steps,
-            s.key,
-        ),
+        lambda s: (s.params, s.optimizer_state, s.ema_state, s.num_steps, s.key),
         state,
         (
             params,
             optimizer_state,
             ema_state,
             state.num_steps + is_update.astype(state.num_steps.dtype),
-            acc_steps.astype(state.acc_steps.dtype),
             jax.random.key_data(key),
         ),
     )
+    one = jnp.ones((), jnp.float32)
     metrics = {
-        "gradient_norm": optax.tree.norm(gradients),
-        "param_update_norm": jnp.where(is_finite, optax.tree.norm(updates), 0.0),
-        "skipped_updates": 1.0 - is_finite.astype(jnp.float32),
+        "gradient_norm": Mean(optax.tree.norm(gradients), one),
+        "param_update_norm": Mean(
+            jnp.where(is_finite, optax.tree.norm(updates), 0.0), one
+        ),
+        "skipped_updates": Sum(1.0 - is_finite.astype(jnp.float32)),
     }
     learning_rate = get_learning_rate(new_optimizer_state)
     if learning_rate is not None:
-        metrics["learning_rate"] = jnp.asarray(learning_rate)
+        metrics["learning_rate"] = Last(jnp.asarray(learning_rate))
     return new_state, metrics
 
 
@@ -214,10 +234,15 @@ def shard_step(
     its leading axis (a multiple of the number of devices); ``epoch`` is replicated.
 
     Args:
-        step: The per-device step; it may use ``jax.lax.pmean(..., "data")``.
+        step: The per-device step; it may use collectives over ``"data"``, and must
+            return values that are the same on every device (e.g. reduced with
+            :func:`loss_and_gradients` or ``jax.lax.psum``).
         mesh: A 1-D mesh with axis ``"data"`` (see :func:`make_mesh`).
         donate_state: Donate the first argument's buffers (it must not be reused).
-        static_arguments: Closed-over keyword arguments (models, losses, optimizers).
+        static_arguments: Closed-over keyword arguments (architectures, losses,
+            optimizers). Pass a force field's architecture
+            (``force_field.partition()[1]``), not the force field: arrays closed
+            over are compiled in as constants.
     """
     replicated, split = PartitionSpec(), PartitionSpec(DATA_AXIS)
     per_device = jax.shard_map(
@@ -244,20 +269,14 @@ def _train_step(
     batches: Graph,
     epoch: int | Array,
     *,
-    force_field: ForceField,
+    architecture: ForceField,
     loss: Loss,
     optimizer: optax.GradientTransformation,
-    ema_decay: float,
-    num_gradient_accumulation_steps: int,
 ) -> tuple[TrainingState, Metrics]:
     gradients, metrics = loss_and_gradients(
-        state.params, force_field, loss, batches, epoch
+        state.params, architecture, loss, batches, epoch
     )
-    gradients = jax.lax.pmean(gradients, DATA_AXIS)
-    metrics = jax.lax.pmean(metrics, DATA_AXIS)
-    state, update_metrics = apply_gradients(
-        state, gradients, optimizer, ema_decay, num_gradient_accumulation_steps
-    )
+    state, update_metrics = apply_gradients(state, gradients, optimizer)
     return state, metrics | update_metrics
 
 
@@ -266,12 +285,10 @@ def _eval_step(
     batches: Graph,
     epoch: int | Array,
     *,
-    force_field: ForceField,
+    architecture: ForceField,
     loss: Loss,
 ) -> Metrics:
-    return jax.lax.pmean(
-        eval_metrics(params, force_field, loss, batches, epoch), DATA_AXIS
-    )
+    return evaluation_metrics(params, architecture, loss, batches, epoch)
 
 
 def make_train_step(
@@ -279,55 +296,41 @@ def make_train_step(
     loss: Loss,
     optimizer: optax.GradientTransformation,
     mesh: Mesh | None = None,
-    ema_decay: float = 0.99,
-    num_gradient_accumulation_steps: int = 1,
 ) -> TrainStep:
     """The jitted, data-parallel ``train_step(state, batches, epoch)``.
 
     Args:
         force_field: Gives the architecture; parameters come from the state.
         loss: The training loss.
-        optimizer: The optax optimizer (any).
+        optimizer: The optax optimizer (any; gradient accumulation through
+            ``optax.MultiSteps``).
         mesh: 1-D mesh with axis "data" (default: all local devices).
-        ema_decay: Decay of the parameter EMA.
-        num_gradient_accumulation_steps: Steps per parameter update; must match the
-            optimizer's accumulation (e.g. ``OptimizerConfig``).
 
     Returns:
         ``train_step(state, batches, epoch) -> (new_state, metrics)``; ``batches``
         are padded batches stacked along a leading axis whose length is a multiple
-        of the number of devices. The old state's buffers are donated.
+        of the number of devices; the metrics are in reducible form (see
+        :func:`~mlip_eqx.models.loss.reductions.reduce_metrics`). The old state's
+        buffers are donated.
     """
-    if num_gradient_accumulation_steps < 1:
-        raise ValueError(
-            "num_gradient_accumulation_steps must be >= 1, got "
-            f"{num_gradient_accumulation_steps}."
-        )
     return shard_step(
         _train_step,
         mesh or make_mesh(),
         donate_state=True,
-        force_field=_architecture(force_field),
+        architecture=force_field.partition()[1],
         loss=loss,
         optimizer=optimizer,
-        ema_decay=ema_decay,
-        num_gradient_accumulation_steps=num_gradient_accumulation_steps,
     )
 
 
 def make_eval_step(
     force_field: ForceField, loss: Loss, mesh: Mesh | None = None
 ) -> EvalStep:
-    """The jitted, data-parallel ``eval_step(params, batches, epoch) -> metrics``."""
+    """The jitted, data-parallel ``eval_step(params, batches, epoch) -> metrics``
+    (metrics in reducible form)."""
     return shard_step(
         _eval_step,
         mesh or make_mesh(),
-        force_field=_architecture(force_field),
+        architecture=force_field.partition()[1],
         loss=loss,
     )
-
-
-def _architecture(force_field: ForceField) -> ForceField:
-    """The force field without its trainable arrays (so that a jitted step does not
-    embed them as constants)."""
-    return eqx.filter(force_field, eqx.is_inexact_array, inverse=True)

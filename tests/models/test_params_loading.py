@@ -32,12 +32,12 @@ def force_field():
 
 def trained_state(force_field, epoch):
     """A state whose parameters and EMA differ per epoch and from each other."""
-    state = init_training_state(force_field, optax.adam(1e-3))
+    state = init_training_state(force_field, optax.adam(1e-3), ema_decay=EMA_DECAY)
     ema_state = state.ema_state
     for step in range(3):
         shift = 0.1 * (step + epoch)
         params = jax.tree.map(lambda p, shift=shift: p + shift, state.params)
-        ema_state = ema_update(ema_state, params, EMA_DECAY)
+        ema_state = ema_update(ema_state, params)
     return eqx.tree_at(lambda s: (s.params, s.ema_state), state, (params, ema_state))
 
 
@@ -45,7 +45,7 @@ def trained_state(force_field, epoch):
 def output_dir(force_field, tmp_path_factory):
     directory = tmp_path_factory.mktemp("run")
     handler = TrainingIOHandler(
-        TrainingIOHandler.Config(local_model_output_dir=directory, ema_decay=EMA_DECAY)
+        TrainingIOHandler.Config(local_model_output_dir=directory)
     )
     for epoch in (1, 2):
         handler.save_checkpoint(trained_state(force_field, epoch), epoch)
@@ -71,7 +71,7 @@ def test_loads_the_debiased_ema_parameters(force_field, output_dir):
         str(output_dir), force_field.params, 2, load_ema_params=True
     )
     state = trained_state(force_field, 2)
-    expected = debiased_ema_params(state.ema_state, EMA_DECAY)
+    expected = debiased_ema_params(state.ema_state)
     assert_trees_close(params, expected, rtol=1e-6, atol=0)
     difference = jax.tree.leaves(
         jax.tree.map(lambda a, b: abs(a - b), params, state.params)

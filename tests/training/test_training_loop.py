@@ -5,7 +5,9 @@ import subprocess
 import sys
 import textwrap
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -13,10 +15,15 @@ from mlip_eqx.data import ASEAtomsReader, GraphDatasetBuilder
 from mlip_eqx.data.demo import generate_demo_structures
 from mlip_eqx.models import ForceField
 from mlip_eqx.models.loss import MSELoss
+from mlip_eqx.models.loss.reductions import Max
 from mlip_eqx.training import (
     TrainingIOHandler,
     TrainingLoop,
+    apply_gradients,
     get_default_mlip_optimizer,
+    loss_and_gradients,
+    shard_step,
+    training_mesh,
 )
 from mlip_eqx.training.optimizer_config import OptimizerConfig
 from mlip_eqx.training.training_io_handler import LogCategory
@@ -187,11 +194,76 @@ def test_resume_with_other_elements_fails_before_training(splits_and_info, tmp_p
         make_loop(splits, info, 2, TrainingIOHandler(restore))
 
 
-def test_mismatched_ema_decay_is_an_error(splits_and_info):
+def counting_step(state, batches, epoch, *, architecture, loss, optimizer):
+    """A custom step from the public pieces: counts its calls in the extras and
+    records the largest absolute gradient."""
+    gradients, metrics = loss_and_gradients(
+        state.params, architecture, loss, batches, epoch
+    )
+    leaves = jax.tree.leaves(gradients)
+    largest = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in leaves]))
+    state, update_metrics = apply_gradients(state, gradients, optimizer)
+    calls = state.extras["calls"] + 1
+    state = eqx.tree_at(lambda s: s.extras["calls"], state, calls)
+    return state, metrics | update_metrics | {"max_gradient": Max(largest)}
+
+
+def test_custom_step_runs_in_the_loop_with_checkpoints_and_resume(
+    splits_and_info, tmp_path
+):
     splits, info = splits_and_info
-    handler = TrainingIOHandler(TrainingIOHandler.Config(ema_decay=0.9))
-    with pytest.raises(ValueError, match="ema_decay"):
-        make_loop(splits, info, 1, handler)
+    train, validation, _ = splits
+    force_field = pair_force_field(info)
+    optimizer = get_default_mlip_optimizer(OptimizerConfig(warmup_steps=0))
+    _, architecture = force_field.partition()
+
+    def loop(epochs, restore):
+        records = []
+        handler = TrainingIOHandler(
+            TrainingIOHandler.Config(
+                local_model_output_dir=tmp_path,
+                restore_checkpoint_if_exists=restore,
+                restore_optimizer_state=restore,
+            )
+        )
+        handler.attach_logger(lambda c, m, e: records.append((c, dict(m))))
+        step = shard_step(
+            counting_step,
+            training_mesh(False),
+            donate_state=True,
+            architecture=architecture,
+            loss=MSELoss(),
+            optimizer=optimizer,
+        )
+        training = TrainingLoop(
+            train,
+            validation,
+            force_field,
+            MSELoss(),
+            optimizer,
+            TrainingLoop.Config(num_epochs=epochs),
+            io_handler=handler,
+            train_step=step,
+            extras={"calls": jnp.zeros((), jnp.int32), "tag": jnp.arange(3.0)},
+        )
+        training.run()
+        return training, records
+
+    first, records = loop(2, restore=False)
+    steps = train.num_batches(1) + train.num_batches(2)
+    assert int(first.training_state.extras["calls"]) == steps
+    assert int(first.training_state.num_steps) == steps
+    train_records = [m for c, m in records if c == LogCategory.TRAIN_METRICS]
+    assert len(train_records) == 2 and all(m["max_gradient"] > 0 for m in train_records)
+    assert first.training_state.extras["tag"].tolist() == [0.0, 1.0, 2.0]
+    # Resuming restores the user's extras from the last checkpoint.
+    resumed, _ = loop(3, restore=True)
+    saved = first.io_handler.latest_epoch()
+    expected = sum(train.num_batches(e) for e in range(1, 4) if e > saved) + sum(
+        train.num_batches(e) for e in range(1, saved + 1)
+    )
+    assert int(resumed.training_state.extras["calls"]) == expected
+    assert resumed.training_state.extras["tag"].tolist() == [0.0, 1.0, 2.0]
 
 
 PARALLEL = textwrap.dedent(

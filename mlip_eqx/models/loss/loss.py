@@ -11,23 +11,57 @@ from jaxtyping import Array, Float, Int
 from mlip_eqx.graph.graph import Graph
 from mlip_eqx.models.loss import terms
 from mlip_eqx.models.loss.metrics import compute_eval_metrics
+from mlip_eqx.models.loss.reductions import Last, Mean, Metric, metric_values
 from mlip_eqx.models.prediction import Prediction
 
 WeightSchedule = Callable[[Int[Array, ""] | int], Float[Array, ""] | float]
 
 
 class Loss(eqx.Module):
-    """A training objective: ``loss(prediction, ref_graph, epoch, eval_metrics)``."""
+    """A training objective made of separately normalised terms.
+
+    A loss is ``sum over terms t of S_t / C_t``: ``S_t`` is a (weighted) sum of
+    errors (:meth:`term_sums`) and ``C_t`` the number of real items it averages
+    over (:meth:`term_counts`, e.g. the real graphs with an energy label), which
+    does not depend on the prediction. Steps add the sums and the counts of every
+    batch on every device before dividing, so the loss and its gradient are those
+    of the whole step's data: padding-only batches add nothing, and ``k`` batches
+    on one device give the same update as on ``k`` devices.
+
+    ``loss(prediction, ref_graph, epoch, eval_metrics)`` gives the loss of one
+    batch and its metrics as arrays.
+    """
 
     @abc.abstractmethod
-    def __call__(
+    def term_counts(self, ref_graph: Graph) -> Float[Array, " n_terms"]:
+        """The number of items each term averages over (real graphs or nodes that
+        carry the term's label); independent of the prediction."""
+
+    @abc.abstractmethod
+    def term_sums(
+        self, prediction: Prediction, ref_graph: Graph, epoch: Int[Array, ""] | int
+    ) -> Float[Array, " n_terms"]:
+        """The weighted error sum of each term, over the real, labelled items."""
+
+    @abc.abstractmethod
+    def additional_metrics(
+        self,
+        prediction: Prediction,
+        ref_graph: Graph,
+        epoch: Int[Array, ""] | int,
+        eval_metrics: bool,
+    ) -> dict[str, Metric]:
+        """Metrics besides the loss (see :mod:`mlip_eqx.models.loss.reductions`)."""
+
+    def metrics(
         self,
         prediction: Prediction,
         ref_graph: Graph,
         epoch: Int[Array, ""] | int,
         eval_metrics: bool = False,
-    ) -> tuple[Float[Array, ""], dict[str, Array]]:
-        """The scalar loss and a dict of metrics (always with "loss").
+    ) -> dict[str, Metric]:
+        """Every metric of a batch in reducible form; ``"loss"`` is
+        ``Mean(term_sums, term_counts)``.
 
         Args:
             prediction: The force field's output for ``ref_graph``.
@@ -35,6 +69,30 @@ class Loss(eqx.Module):
             epoch: The epoch number (may be traced under jit).
             eval_metrics: Also compute evaluation metrics (MAE, RMSE, ...).
         """
+        loss = Mean(
+            self.term_sums(prediction, ref_graph, epoch), self.term_counts(ref_graph)
+        )
+        return {"loss": loss} | self.additional_metrics(
+            prediction, ref_graph, epoch, eval_metrics
+        )
+
+    def __call__(
+        self,
+        prediction: Prediction,
+        ref_graph: Graph,
+        epoch: Int[Array, ""] | int,
+        eval_metrics: bool = False,
+    ) -> tuple[Float[Array, ""], dict[str, Array]]:
+        """The loss of one batch and its metrics (always with "loss") as arrays.
+
+        Args:
+            prediction: The force field's output for ``ref_graph``.
+            ref_graph: The labelled, padded batch.
+            epoch: The epoch number (may be traced under jit).
+            eval_metrics: Also compute evaluation metrics (MAE, RMSE, ...).
+        """
+        values = metric_values(self.metrics(prediction, ref_graph, epoch, eval_metrics))
+        return values["loss"], values
 
 
 class WeightedEFSLoss(Loss):
@@ -42,8 +100,9 @@ class WeightedEFSLoss(Loss):
 
     Each term is ``weight(epoch) * mean over graphs g of w_g * term_g``, where w_g is
     the structure's weight and the mean runs over the real graphs that carry the
-    term's label. Labels that a structure lacks, and stress when the model does not
-    predict it, contribute nothing (and no NaN). Weights are schedules: callables of
+    term's label (over all batches of a step, see :class:`Loss`). Labels that a
+    structure lacks, and stress when the model does not predict it, contribute
+    nothing (and no NaN). Weights are schedules: callables of
     the epoch such as optax schedules, evaluated inside jit.
 
     Attributes:
@@ -96,22 +155,27 @@ class WeightedEFSLoss(Loss):
             "stress_weight": jnp.asarray(self.stress_weight_schedule(epoch)),
         }
 
-    def __call__(
-        self,
-        prediction: Prediction,
-        ref_graph: Graph,
-        epoch: Int[Array, ""] | int,
-        eval_metrics: bool = False,
-    ) -> tuple[Float[Array, ""], dict[str, Array]]:
+    def term_counts(self, ref_graph: Graph) -> Float[Array, " 3"]:
+        """Real graphs with an energy, forces and stress label."""
+        graph_mask = jnp.asarray(ref_graph.graph_mask)
+        labels = (ref_graph.has_energy, ref_graph.has_forces, ref_graph.has_stress)
+        return jnp.stack(
+            [jnp.sum(graph_mask & jnp.asarray(has)) for has in labels]
+        ).astype(jnp.asarray(ref_graph.positions).dtype)
+
+    def term_sums(
+        self, prediction: Prediction, ref_graph: Graph, epoch: Int[Array, ""] | int
+    ) -> Float[Array, " 3"]:
+        """Weighted sums over the labelled graphs of the energy, forces and stress
+        terms (stress 0 when the model does not predict it)."""
         dtype = prediction.energy.dtype
         graph_mask = jnp.asarray(ref_graph.graph_mask)
         graph_weight = jnp.asarray(ref_graph.weight, dtype)
         n_node = jnp.asarray(ref_graph.n_node)
 
-        def weighted_mean(per_graph: Array, has_label: Array) -> Array:
+        def weighted_sum(per_graph: Array, has_label: Array) -> Array:
             mask = graph_mask & jnp.asarray(has_label)
-            total = jnp.sum(jnp.where(mask, graph_weight * per_graph, 0.0))
-            return terms.safe_divide(total, jnp.sum(mask).astype(dtype))
+            return jnp.sum(jnp.where(mask, graph_weight * per_graph, 0.0))
 
         weights = self.weights(epoch)
         energy = self.energy_term(
@@ -126,25 +190,35 @@ class WeightedEFSLoss(Loss):
         forces = terms.per_graph_mean_over_nodes(
             forces_per_node, ref_graph.node_graph_index(), n_node
         )
-        loss = weights["energy_weight"] * weighted_mean(energy, ref_graph.has_energy)
-        loss = loss + weights["forces_weight"] * weighted_mean(
-            forces, ref_graph.has_forces
-        )
-        if prediction.stress is not None:
+        sums = [
+            weights["energy_weight"] * weighted_sum(energy, ref_graph.has_energy),
+            weights["forces_weight"] * weighted_sum(forces, ref_graph.has_forces),
+        ]
+        if prediction.stress is None:
+            sums.append(jnp.zeros((), dtype))
+        else:
             stress = self.stress_term(
                 prediction.stress, jnp.asarray(ref_graph.stress, dtype)
             )
-            loss = loss + weights["stress_weight"] * weighted_mean(
-                stress, ref_graph.has_stress
+            sums.append(
+                weights["stress_weight"] * weighted_sum(stress, ref_graph.has_stress)
             )
-        metrics = {"loss": loss}
-        if self.extended_metrics and not eval_metrics:
-            metrics |= weights
+        return jnp.stack(sums).astype(dtype)
+
+    def additional_metrics(
+        self,
+        prediction: Prediction,
+        ref_graph: Graph,
+        epoch: Int[Array, ""] | int,
+        eval_metrics: bool,
+    ) -> dict[str, Metric]:
+        """Evaluation metrics (see :func:`compute_eval_metrics`) if asked; with
+        ``extended_metrics``, the loss weights of the epoch in training."""
         if eval_metrics:
-            metrics |= compute_eval_metrics(
-                prediction, ref_graph, self.extended_metrics
-            )
-        return loss, metrics
+            return compute_eval_metrics(prediction, ref_graph, self.extended_metrics)
+        if self.extended_metrics:
+            return {name: Last(value) for name, value in self.weights(epoch).items()}
+        return {}
 
 
 class MSELoss(WeightedEFSLoss):

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
 from mlip_eqx.graph.graph import Graph
+from mlip_eqx.models.loss.reductions import Mean, Metric, Quantile, RootMean
 from mlip_eqx.models.loss.terms import safe_divide
 from mlip_eqx.models.prediction import Prediction
 
@@ -14,18 +15,8 @@ def _broadcast_mask(mask: Bool[Array, " n"], values: Array) -> Bool[Array, "n ..
     )
 
 
-def _masked_mean(values: Float[Array, "n ..."], mask: Bool[Array, " n"]) -> Array:
-    """Mean of ``values`` over the rows where ``mask`` is True (0 if none)."""
-    full_mask = _broadcast_mask(mask, values)
-    total = jnp.sum(jnp.where(full_mask, values, 0.0))
-    return safe_divide(total, jnp.sum(full_mask).astype(values.dtype))
-
-
-def _masked_q95(values: Float[Array, "n ..."], mask: Bool[Array, " n"]) -> Array:
-    """95th percentile of |values| over the masked rows (0 if none)."""
-    full_mask = _broadcast_mask(mask, values)
-    kept = jnp.where(full_mask, jnp.abs(values), jnp.nan)
-    return jnp.where(jnp.any(full_mask), jnp.nanpercentile(kept, 95), 0.0)
+def _masked_sum(values: Float[Array, "n ..."], mask: Bool[Array, "n ..."]) -> Array:
+    return jnp.sum(jnp.where(mask, values, 0.0))
 
 
 def _error_metrics(
@@ -34,23 +25,32 @@ def _error_metrics(
     references: Array,
     mask: Bool[Array, " n"],
     extended: bool,
-) -> dict[str, Array]:
-    """MAE and RMSE (and relative variants and q95 if extended) of one quantity."""
-    mae = _masked_mean(jnp.abs(errors), mask)
-    rmse = jnp.sqrt(_masked_mean(jnp.square(errors), mask))
-    metrics = {f"mae_{name}": mae, f"rmse_{name}": rmse}
+) -> dict[str, Metric]:
+    """MAE and RMSE (and relative variants and q95 if extended) of one quantity,
+    as sums and counts over the real, labelled entries."""
+    full_mask = _broadcast_mask(mask, errors)
+    count = jnp.sum(full_mask).astype(errors.dtype)
+    absolute_errors = jnp.abs(errors)
+    absolute_error_sum = _masked_sum(absolute_errors, full_mask)
+    squared_error_sum = _masked_sum(jnp.square(errors), full_mask)
+    metrics = {
+        f"mae_{name}": Mean(absolute_error_sum, count),
+        f"rmse_{name}": RootMean(squared_error_sum, count),
+    }
     if extended:
-        reference_mae = _masked_mean(jnp.abs(references), mask)
-        reference_rms = jnp.sqrt(_masked_mean(jnp.square(references), mask))
-        metrics[f"rel_mae_{name}"] = safe_divide(mae, reference_mae)
-        metrics[f"rel_rmse_{name}"] = safe_divide(rmse, reference_rms)
-        metrics[f"q95_{name}"] = _masked_q95(errors, mask)
+        metrics[f"rel_mae_{name}"] = Mean(
+            absolute_error_sum, _masked_sum(jnp.abs(references), full_mask)
+        )
+        metrics[f"rel_rmse_{name}"] = RootMean(
+            squared_error_sum, _masked_sum(jnp.square(references), full_mask)
+        )
+        metrics[f"q95_{name}"] = Quantile(absolute_errors, full_mask, 0.95)
     return metrics
 
 
 def compute_eval_metrics(
     prediction: Prediction, ref_graph: Graph, extended_metrics: bool = False
-) -> dict[str, Array]:
+) -> dict[str, Metric]:
     """Errors of the prediction on the real, labelled graphs and nodes of a batch.
 
     Energies in eV (``_e``), per atom in eV (``_e_per_atom``), forces in eV/Å
@@ -63,18 +63,20 @@ def compute_eval_metrics(
         extended_metrics: Add per-atom, relative, q95 and stress metrics.
 
     Returns:
-        A dict of scalar metrics.
+        The metrics as sums and counts (see
+        :mod:`mlip_eqx.models.loss.reductions`): MAE and relative MAE reduce as
+        means, RMSE as root means, q95 as the 95th percentile of the absolute
+        errors of every real entry of the set.
     """
     graph_mask = jnp.asarray(ref_graph.graph_mask)
     n_node = jnp.asarray(ref_graph.n_node).astype(prediction.energy.dtype)
     energy_mask = graph_mask & jnp.asarray(ref_graph.has_energy)
     energy_reference = jnp.asarray(ref_graph.energy, prediction.energy.dtype)
     energy_errors = prediction.energy - energy_reference
-    metrics = _error_metrics("e", energy_errors, energy_reference, energy_mask, False)
+    metrics = _error_metrics(
+        "e", energy_errors, energy_reference, energy_mask, extended_metrics
+    )
     if extended_metrics:
-        metrics |= _error_metrics(
-            "e", energy_errors, energy_reference, energy_mask, True
-        )
         metrics |= _error_metrics(
             "e_per_atom",
             safe_divide(energy_errors, n_node),

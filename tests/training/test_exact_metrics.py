@@ -1,0 +1,139 @@
+"""Metrics are values of the whole set: independent of devices, padding, packing."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from mlip_eqx.data import ASEAtomsReader, GraphDatasetBuilder
+from mlip_eqx.data.demo import generate_demo_structures
+from mlip_eqx.models import ForceField
+from mlip_eqx.models.loss import MSELoss
+from mlip_eqx.training import evaluate, make_eval_step, make_mesh
+from tests.helpers.pair_network import PairNetwork
+
+
+def build_validation_set():
+    """20 EMT cells of 4 and 32 atoms in 5 batches of 4, and their info."""
+    small = generate_demo_structures(12, seed=8, repeat=1)
+    large = generate_demo_structures(8, seed=9, repeat=2)
+    structures = [atoms for pair in zip(small, large) for atoms in pair]
+    structures += small[len(large) :]
+    reader = ASEAtomsReader(structures, structures)
+    builder = GraphDatasetBuilder(
+        reader,
+        GraphDatasetBuilder.Config(
+            graph_cutoff_angstrom=4.0, batch_size=4, max_n_node=32, max_n_edge=600
+        ),
+    )
+    builder.prepare_datasets()
+    _, validation, _ = builder.get_splits()
+    return validation, builder.dataset_info
+
+
+def pair_force_field(dataset_info):
+    network = PairNetwork(PairNetwork.Config(), dataset_info)
+    return ForceField.from_mlip_network(network, predict_stress=True, seed=1)
+
+
+def test_set_metrics_equal_numpy_over_every_real_structure():
+    validation, info = build_validation_set()
+    force_field = pair_force_field(info)
+    mesh = make_mesh(jax.devices()[:1])
+    loss = MSELoss(extended_metrics=True)
+    metrics = evaluate(
+        make_eval_step(force_field, loss, mesh), force_field.params, validation, mesh, 0
+    )
+    assert validation.num_batches() == 5
+
+    energy_errors, force_errors, per_atom_errors, energy_labels = [], [], [], []
+    for batch in validation.iter_batches(0):
+        prediction = force_field(batch)
+        for graph in np.flatnonzero(batch.graph_mask):
+            nodes = batch.node_graph_index() == graph
+            error = float(prediction.energy[graph]) - float(batch.energy[graph])
+            energy_errors.append(error)
+            per_atom_errors.append(error / int(batch.n_node[graph]))
+            energy_labels.append(float(batch.energy[graph]))
+            force_errors.append(
+                np.asarray(prediction.forces)[nodes] - batch.forces[nodes]
+            )
+    energy_errors = np.array(energy_errors)
+    force_errors = np.concatenate(force_errors).ravel()
+    assert len(energy_errors) == len(validation.graphs) == 20
+
+    def rms(values):
+        return np.sqrt(np.mean(np.square(values)))
+
+    expected = {
+        "mae_e": np.mean(np.abs(energy_errors)),
+        "rmse_e": rms(energy_errors),
+        "rmse_e_per_atom": rms(per_atom_errors),
+        "rel_rmse_e": rms(energy_errors) / rms(energy_labels),
+        "mae_f": np.mean(np.abs(force_errors)),
+        "rmse_f": rms(force_errors),
+        "q95_f": np.quantile(np.abs(force_errors), 0.95),
+        "q95_e": np.quantile(np.abs(energy_errors), 0.95),
+    }
+    for name, value in expected.items():
+        assert metrics[name] == pytest.approx(value, rel=2e-5), name
+    # The set's RMSE is not the mean of the per-batch RMSEs (the old bug).
+    per_batch = [
+        rms(energy_errors[i : i + 4]) for i in range(0, len(energy_errors), 4)
+    ]
+    assert abs(np.mean(per_batch) - metrics["rmse_e"]) > 1e-3 * metrics["rmse_e"]
+
+
+DEVICE_COUNTS = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    sys.path.insert(0, os.getcwd())
+    import jax
+    from mlip_eqx.models.loss import MSELoss
+    from mlip_eqx.training import evaluate, make_eval_step, make_mesh
+    from tests.training.test_exact_metrics import (
+        build_validation_set, pair_force_field)
+
+    assert len(jax.devices()) == 4
+    validation, info = build_validation_set()
+    force_field = pair_force_field(info)
+    loss = MSELoss(extended_metrics=True)
+    table = {"num_batches": validation.num_batches()}
+    for devices in (1, 2, 4):
+        mesh = make_mesh(jax.devices()[:devices])
+        step = make_eval_step(force_field, loss, mesh)
+        table[devices] = evaluate(step, force_field.params, validation, mesh, 0)
+    print(json.dumps(table))
+    """
+)
+
+
+def test_validation_metrics_do_not_depend_on_the_device_count():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run(
+        [sys.executable, "-c", DEVICE_COUNTS],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    import json
+
+    table = json.loads(result.stdout.strip().splitlines()[-1])
+    # 5 batches: on 2 and 4 devices the last group is filled with padding.
+    assert table["num_batches"] == 5
+    one = table["1"]
+    assert {"loss", "mae_f", "rmse_f", "q95_f", "mae_e_per_atom"} <= set(one)
+    for devices in ("2", "4"):
+        assert set(table[devices]) == set(one)
+        for name, value in one.items():
+            assert table[devices][name] == pytest.approx(value, rel=1e-5, abs=1e-9), (
+                devices,
+                name,
+            )
