@@ -10,6 +10,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from mlip_eqx.graph.graph import Graph
+from mlip_eqx.utils.files import atomic_write
 
 logger = logging.getLogger("mlip_eqx")
 
@@ -123,8 +124,9 @@ class DatasetInfo:
         return cls(**data)
 
     def save_json(self, path: str | os.PathLike) -> None:
-        """Writes the info as JSON to ``path``."""
-        with open(path, "w") as file:
+        """Writes the info as JSON to ``path`` (atomically: a reader sees the old
+        file or the new one, never a part)."""
+        with atomic_write(path, "w") as file:
             json.dump(self.to_dict(), file, indent=2)
 
     @classmethod

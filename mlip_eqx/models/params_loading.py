@@ -4,15 +4,16 @@ import os
 from pathlib import Path
 
 import jax
-import orbax.checkpoint as ocp
 from jaxtyping import PyTree
 
-from mlip_eqx.training.training_io_handler import (
+from mlip_eqx.checkpoint.format import (
     MODEL_SUBDIR_NAME,
     PARAMS_EMA_ITEM,
     PARAMS_ITEM,
+    open_checkpoint_manager,
     restore_checkpoint_item,
 )
+from mlip_eqx.utils.trees import flatten_with_key_paths
 
 
 def load_parameters_from_checkpoint(
@@ -51,14 +52,12 @@ def load_parameters_from_checkpoint(
         directory = directory / MODEL_SUBDIR_NAME
     if not directory.is_dir():
         raise FileNotFoundError(f"No checkpoint directory {directory}.")
-    manager = ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(create=False)
-    )
-    keyed, treedef = jax.tree_util.tree_flatten_with_path(initial_params)
-    template = [(jax.tree_util.keystr(path), leaf) for path, leaf in keyed]
+    manager = open_checkpoint_manager(directory, create=False)
     item = PARAMS_EMA_ITEM if load_ema_params else PARAMS_ITEM
     try:
-        arrays = restore_checkpoint_item(manager, epoch_to_load, template, item)
+        arrays = restore_checkpoint_item(
+            manager, epoch_to_load, flatten_with_key_paths(initial_params), item
+        )
     finally:
         manager.close()
-    return jax.tree_util.tree_unflatten(treedef, arrays)
+    return jax.tree.unflatten(jax.tree.structure(initial_params), arrays)

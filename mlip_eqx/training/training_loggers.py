@@ -17,6 +17,7 @@ import rich
 from rich.table import Table
 
 from mlip_eqx.training.training_io_handler import LogCategory
+from mlip_eqx.utils.files import atomic_write
 
 logger = logging.getLogger("mlip_eqx")
 
@@ -180,15 +181,8 @@ class JsonLinesLogger:
 
     def _drop_records_after(self, epoch_number: int) -> None:
         kept = [r for r in self.records() if r.get("epoch", 0) <= epoch_number]
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            with open(temporary, "w") as file:
-                file.writelines(json.dumps(record) + "\n" for record in kept)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        with atomic_write(self.path, "w") as file:
+            file.writelines(json.dumps(record) + "\n" for record in kept)
 
 
 def _json_value(value: Any) -> Any:

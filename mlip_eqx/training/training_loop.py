@@ -1,7 +1,6 @@
 """TrainingLoop: a thin host loop around the pure train and eval steps."""
 
 import logging
-import os
 import time
 
 import equinox as eqx
@@ -11,7 +10,7 @@ import optax
 from jax.sharding import Mesh
 from jaxtyping import PyTree
 
-from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.checkpoint.format import IncompatibleCheckpointError
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import Loss
@@ -34,9 +33,12 @@ from mlip_eqx.utils.progress import track
 
 logger = logging.getLogger("mlip_eqx")
 
-
-class IncompatibleCheckpointError(ValueError):
-    """A checkpoint to resume from was made for another model or data set."""
+__all__ = [
+    "IncompatibleCheckpointError",
+    "TrainingLoop",
+    "evaluate",
+    "train_epoch",
+]
 
 
 def train_epoch(
@@ -202,7 +204,7 @@ class TrainingLoop:
             extras=extras,
         )
         self._epoch = 0
-        self._check_checkpoint_dataset_info(force_field.dataset_info)
+        self.io_handler.check_resumable(force_field.dataset_info)
         restored = self.io_handler.restore_training_state(state)
         if restored is not None:
             state, self._epoch = restored
@@ -257,6 +259,7 @@ class TrainingLoop:
                 )
             self.io_handler.log(LogCategory.TRAIN_METRICS, summary, self._epoch)
             self._evaluate_and_track_best()
+            self.io_handler.upload_completed_saves()
         self.io_handler.wait_until_finished()
 
     def test(self, test_dataset: GraphDataset) -> dict[str, float]:
@@ -301,34 +304,3 @@ class TrainingLoop:
             {"best_loss": float(record.loss), "best_epoch": int(record.epoch)},
             self._epoch,
         )
-
-    def _check_checkpoint_dataset_info(self, dataset_info: DatasetInfo) -> None:
-        """Fails if a checkpoint to resume from was made for a data set with other
-        elements or another cutoff (its dataset_info.json says so)."""
-        output_dir = self.io_handler.config.local_model_output_dir
-        if (
-            not self.io_handler.config.restore_checkpoint_if_exists
-            or output_dir is None
-        ):
-            return
-        path = os.path.join(output_dir, "dataset_info.json")
-        if not os.path.exists(path):
-            return
-        saved = DatasetInfo.load_json(path)
-        problems = []
-        if saved.allowed_atomic_numbers != dataset_info.allowed_atomic_numbers:
-            problems.append(
-                f"elements {saved.allowed_atomic_numbers} in the checkpoint, "
-                f"{dataset_info.allowed_atomic_numbers} now"
-            )
-        if saved.cutoff_distance_angstrom != dataset_info.cutoff_distance_angstrom:
-            problems.append(
-                f"cutoff {saved.cutoff_distance_angstrom} Å in the checkpoint, "
-                f"{dataset_info.cutoff_distance_angstrom} Å now"
-            )
-        if problems:
-            raise IncompatibleCheckpointError(
-                "Cannot resume: the checkpoint was made for another data set ("
-                + "; ".join(problems)
-                + ")."
-            )

@@ -288,11 +288,27 @@ def test_upload_is_called_with_the_directory_after_completed_saves(template, tmp
     handler.wait_until_finished()
     assert len(calls) == 2
     handler.save_checkpoint(state_of_epoch(template, 3), 3)
+    # Logging does no IO besides calling the loggers, even once the save is done.
     deadline = time.monotonic() + 20
+    while 3 not in committed_epochs(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    handler.log(LogCategory.TRAIN_METRICS, {}, 3)
+    assert len(calls) == 2
     while len(calls) < 3 and time.monotonic() < deadline:
-        handler.log(LogCategory.TRAIN_METRICS, {}, 3)
+        handler.upload_completed_saves()
         time.sleep(0.01)
     assert calls[2] == (tmp_path.resolve(), [1, 2, 3])
+
+
+def test_upload_receives_the_dataset_info_once_written(tmp_path):
+    seen = []
+    handler = TrainingIOHandler(
+        TrainingIOHandler.Config(local_model_output_dir=tmp_path),
+        lambda path: seen.append(sorted(p.name for p in path.iterdir())),
+    )
+    handler.save_dataset_info(DATASET_INFO)
+    assert seen == [["dataset_info.json", "model"]]
+    assert DatasetInfo.load_json(tmp_path / "dataset_info.json") == DATASET_INFO
 
 
 def test_asynchronous_upload_is_awaited(template, tmp_path):
