@@ -1,53 +1,260 @@
-"""The ``mlip-eqx`` command: ``mlip-eqx train`` trains MACE (demo data by default).
+"""The ``mlip-eqx`` command: ``mlip-eqx train`` trains a force field (demo data by
+default).
 
-Settings come from flags, or from a JSON config file whose keys are the flag names
-with underscores (flags given on the command line win). Everything is written to the
-output directory: checkpoints (``model/``), ``dataset_info.json``, ``model.zip``,
-``metrics.jsonl``, ``config.json`` (the settings used) and PNG plots.
+The settings are the library's own configs, composed (:class:`TrainSettings`):
+``GraphDatasetBuilder.Config``, the network's ``Config``, ``OptimizerConfig`` and
+``TrainingLoop.Config``, plus the data files, the loss and the job's switches. A
+JSON config file gives any of their fields, nested by section as in the
+``config.json`` that every run writes; flags set the common ones (flags given on
+the command line win). Everything is written to the output directory: checkpoints
+(``model/``), ``dataset_info.json``, ``model.zip``, ``metrics.jsonl``,
+``config.json`` (the settings used) and PNG plots.
+
+The steps of :func:`train` are public functions, for scripts that change one of
+them: :func:`build_datasets`, :func:`build_force_field`, :func:`build_loss`,
+:func:`build_io_handler`, :func:`write_outputs`.
 """
 
 import argparse
+import copy
 import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any, Literal
 
 from rich.logging import RichHandler
+
+from mlip_eqx.utils.config import (
+    Config,
+    ConfigError,
+    NonNegativeFloat,
+    PositiveInt,
+    config_from_dict,
+    config_to_dict,
+)
 
 logger = logging.getLogger("mlip_eqx")
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainSettings:
-    """Settings of ``mlip-eqx train`` (units: Å, eV)."""
+class DataSettings(Config):
+    """Where the structures come from.
 
-    output_dir: str = "mlip_eqx_run"
+    Attributes:
+        train: Training files (extxyz or HDF5); none: the built-in demo data set.
+        valid: Validation files (none: held out from training, see
+            ``GraphDatasetBuilder.Config.validation_fraction``).
+        test: Test files (none: the final evaluation uses the validation set).
+        demo_structures: Size of the demo data set (when no files are given).
+    """
+
     train: tuple[str, ...] = ()
     valid: tuple[str, ...] = ()
     test: tuple[str, ...] = ()
-    demo_structures: int = 300
-    epochs: int = 12
-    batch_size: int = 8
-    cutoff: float = 5.0
-    num_channels: int = 32
-    l_max: int = 2
-    correlation: int = 3
-    num_layers: int = 2
-    predict_stress: bool = False
-    loss: str = "mse"
-    energy_weight: float = 1.0
-    forces_weight: float = 25.0
-    stress_weight: float = 0.0
-    learning_rate: float = 0.01
-    warmup_steps: int = 0
-    ema_decay: float = 0.99
-    seed: int = 42
-    resume: bool = False
-    plots: bool = True
+    demo_structures: PositiveInt = 300
 
 
-_SEQUENCE_FIELDS = ("train", "valid", "test")
+@dataclasses.dataclass(frozen=True)
+class LossSettings(Config):
+    """The training loss: MSE or Huber with constant weights.
+
+    Attributes:
+        kind: "mse" (``MSELoss``) or "huber" (``HuberLoss``).
+        energy_weight: Weight of the energy-per-atom term.
+        forces_weight: Weight of the forces term.
+        stress_weight: Weight of the stress term (needs ``predict_stress``).
+        extended_metrics: Compute the extended evaluation metrics.
+    """
+
+    kind: Literal["mse", "huber"] = "mse"
+    energy_weight: NonNegativeFloat = 1.0
+    forces_weight: NonNegativeFloat = 25.0
+    stress_weight: NonNegativeFloat = 0.0
+    extended_metrics: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings(Config):
+    """Settings of ``mlip-eqx train`` (units: Å, eV): the library's configs.
+
+    Attributes:
+        output_dir: Where everything is written.
+        data: The structure files.
+        graph_dataset: Graph construction and batching.
+        model_type: The network's registered name (e.g. "Mace").
+        model: The network's ``Config`` (of ``model_type``).
+        predict_stress: Predict (and train on, with a stress weight) the stress.
+        seed: Seed of the initial parameters.
+        loss: The loss and its weights.
+        optimizer: The default MLIP optimizer's settings.
+        training_loop: Epochs, EMA, evaluation.
+        resume: Continue from the output directory's latest checkpoint.
+        plots: Write learning curves and parity plots.
+    """
+
+    output_dir: str
+    data: DataSettings
+    graph_dataset: Config
+    model_type: str
+    model: Config
+    predict_stress: bool
+    seed: int
+    loss: LossSettings
+    optimizer: Config
+    training_loop: Config
+    resume: bool
+    plots: bool
+
+
+def default_train_settings() -> TrainSettings:
+    """The main job's settings: MACE (32 channels, l_max 2, correlation 3, 2
+    layers, cutoff 5 Å) for 12 epochs on the demo data, batch size 8, constant
+    learning rate 0.01."""
+    from mlip_eqx.data import GraphDatasetBuilder
+    from mlip_eqx.models.registry import get_network_class
+    from mlip_eqx.training import OptimizerConfig, TrainingLoop
+
+    mace = get_network_class("Mace")
+    return TrainSettings(
+        output_dir="mlip_eqx_run",
+        data=DataSettings(),
+        graph_dataset=GraphDatasetBuilder.Config(
+            graph_cutoff_angstrom=5.0, batch_size=8
+        ),
+        model_type="Mace",
+        model=mace.Config(num_channels=32, l_max=2, correlation=3, num_layers=2),
+        predict_stress=False,
+        seed=42,
+        loss=LossSettings(),
+        optimizer=OptimizerConfig(
+            init_learning_rate=0.01,
+            peak_learning_rate=0.01,
+            final_learning_rate=0.01,
+            warmup_steps=0,
+        ),
+        training_loop=TrainingLoop.Config(num_epochs=12, random_seed=42),
+        resume=False,
+        plots=True,
+    )
+
+
+def settings_to_dict(settings: TrainSettings) -> dict:
+    """The settings as nested JSON values (the format of ``config.json``)."""
+    return config_to_dict(settings)
+
+
+def settings_from_dict(values: dict) -> TrainSettings:
+    """Settings from nested values (e.g. ``config.json``); every section missing
+    or partial is completed from :func:`default_train_settings`.
+
+    Raises:
+        ConfigError: Naming the section and field of an unknown key or a bad value.
+    """
+    from mlip_eqx.data import GraphDatasetBuilder
+    from mlip_eqx.models.registry import get_network_class
+    from mlip_eqx.training import OptimizerConfig, TrainingLoop
+
+    defaults = default_train_settings()
+    merged = _deep_merge(settings_to_dict(defaults), values)
+    sections = {
+        "data": DataSettings,
+        "graph_dataset": GraphDatasetBuilder.Config,
+        "loss": LossSettings,
+        "optimizer": OptimizerConfig,
+        "training_loop": TrainingLoop.Config,
+    }
+    fields = {field.name for field in dataclasses.fields(TrainSettings)}
+    unknown = sorted(set(merged) - fields)
+    if unknown:
+        raise ConfigError(f"TrainSettings: unknown settings {unknown}.")
+    try:
+        network_class = get_network_class(merged["model_type"])
+    except ValueError as error:
+        raise ConfigError(f"TrainSettings.model_type: {error}") from error
+    # The default model section belongs to the default network.
+    same_network = merged["model_type"] == defaults.model_type
+    model_values = merged["model"] if same_network else values.get("model", {})
+    built = {
+        name: config_from_dict(config_class, merged[name])
+        for name, config_class in sections.items()
+    }
+    built["model"] = config_from_dict(network_class.Config, model_values)
+    scalars = {name: merged[name] for name in fields - set(built)}
+    return TrainSettings(**built, **scalars)
+
+
+def _deep_merge(base: dict, changes: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclasses.dataclass(frozen=True)
+class _Flag:
+    """A command-line flag that sets one or more settings (dotted paths)."""
+
+    name: str
+    paths: tuple[str, ...]
+    help: str
+
+
+_FLAGS = (
+    _Flag("output-dir", ("output_dir",), "output directory"),
+    _Flag("train", ("data.train",), "training data files (extxyz or HDF5)"),
+    _Flag("valid", ("data.valid",), "validation data files"),
+    _Flag("test", ("data.test",), "test data files"),
+    _Flag("demo-structures", ("data.demo_structures",), "size of the demo data set"),
+    _Flag("epochs", ("training_loop.num_epochs",), "number of epochs"),
+    _Flag("batch-size", ("graph_dataset.batch_size",), "structures per batch"),
+    _Flag("cutoff", ("graph_dataset.graph_cutoff_angstrom",), "graph cutoff in Å"),
+    _Flag("model", ("model_type",), "network"),
+    _Flag("num-channels", ("model.num_channels",), "channels of the network"),
+    _Flag("l-max", ("model.l_max",), "highest degree of the spherical harmonics"),
+    _Flag("correlation", ("model.correlation",), "body order of MACE's product"),
+    _Flag("num-layers", ("model.num_layers",), "message-passing layers"),
+    _Flag("predict-stress", ("predict_stress",), "predict and train on the stress"),
+    _Flag("loss", ("loss.kind",), "mse or huber"),
+    _Flag("energy-weight", ("loss.energy_weight",), "weight of the energy term"),
+    _Flag("forces-weight", ("loss.forces_weight",), "weight of the forces term"),
+    _Flag("stress-weight", ("loss.stress_weight",), "weight of the stress term"),
+    _Flag(
+        "learning-rate",
+        (
+            "optimizer.init_learning_rate",
+            "optimizer.peak_learning_rate",
+            "optimizer.final_learning_rate",
+        ),
+        "constant learning rate",
+    ),
+    _Flag("warmup-steps", ("optimizer.warmup_steps",), "learning-rate warm-up steps"),
+    _Flag("ema-decay", ("training_loop.ema_decay",), "decay of the parameter EMA"),
+    _Flag(
+        "seed",
+        ("seed", "training_loop.random_seed"),
+        "seed of the initial parameters and the training state",
+    ),
+    _Flag("resume", ("resume",), "continue from the latest checkpoint"),
+    _Flag("plots", ("plots",), "write learning curves and parity plots"),
+)
+
+
+def _get_path(values: dict, path: str) -> Any:
+    for key in path.split("."):
+        values = values[key]
+    return values
+
+
+def _set_path(values: dict, path: str, value: Any) -> None:
+    *sections, name = path.split(".")
+    for key in sections:
+        values = values.setdefault(key, {})
+    values[name] = value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,31 +262,37 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser(
         "train",
-        help="train a MACE force field",
-        description="Train MACE on the built-in demo data or on extxyz/HDF5 files.",
+        help="train a force field",
+        description="Train a force field on the built-in demo data or on "
+        "extxyz/HDF5 files.",
     )
-    defaults = TrainSettings()
-    train.add_argument("--config", type=Path, help="JSON file of settings")
-    for field in dataclasses.fields(TrainSettings):
-        flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        if field.name in _SEQUENCE_FIELDS:
+    defaults = settings_to_dict(default_train_settings())
+    train.add_argument(
+        "--config",
+        type=Path,
+        help="JSON file of settings, nested by section as in config.json",
+    )
+    for flag in _FLAGS:
+        default = _get_path(defaults, flag.paths[0])
+        dest = flag.name.replace("-", "_")
+        where = ", ".join(flag.paths)
+        if isinstance(default, list):
             train.add_argument(
-                flag,
-                nargs="+",
-                default=None,
-                help=f"{field.name} data files (extxyz or HDF5)",
+                f"--{flag.name}", dest=dest, nargs="+", help=f"{flag.help} ({where})"
             )
         elif isinstance(default, bool):
             train.add_argument(
-                flag,
+                f"--{flag.name}",
+                dest=dest,
                 action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f"default: {default}",
+                help=f"{flag.help} ({where}; default: {default})",
             )
         else:
             train.add_argument(
-                flag, type=type(default), default=None, help=f"default: {default}"
+                f"--{flag.name}",
+                dest=dest,
+                type=type(default),
+                help=f"{flag.help} ({where}; default: {default})",
             )
     return parser
 
@@ -94,36 +307,34 @@ def _settings(arguments: argparse.Namespace) -> TrainSettings:
             raise SystemExit(
                 f"Cannot read the config file {arguments.config}: {error}"
             ) from error
-        names = {field.name for field in dataclasses.fields(TrainSettings)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise SystemExit(
-                f"{arguments.config}: unknown settings {unknown}; "
-                f"known: {sorted(names)}"
-            )
-    for field in dataclasses.fields(TrainSettings):
-        given = getattr(arguments, field.name)
+        if not isinstance(values, dict):
+            raise SystemExit(f"{arguments.config}: expected a JSON object.")
+    for flag in _FLAGS:
+        given = getattr(arguments, flag.name.replace("-", "_"))
         if given is not None:
-            values[field.name] = given
-    for name in _SEQUENCE_FIELDS:
-        if name in values:
-            values[name] = tuple(values[name])
-    return TrainSettings(**values)
+            for path in flag.paths:
+                _set_path(values, path, given)
+    try:
+        return settings_from_dict(values)
+    except ConfigError as error:
+        source = f"{arguments.config}: " if arguments.config is not None else ""
+        raise SystemExit(f"{source}{error}") from error
 
 
 def _reader(settings: TrainSettings):
     from mlip_eqx.data import ExtxyzReader, Hdf5Reader
     from mlip_eqx.data.demo import get_demo_dataset
 
-    if not settings.train:
-        demo = get_demo_dataset(num_structures=settings.demo_structures)
+    data = settings.data
+    if not data.train:
+        demo = get_demo_dataset(num_structures=data.demo_structures)
         paths = (
             (str(demo.train_path),),
             (str(demo.validation_path),),
             (str(demo.test_path),),
         )
     else:
-        paths = settings.train, settings.valid, settings.test
+        paths = data.train, data.valid, data.test
     all_paths = [p for split in paths for p in split]
     is_hdf5 = [Path(p).suffix.lower() in (".h5", ".hdf5") for p in all_paths]
     if any(is_hdf5) and not all(is_hdf5):
@@ -144,37 +355,15 @@ def _reader(settings: TrainSettings):
     )
 
 
-def train(settings: TrainSettings) -> dict[str, float]:
-    """Runs the training job; returns the test metrics (or validation if no test)."""
-    import optax
+def build_datasets(settings: TrainSettings):
+    """Reads the structures and builds the graph datasets.
 
+    Returns:
+        ``(train_set, validation_set, test_set, dataset_info)``.
+    """
     from mlip_eqx.data import GraphDatasetBuilder
-    from mlip_eqx.inference import predict_dataset
-    from mlip_eqx.models import ForceField, Mace
-    from mlip_eqx.models.loss import HuberLoss, MSELoss
-    from mlip_eqx.models.model_io import save_model_to_zip
-    from mlip_eqx.training import (
-        OptimizerConfig,
-        TrainingIOHandler,
-        TrainingLoop,
-        get_default_mlip_optimizer,
-    )
-    from mlip_eqx.training.training_loggers import (
-        JsonLinesLogger,
-        log_metrics_to_table,
-    )
 
-    output_dir = Path(settings.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.json").write_text(
-        json.dumps(dataclasses.asdict(settings), indent=2)
-    )
-    builder = GraphDatasetBuilder(
-        _reader(settings),
-        GraphDatasetBuilder.Config(
-            graph_cutoff_angstrom=settings.cutoff, batch_size=settings.batch_size
-        ),
-    )
+    builder = GraphDatasetBuilder(_reader(settings), settings.graph_dataset)
     builder.prepare_datasets()
     train_set, validation_set, test_set = builder.get_splits()
     logger.info(
@@ -183,38 +372,52 @@ def train(settings: TrainSettings) -> dict[str, float]:
         len(validation_set.graphs),
         len(test_set.graphs),
     )
-    mace = Mace(
-        Mace.Config(
-            num_channels=settings.num_channels,
-            l_max=settings.l_max,
-            correlation=settings.correlation,
-            num_layers=settings.num_layers,
-        ),
-        builder.dataset_info,
+    return train_set, validation_set, test_set, builder.dataset_info
+
+
+def build_force_field(settings: TrainSettings, dataset_info):
+    """The network of ``settings.model_type`` with fresh parameters."""
+    from mlip_eqx.models import ForceField
+    from mlip_eqx.models.registry import get_network_class
+
+    network = get_network_class(settings.model_type)(settings.model, dataset_info)
+    return ForceField.from_mlip_network(
+        network, predict_stress=settings.predict_stress, seed=settings.seed
     )
-    force_field = ForceField.from_mlip_network(
-        mace, predict_stress=settings.predict_stress, seed=settings.seed
+
+
+def build_loss(settings: TrainSettings):
+    """The loss of ``settings.loss`` (constant weights)."""
+    import optax
+
+    from mlip_eqx.models.loss import HuberLoss, MSELoss
+
+    loss_class = {"mse": MSELoss, "huber": HuberLoss}[settings.loss.kind]
+    return loss_class(
+        optax.constant_schedule(settings.loss.energy_weight),
+        optax.constant_schedule(settings.loss.forces_weight),
+        optax.constant_schedule(settings.loss.stress_weight),
+        extended_metrics=settings.loss.extended_metrics,
     )
-    loss_class = {"mse": MSELoss, "huber": HuberLoss}.get(settings.loss)
-    if loss_class is None:
-        raise SystemExit(f"--loss must be 'mse' or 'huber', got {settings.loss!r}.")
-    loss = loss_class(
-        optax.constant_schedule(settings.energy_weight),
-        optax.constant_schedule(settings.forces_weight),
-        optax.constant_schedule(settings.stress_weight),
+
+
+def build_io_handler(settings: TrainSettings):
+    """Checkpoints in the output directory, a metrics table on the console and
+    ``metrics.jsonl``.
+
+    Returns:
+        ``(io_handler, metrics_log)``.
+    """
+    from mlip_eqx.training import TrainingIOHandler
+    from mlip_eqx.training.training_loggers import (
+        JsonLinesLogger,
+        log_metrics_to_table,
     )
-    optimizer = get_default_mlip_optimizer(
-        OptimizerConfig(
-            init_learning_rate=settings.learning_rate,
-            peak_learning_rate=settings.learning_rate,
-            final_learning_rate=settings.learning_rate,
-            warmup_steps=settings.warmup_steps,
-        )
-    )
+
+    output_dir = Path(settings.output_dir)
     io_handler = TrainingIOHandler(
         TrainingIOHandler.Config(
             local_model_output_dir=output_dir,
-            ema_decay=settings.ema_decay,
             restore_checkpoint_if_exists=settings.resume,
             restore_optimizer_state=settings.resume,
         )
@@ -222,34 +425,53 @@ def train(settings: TrainSettings) -> dict[str, float]:
     metrics_log = JsonLinesLogger(output_dir / "metrics.jsonl")
     io_handler.attach_logger(log_metrics_to_table)
     io_handler.attach_logger(metrics_log)
+    return io_handler, metrics_log
+
+
+def write_outputs(settings: TrainSettings, best_model, final_set, metrics_log) -> None:
+    """``model.zip`` and, if ``settings.plots``, learning curves and parity plots
+    of ``final_set``."""
+    from mlip_eqx.inference import predict_dataset
+    from mlip_eqx.models.model_io import save_model_to_zip
+
+    output_dir = Path(settings.output_dir)
+    save_model_to_zip(output_dir / "model.zip", best_model)
+    if settings.plots:
+        from mlip_eqx.plotting import plot_learning_curves, plot_parity
+
+        plot_learning_curves(metrics_log.records(), output_dir / "learning_curves.png")
+        plot_parity(
+            predict_dataset(best_model, final_set),
+            output_dir / "parity_energy.png",
+            output_dir / "parity_forces.png",
+        )
+
+
+def train(settings: TrainSettings) -> dict[str, float]:
+    """Runs the training job; returns the test metrics (or validation if no test)."""
+    from mlip_eqx.training import TrainingLoop, get_default_mlip_optimizer
+
+    output_dir = Path(settings.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.json").write_text(
+        json.dumps(settings_to_dict(settings), indent=2)
+    )
+    train_set, validation_set, test_set, dataset_info = build_datasets(settings)
+    io_handler, metrics_log = build_io_handler(settings)
     loop = TrainingLoop(
         train_set,
         validation_set,
-        force_field,
-        loss,
-        optimizer,
-        TrainingLoop.Config(
-            num_epochs=settings.epochs,
-            ema_decay=settings.ema_decay,
-            random_seed=settings.seed,
-        ),
+        build_force_field(settings, dataset_info),
+        build_loss(settings),
+        get_default_mlip_optimizer(settings.optimizer),
+        settings.training_loop,
         io_handler=io_handler,
         should_parallelize=False,
     )
     loop.run()
     final_set = test_set if test_set.graphs else validation_set
     results = loop.test(final_set)
-    save_model_to_zip(output_dir / "model.zip", loop.best_model)
-    if settings.plots:
-        from mlip_eqx.plotting import plot_learning_curves, plot_parity
-
-        plot_learning_curves(metrics_log.records(), output_dir / "learning_curves.png")
-        predictions = predict_dataset(loop.best_model, final_set)
-        plot_parity(
-            predictions,
-            output_dir / "parity_energy.png",
-            output_dir / "parity_forces.png",
-        )
+    write_outputs(settings, loop.best_model, final_set, metrics_log)
     logger.info(
         "Done: test force MAE %.1f meV/Å, energy MAE %.2f meV; outputs in %s",
         1000 * results["mae_f"],

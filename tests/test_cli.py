@@ -3,7 +3,14 @@ import json
 import numpy as np
 import pytest
 
-from mlip_eqx.cli import main
+from mlip_eqx.cli import (
+    _parser,
+    _settings,
+    default_train_settings,
+    main,
+    settings_from_dict,
+    settings_to_dict,
+)
 from mlip_eqx.models import Mace
 from mlip_eqx.models.model_io import load_model_from_zip
 
@@ -48,7 +55,12 @@ def test_train_command_end_to_end(tmp_path, monkeypatch):
     test_record = next(r for r in records if r["category"] == "TEST_METRICS")
     assert np.isfinite(test_record["mae_f"])
     settings = json.loads((output / "config.json").read_text())
-    assert settings["epochs"] == 2 and settings["num_channels"] == 8
+    assert settings["training_loop"]["num_epochs"] == 2
+    assert settings["model"]["num_channels"] == 8
+    # config.json holds the whole settings: reading it back gives them again.
+    restored = settings_from_dict(settings)
+    assert settings_to_dict(restored) == settings
+    assert restored.graph_dataset.batch_size == 4
     force_field = load_model_from_zip(Mace, output / "model.zip")
     assert force_field.config.num_channels == 8
 
@@ -56,17 +68,61 @@ def test_train_command_end_to_end(tmp_path, monkeypatch):
 def test_config_file_and_flags(tmp_path, monkeypatch):
     monkeypatch.setenv("MLIP_EQX_CACHE_DIR", str(tmp_path / "cache"))
     config = tmp_path / "settings.json"
-    config.write_text(json.dumps({"epochs": 1, "num_channels": 8, "plots": False}))
+    config.write_text(
+        json.dumps(
+            {
+                "training_loop": {"num_epochs": 3, "eval_num_graphs": 2},
+                "model": {"num_channels": 8},
+                "optimizer": {"grad_norm": 100.0},
+                "plots": False,
+            }
+        )
+    )
     output = tmp_path / "run"
     args = ["train", "--config", str(config), "--output-dir", str(output)]
     assert main(args + TINY[:2] + TINY[4:] + ["--epochs", "1"]) == 0
     settings = json.loads((output / "config.json").read_text())
-    assert settings["plots"] is False and settings["epochs"] == 1
+    assert settings["plots"] is False
+    # The flag wins over the file; the file's other fields are kept.
+    assert settings["training_loop"] == settings["training_loop"] | {
+        "num_epochs": 1,
+        "eval_num_graphs": 2,
+    }
+    assert settings["optimizer"]["grad_norm"] == 100.0
+    assert settings["optimizer"]["warmup_steps"] == 0
     assert not (output / "learning_curves.png").exists()
 
 
-def test_bad_config_file_names_the_problem(tmp_path):
+@pytest.mark.parametrize(
+    ("contents", "message"),
+    [
+        ({"epoch": 3}, "unknown settings \\['epoch'\\]"),
+        ({"training_loop": {"epochs": 3}}, "TrainingLoopConfig: unknown fields"),
+        ({"training_loop": {"num_epochs": 0}}, "TrainingLoopConfig.num_epochs"),
+        ({"model": {"l_max": -1}}, "MaceConfig.l_max"),
+        ({"model_type": "Transformer"}, "model_type.*'Transformer'.*Mace"),
+        ({"loss": {"kind": "l1"}}, "LossSettings.kind"),
+    ],
+)
+def test_bad_config_file_names_the_problem(tmp_path, contents, message):
     config = tmp_path / "settings.json"
-    config.write_text(json.dumps({"epoch": 3}))
-    with pytest.raises(SystemExit, match="unknown settings \\['epoch'\\]"):
+    config.write_text(json.dumps(contents))
+    with pytest.raises(SystemExit, match=message):
         main(["train", "--config", str(config)])
+
+
+def test_every_flag_sets_a_real_config_field():
+    defaults = settings_to_dict(default_train_settings())
+    arguments = [
+        "--epochs", "7", "--cutoff", "4.5", "--learning-rate", "0.003",
+        "--seed", "5", "--no-plots",
+    ]  # fmt: skip
+    settings = _settings(_parser().parse_args(["train", *arguments]))
+    assert settings.training_loop.num_epochs == 7
+    assert settings.graph_dataset.graph_cutoff_angstrom == 4.5
+    assert settings.optimizer.peak_learning_rate == 0.003
+    assert settings.optimizer.final_learning_rate == 0.003
+    assert settings.seed == settings.training_loop.random_seed == 5
+    assert settings.plots is False
+    # Untouched settings keep the defaults of the configs.
+    assert settings_to_dict(settings)["model"] == defaults["model"]
