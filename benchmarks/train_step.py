@@ -56,7 +56,7 @@ def measure(num_devices: int, steps: int, repeats: int) -> dict:
     return {
         "num_devices": num_devices,
         "compile_and_first_step_s": compile_seconds,
-        "final_loss": float(metrics["loss"]),
+        "final_loss": metrics["loss"].result(),
         **{
             key: statistics.median(rate[key] for rate in rates)
             for key in ("steps_per_s", "structures_per_s", "atoms_per_s")
