@@ -86,7 +86,7 @@ def large_cell(dataset_info: DatasetInfo) -> Graph:
 
 def measure(force_field: ForceField, batches: list[Graph], repeats: int) -> dict:
     """Compile time and median run times of the jitted energy + forces call."""
-    params, static = eqx.partition(force_field, eqx.is_array)
+    params, static = force_field.partition()
 
     @jax.jit
     def energy_and_forces(params, batch):

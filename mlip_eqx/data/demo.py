@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import os
 import pathlib
-import tempfile
 
 import ase
 import ase.io
@@ -22,6 +21,7 @@ from ase.data import atomic_numbers, reference_states
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import thermalize_momenta
 
+from mlip_eqx.utils.files import atomic_write
 from mlip_eqx.utils.progress import track
 
 logger = logging.getLogger("mlip_eqx")
@@ -207,23 +207,6 @@ def _split_sizes(
     return num_train, num_validation, num_test
 
 
-def _write_atomically(path: pathlib.Path, structures: list[ase.Atoms]) -> None:
-    """Writes extxyz to a temporary file next to ``path``, then renames it."""
-    descriptor, temporary_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        os.fchmod(descriptor, 0o644)  # mkstemp makes it private (0o600)
-        with os.fdopen(descriptor, "w") as file:
-            ase.io.write(file, structures, format="extxyz")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary_name, path)
-    except BaseException:
-        pathlib.Path(temporary_name).unlink(missing_ok=True)
-        raise
-
-
 def get_demo_dataset(
     num_structures: int = 300,
     seed: int = 0,
@@ -288,7 +271,8 @@ def get_demo_dataset(
     boundaries = (num_train, num_train + num_validation)
     folder.mkdir(parents=True, exist_ok=True)
     for name, indices in zip(_SPLIT_NAMES, np.split(order, boundaries), strict=True):
-        _write_atomically(paths[name], [structures[i] for i in np.sort(indices)])
+        with atomic_write(paths[name], "w") as file:
+            ase.io.write(file, [structures[i] for i in np.sort(indices)], "extxyz")
     logger.info(
         "Wrote the demo data set (%d train, %d validation, %d test) to %s.",
         num_train,

@@ -1,18 +1,13 @@
 """Predictions of a force field for every structure of a GraphDataset."""
 
 import dataclasses
-import functools
-from collections.abc import Callable
 
-import equinox as eqx
 import jax
 import numpy as np
 
 from mlip_eqx.data.graph_dataset import GraphDataset
-from mlip_eqx.graph.graph import Graph
+from mlip_eqx.inference.predictor import make_predictor
 from mlip_eqx.models.force_field import ForceField
-from mlip_eqx.models.prediction import Prediction
-from mlip_eqx.utils.compiler_options import compiler_options
 from mlip_eqx.utils.progress import track
 
 
@@ -39,26 +34,6 @@ class StructurePrediction:
     reference_stress: np.ndarray | None
 
 
-def _predict(force_field: ForceField, batch: Graph) -> Prediction:
-    params, static = eqx.partition(force_field, eqx.is_array)
-    leaves, treedef = jax.tree.flatten(static)
-    return _compiled_call(treedef, tuple(leaves))(params, batch)
-
-
-@functools.cache
-def _compiled_call(
-    treedef: jax.tree_util.PyTreeDef, leaves: tuple
-) -> Callable[[ForceField, Graph], Prediction]:
-    """The jitted call of force fields with this non-array part (compiled once per
-    batch shape), with mlip_eqx's compiler options."""
-    static = jax.tree.unflatten(treedef, leaves)
-
-    def call(params: ForceField, batch: Graph) -> Prediction:
-        return eqx.combine(params, static)(batch)
-
-    return jax.jit(call, compiler_options=compiler_options(jax.default_backend()))
-
-
 def predict_dataset(
     force_field: ForceField, dataset: GraphDataset
 ) -> list[StructurePrediction]:
@@ -69,10 +44,11 @@ def predict_dataset(
     Returns:
         One StructurePrediction per structure, in batch order.
     """
+    predict = make_predictor(force_field)
     results = []
     batches = dataset.iter_batches(0)
     for batch in track(batches, "Predicting", total=dataset.num_batches(0)):
-        prediction = jax.device_get(_predict(force_field, batch))
+        prediction = jax.device_get(predict(batch))
         node_start = 0
         for graph in np.flatnonzero(batch.graph_mask):
             count = int(batch.n_node[graph])

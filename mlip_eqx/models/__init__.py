@@ -3,6 +3,17 @@
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.mace import Mace, MaceConfig
 from mlip_eqx.models.mlip_network import MLIPNetwork
+from mlip_eqx.models.params_loading import load_parameters_from_checkpoint
 from mlip_eqx.models.prediction import Prediction
+from mlip_eqx.models.registry import get_network_class, register_network
 
-__all__ = ["ForceField", "MLIPNetwork", "Mace", "MaceConfig", "Prediction"]
+__all__ = [
+    "ForceField",
+    "MLIPNetwork",
+    "Mace",
+    "MaceConfig",
+    "Prediction",
+    "get_network_class",
+    "load_parameters_from_checkpoint",
+    "register_network",
+]

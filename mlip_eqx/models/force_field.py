@@ -15,11 +15,12 @@ from mlip_eqx.utils.config import Config
 class ForceField(eqx.Module):
     """Energies, forces and (optionally) stress of padded batches of graphs.
 
-    ``force_field(graph)`` is pure and jit-compatible (``eqx.filter_jit``); it casts
-    positions and cells to the parameters' dtype. Forces are -dE/dx; the stress is
-    (1/V) dE/dε for a symmetric strain ε applied to positions and cell (ASE's sign
-    convention) and the pressure is -trace(stress)/3. Padding nodes and graphs get
-    zeros.
+    ``force_field(graph)`` is pure and jit-compatible (``eqx.filter_jit``, or
+    :func:`mlip_eqx.inference.make_predictor`); it casts positions and cells to the
+    parameters' dtype; :meth:`energies` gives the energies alone. Forces are -dE/dx;
+    the stress is (1/V) dE/dε for a symmetric strain ε applied to positions and cell
+    (ASE's sign convention) and the pressure is -trace(stress)/3. Padding nodes and
+    graphs get zeros.
 
     Attributes:
         network: The energy model.
@@ -69,19 +70,44 @@ class ForceField(eqx.Module):
         """Atomic numbers of the elements the model knows, sorted (species order)."""
         return self.dataset_info.allowed_atomic_numbers
 
+    def partition(self) -> tuple["ForceField", "ForceField"]:
+        """(trainable arrays, the rest): two ForceField PyTrees with None in each
+        other's places; ``eqx.combine(params, static)`` gives back the force field.
+
+        The trainable arrays are the inexact (floating-point) arrays; pass them as
+        arguments of jitted functions and close over the rest, so that compiled
+        code does not hold the parameters as constants.
+        """
+        return eqx.partition(self, eqx.is_inexact_array)
+
     @property
     def params(self) -> "ForceField":
         """The trainable arrays (a ForceField PyTree with None elsewhere)."""
-        return eqx.filter(self, eqx.is_inexact_array)
+        params, _ = self.partition()
+        return params
 
     def with_params(self, params: "ForceField") -> "ForceField":
         """This force field with its trainable arrays replaced by ``params``."""
-        return eqx.combine(params, eqx.filter(self, eqx.is_inexact_array, inverse=True))
+        _, static = self.partition()
+        return eqx.combine(params, static)
 
     @property
     def dtype(self) -> jnp.dtype:
         """Floating-point dtype of the parameters (and of the predictions)."""
         return jax.tree.leaves(self.params)[0].dtype
+
+    def energies(self, graph: Graph) -> Float[Array, " n_graph"]:
+        """Total energy of every graph in eV, without forces or stress.
+
+        The same function of the positions as the energies of ``self(graph)``
+        (e.g. for ``jax.grad`` or JAX-MD's ``positions -> energy``); padding graphs
+        get zero.
+
+        Args:
+            graph: A padded batch (numpy or jax leaves).
+        """
+        positions = jnp.asarray(graph.positions, self.dtype)
+        return _graph_energies(self.network, graph, positions, strain=None)
 
     def __call__(self, graph: Graph) -> Prediction:
         """Predicts energy, forces and, if asked, stress of every graph.
@@ -94,33 +120,18 @@ class ForceField(eqx.Module):
         """
         dtype = self.dtype
         positions = jnp.asarray(graph.positions, dtype)
-        cell = jnp.asarray(graph.cell, dtype)
-        strain = jnp.zeros(cell.shape, dtype)
-        species = jnp.asarray(graph.species)
-        senders = jnp.asarray(graph.senders)
-        receivers = jnp.asarray(graph.receivers)
-        node_graph = graph.node_graph_index()
-        edge_graph = graph.edge_graph_index()
-        node_mask = jnp.asarray(graph.node_mask)
-
-        paired = {}
-        if graph.paired_edges and self.network.supports_paired_edges:
-            paired["paired_edges"] = True
 
         def total_energy(positions, strain):
-            vectors = graph.edge_vectors(positions=positions, cell=cell)
-            if self.predict_stress:  # static: no strain work when not needed
-                vectors = _apply_strain(vectors, strain, edge_graph)
-            node_energies = self.network(vectors, species, senders, receivers, **paired)
-            node_energies = jnp.where(node_mask, node_energies, 0.0)
-            energies = jax.ops.segment_sum(
-                node_energies, node_graph, num_segments=graph.num_graphs
-            )
+            energies = _graph_energies(self.network, graph, positions, strain)
             return jnp.sum(energies), energies
 
         if not self.predict_stress:
-            gradient, energies = jax.grad(total_energy, has_aux=True)(positions, strain)
+            gradient, energies = jax.grad(total_energy, has_aux=True)(positions, None)
             return Prediction(energy=energies, forces=-gradient)
+        cell = jnp.asarray(graph.cell, dtype)
+        # Zeros that vary like the cell: under shard_map, the gradient of a
+        # device-invariant input (jnp.zeros) would come back summed over devices.
+        strain = jnp.zeros_like(cell)
         (gradient, strain_gradient), energies = jax.grad(
             total_energy, argnums=(0, 1), has_aux=True
         )(positions, strain)
@@ -129,6 +140,31 @@ class ForceField(eqx.Module):
         return Prediction(
             energy=energies, forces=-gradient, stress=stress, pressure=pressure
         )
+
+
+def _graph_energies(
+    network: MLIPNetwork,
+    graph: Graph,
+    positions: Float[Array, "n_node 3"],
+    strain: Float[Array, "n_graph 3 3"] | None,
+) -> Float[Array, " n_graph"]:
+    """Energy of every graph in eV at ``positions`` (in the parameters' dtype),
+    deformed by ``strain`` unless it is None; zero for padding graphs."""
+    cell = jnp.asarray(graph.cell, positions.dtype)
+    vectors = graph.edge_vectors(positions=positions, cell=cell)
+    if strain is not None:
+        vectors = _apply_strain(vectors, strain, graph.edge_graph_index())
+    node_energies = network(
+        vectors,
+        jnp.asarray(graph.species),
+        jnp.asarray(graph.senders),
+        jnp.asarray(graph.receivers),
+        paired_edges=graph.paired_edges,
+    )
+    node_energies = jnp.where(jnp.asarray(graph.node_mask), node_energies, 0.0)
+    return jax.ops.segment_sum(
+        node_energies, graph.node_graph_index(), num_segments=graph.num_graphs
+    )
 
 
 def _apply_strain(

@@ -1,12 +1,11 @@
 """MLIPNetwork: the interface of every energy model (MACE, NequIP, ViSNet)."""
 
 import abc
-from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, PyTree
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.utils.config import Config
@@ -15,38 +14,19 @@ from mlip_eqx.utils.config import Config
 class MLIPNetwork(eqx.Module):
     """Abstract GNN that maps a graph's edges and species to per-node energies.
 
-    A concrete network provides a ``Config`` class attribute (a subclass of
-    :class:`~mlip_eqx.utils.config.Config`), holds ``config`` and ``dataset_info`` as
-    static fields and its trainable parameters as arrays, and is built as
-    ``Network(config, dataset_info, key=key)``; without a key its parameters are
-    drawn from ``jax.random.key(0)``. Its parameters have the dtype of
-    :func:`default_float_dtype` at construction.
-
-    A network that sets ``supports_paired_edges = True`` is called with
-    ``paired_edges=True`` for graphs in the paired edge layout of ``Graph`` (the
-    second half of the edges reverses the first), so that it can evaluate per-pair
-    functions once; other networks are called without that argument.
+    A concrete network declares its config class as the class attribute ``Config``
+    (a subclass of :class:`~mlip_eqx.utils.config.Config`), holds ``config`` and
+    ``dataset_info`` as static fields and its trainable parameters as inexact
+    arrays, and is built as ``Network(config, dataset_info, key=key)``; without a
+    key its parameters are drawn from ``jax.random.key(0)``. Its parameters have
+    the dtype of :func:`default_float_dtype` at construction. Register it with
+    :func:`~mlip_eqx.models.registry.register_network` so that model archives and
+    the CLI find it by name.
     """
 
-    Config: ClassVar[type[Config]]
-    supports_paired_edges: ClassVar[bool] = False
+    Config: eqx.AbstractClassVar[type[Config]]
     config: eqx.AbstractVar[Config]
     dataset_info: eqx.AbstractVar[DatasetInfo]
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        call = cls.__dict__.get("__call__")
-        is_concrete = call is not None and not getattr(
-            call, "__isabstractmethod__", False
-        )
-        config_class = getattr(cls, "Config", None)
-        if is_concrete and not (
-            isinstance(config_class, type) and issubclass(config_class, Config)
-        ):
-            raise TypeError(
-                f"{cls.__name__} must set the class attribute `Config` to its config "
-                "class (a subclass of mlip_eqx.utils.config.Config)."
-            )
 
     @abc.abstractmethod
     def __call__(
@@ -55,6 +35,7 @@ class MLIPNetwork(eqx.Module):
         node_species: Int[Array, " n_node"],
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
+        paired_edges: bool = False,
     ) -> Float[Array, " n_node"]:
         """Energy of each node in eV.
 
@@ -64,9 +45,25 @@ class MLIPNetwork(eqx.Module):
             node_species: Index of each node's element in the dataset's element table.
             senders: Sending node of each edge.
             receivers: Receiving node of each edge.
+            paired_edges: Whether the edges have the paired layout of ``Graph``
+                (edge ``k + n_edge / 2`` reverses edge ``k``), so that a network
+                may evaluate per-pair functions once; a network that does not use
+                the layout ignores it (the edges are valid either way). Static.
 
         Returns:
             The energy contribution of every node (including the E0 reference) in eV.
+        """
+
+    @abc.abstractmethod
+    def weight_decay_mask(self) -> PyTree[bool]:
+        """Which parameters get weight decay (when the optimizer masks it).
+
+        Works on the network itself and on its parameter tree filtered with
+        ``eqx.filter`` (None for the non-arrays), e.g. ``force_field.params.network``.
+
+        Returns:
+            A PyTree with the structure of ``self``: True for the arrays to decay,
+            False for the others (None stays None).
         """
 
 

@@ -5,7 +5,7 @@ The archive holds two kinds of entries::
     mlip_eqx_model.json    format version, network class name, network config,
                            DatasetInfo, predict_stress, and the key path, shape
                            and dtype of every array
-    arrays/00000.npy ...   the arrays of the force field, in that order
+    arrays/00000.npy ...   the trainable arrays of the force field, in that order
 
 Loading rebuilds the network from its config and DatasetInfo and puts the saved
 arrays in, after checking that each one fits.
@@ -14,7 +14,6 @@ arrays in, after checking that each one fits.
 import io
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -27,17 +26,15 @@ import numpy as np
 import mlip_eqx
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.force_field import ForceField
-from mlip_eqx.models.mace import Mace
 from mlip_eqx.models.mlip_network import MLIPNetwork
+from mlip_eqx.models.registry import UnknownNetworkError, get_network_class
 from mlip_eqx.utils.config import config_from_dict, config_to_dict
+from mlip_eqx.utils.files import atomic_write
+from mlip_eqx.utils.trees import flatten_with_key_paths
 
 MODEL_FORMAT_VERSION = 1
 MANIFEST_NAME = "mlip_eqx_model.json"
 ARRAYS_DIR = "arrays"
-
-NETWORK_CLASSES: dict[str, type[MLIPNetwork]] = {"Mace": Mace}
-"""Network classes that :func:`load_model_from_zip` finds by the name saved in an
-archive; others are loaded by passing their class."""
 
 
 def _array_name(index: int) -> str:
@@ -56,10 +53,8 @@ def save_model_to_zip(save_path: str | os.PathLike, force_field: ForceField) -> 
             :class:`~mlip_eqx.utils.config.Config` of JSON-representable values.
     """
     path = Path(save_path)
-    leaves, _ = jax.tree_util.tree_flatten_with_path(
-        eqx.filter(force_field, eqx.is_array)
-    )
-    arrays = [np.asarray(leaf) for _, leaf in leaves]
+    params, _ = force_field.partition()
+    keyed = [(key, np.asarray(leaf)) for key, leaf in flatten_with_key_paths(params)]
     manifest = {
         "format_version": MODEL_FORMAT_VERSION,
         "mlip_eqx_version": mlip_eqx.__version__,
@@ -68,36 +63,21 @@ def save_model_to_zip(save_path: str | os.PathLike, force_field: ForceField) -> 
         "dataset_info": force_field.dataset_info.to_dict(),
         "predict_stress": force_field.predict_stress,
         "arrays": [
-            {
-                "path": jax.tree_util.keystr(key_path),
-                "shape": list(array.shape),
-                "dtype": str(array.dtype),
-            }
-            for (key_path, _), array in zip(leaves, arrays)
+            {"path": key, "shape": list(array.shape), "dtype": str(array.dtype)}
+            for key, array in keyed
         ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            with zipfile.ZipFile(file, "w") as archive:
-                archive.writestr(
-                    MANIFEST_NAME,
-                    json.dumps(manifest, indent=2),
-                    compress_type=zipfile.ZIP_DEFLATED,
-                )
-                for index, array in enumerate(arrays):
-                    buffer = io.BytesIO()
-                    np.lib.format.write_array(buffer, array, allow_pickle=False)
-                    archive.writestr(_array_name(index), buffer.getvalue())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with atomic_write(path, "wb") as file, zipfile.ZipFile(file, "w") as archive:
+        archive.writestr(
+            MANIFEST_NAME,
+            json.dumps(manifest, indent=2),
+            compress_type=zipfile.ZIP_DEFLATED,
+        )
+        for index, (_, array) in enumerate(keyed):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array, allow_pickle=False)
+            archive.writestr(_array_name(index), buffer.getvalue())
 
 
 def load_model_from_zip(
@@ -107,7 +87,8 @@ def load_model_from_zip(
 
     Args:
         model_type: The network class of the saved model (e.g. ``Mace``), or None
-            to take it from the archive (it must be one of ``NETWORK_CLASSES``).
+            to find the class saved in the archive in the network registry (see
+            :func:`~mlip_eqx.models.registry.register_network`).
         load_path: The archive.
 
     Returns:
@@ -133,10 +114,10 @@ def load_model_from_zip(
         network_class(config, dataset_info),
         predict_stress=bool(manifest["predict_stress"]),
     )
-    template = eqx.filter(force_field, eqx.is_array)
-    keyed, treedef = jax.tree_util.tree_flatten_with_path(template)
+    template, static = force_field.partition()
+    keyed = flatten_with_key_paths(template)
     records = manifest["arrays"]
-    expected_paths = [jax.tree_util.keystr(key_path) for key_path, _ in keyed]
+    expected_paths = [key for key, _ in keyed]
     saved_paths = [record["path"] for record in records]
     if saved_paths != expected_paths:
         missing = [p for p in expected_paths if p not in saved_paths]
@@ -149,10 +130,8 @@ def load_model_from_zip(
         _fitted_array(array, leaf, record["path"], path)
         for array, (_, leaf), record in zip(arrays, keyed, records)
     ]
-    return eqx.combine(
-        jax.tree_util.tree_unflatten(treedef, leaves),
-        eqx.filter(force_field, eqx.is_array, inverse=True),
-    )
+    params = jax.tree.unflatten(jax.tree.structure(template), leaves)
+    return eqx.combine(params, static)
 
 
 def _read_archive(path: Path) -> tuple[dict, list[np.ndarray]]:
@@ -216,12 +195,12 @@ def _network_class(
                 f"{path} holds a {name} model, not a {model_type.__name__}."
             )
         return model_type
-    if name not in NETWORK_CLASSES:
+    try:
+        return get_network_class(name)
+    except UnknownNetworkError as error:
         raise ValueError(
-            f"{path} holds a {name} model, which is not one of the known networks "
-            f"{sorted(NETWORK_CLASSES)}; pass its class as model_type."
-        )
-    return NETWORK_CLASSES[name]
+            f"{path} holds a {name} model: {error} Pass its class as model_type."
+        ) from None
 
 
 def _fitted_array(

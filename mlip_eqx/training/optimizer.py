@@ -2,38 +2,35 @@
 
 from collections.abc import Callable
 
+import equinox as eqx
 import jax
 import optax
 from jaxtyping import Array, PyTree
 
+from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.training.optimizer_config import OptimizerConfig
 
-# Parameter paths that MACE's weight decay applies to.
-WEIGHT_DECAY_PATH_MARKERS = ("linear_down", "symmetric_contraction")
 
-
-def weight_decay_mask(params: PyTree) -> PyTree:
+def weight_decay_mask(params: ForceField | PyTree) -> PyTree[bool]:
     """True for the leaves that get weight decay.
 
-    MACE's down-projection and symmetric-contraction weights (leaves whose path
-    contains "linear_down" or "symmetric_contraction") when the model has any,
-    otherwise every leaf.
-
     Args:
-        params: The trainable parameters (e.g. ``force_field.params``).
+        params: The trainable parameters of a force field (``force_field.params``,
+            or a PyTree of that structure such as its gradients), or those of any
+            other model.
 
     Returns:
-        A PyTree of bools with the structure of ``params``.
+        A PyTree of bools with the structure of ``params``: for a force field, the
+        mask that its network declares (its
+        :meth:`~mlip_eqx.models.MLIPNetwork.weight_decay_mask`; for MACE, the
+        down-projection and symmetric-contraction weights); for other PyTrees,
+        True everywhere.
     """
-
-    def is_marked(path, _leaf) -> bool:
-        text = jax.tree_util.keystr(path).lower()
-        return any(marker in text for marker in WEIGHT_DECAY_PATH_MARKERS)
-
-    marked = jax.tree_util.tree_map_with_path(is_marked, params)
-    if not any(jax.tree.leaves(marked)):
-        return jax.tree.map(lambda _: True, params)
-    return marked
+    if isinstance(params, ForceField):
+        return eqx.tree_at(
+            lambda tree: tree.network, params, params.network.weight_decay_mask()
+        )
+    return jax.tree.map(lambda _: True, params)
 
 
 def learning_rate_schedule(config: OptimizerConfig) -> optax.Schedule:

@@ -16,9 +16,10 @@ class OptimizerConfig(Config):
     """Settings of :func:`~mlip_eqx.training.optimizer.get_default_mlip_optimizer`.
 
     Attributes:
-        apply_weight_decay_mask: Apply weight decay only to MACE's down-projection
-            ("linear_down") and symmetric-contraction weights when the model has
-            them; to all parameters otherwise (and when False).
+        apply_weight_decay_mask: Apply weight decay only to the parameters that
+            the network's ``weight_decay_mask()`` selects (for MACE, its
+            down-projection and symmetric-contraction weights); if False, to all
+            parameters.
         weight_decay: Decoupled weight decay factor (default 0).
         grad_norm: Maximum global gradient norm; larger gradients are clipped.
         num_gradient_accumulation_steps: Gradients of this many consecutive steps

@@ -1,4 +1,8 @@
-"""Small networks and a DatasetInfo for model tests; add NequIP/ViSNet here."""
+"""Small networks and a DatasetInfo for model tests.
+
+A network joins the shared suite (tests/models/test_networks.py: physics, padding,
+batching, gradients, archive) by adding a configuration to ``NETWORK_CONFIGS``.
+"""
 
 import functools
 
@@ -19,7 +23,8 @@ DATASET_INFO = DatasetInfo(
     scaling_stdev=1.5,
 )
 
-# Small configurations that exercise every code path quickly.
+# Small configurations that exercise every code path quickly; every test of
+# tests/models/test_networks.py runs on each.
 NETWORK_CONFIGS = {
     "mace": (Mace, Mace.Config(num_channels=8, l_max=2, correlation=3)),
     "mace-pseudotensors-soft": (

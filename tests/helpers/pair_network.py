@@ -9,7 +9,7 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, PyTree
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.mlip_network import MLIPNetwork, default_float_dtype
@@ -52,6 +52,7 @@ class PairNetwork(MLIPNetwork):
         node_species: Int[Array, " n_node"],
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
+        paired_edges: bool = False,
     ) -> Float[Array, " n_node"]:
         cutoff = self.dataset_info.cutoff_distance_angstrom
         squared = jnp.sum(edge_vectors**2, axis=-1)
@@ -73,3 +74,6 @@ class PairNetwork(MLIPNetwork):
             list(self.dataset_info.atomic_energies_map.values()), node_energies.dtype
         )
         return node_energies + e0[node_species]
+
+    def weight_decay_mask(self) -> PyTree[bool]:
+        return jax.tree.map(lambda _: True, self)

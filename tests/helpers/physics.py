@@ -6,10 +6,12 @@ Finite-difference checks need a float64 force field (built and called under
 ``jax.enable_x64(True)``).
 """
 
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mlip_eqx.data.chemical_system import ChemicalSystem
@@ -42,6 +44,24 @@ class StructurePrediction(NamedTuple):
 def predict_graph(force_field: ForceField, graph: Graph) -> Prediction:
     """The jitted force field call shared by all tests (one compile per shape)."""
     return force_field(graph)
+
+
+@eqx.filter_jit
+def predict_energies(force_field: ForceField, graph: Graph) -> jax.Array:
+    """The jitted ``force_field.energies`` (energies without forces)."""
+    return force_field.energies(graph)
+
+
+@eqx.filter_jit
+@functools.partial(jax.grad, argnums=0)
+def loss_gradient(params: ForceField, force_field: ForceField, graph: Graph):
+    """Gradient with respect to ``params`` of a loss of the energies, forces and
+    (if predicted) stress of ``force_field.with_params(params)``, as in training."""
+    prediction = force_field.with_params(params)(graph)
+    loss = jnp.sum(prediction.energy**2) + jnp.sum(prediction.forces**2)
+    if prediction.stress is not None:
+        loss = loss + jnp.sum(prediction.stress**2)
+    return loss
 
 
 def make_graph(force_field: ForceField, system: ChemicalSystem) -> Graph:

@@ -39,3 +39,13 @@ def random_system(
         weight=float(rng.uniform(0.5, 2.0)),
         source=source,
     )
+
+
+def some_systems(seed: int) -> list[ChemicalSystem]:
+    """Two periodic structures (5 and 7 atoms) and a molecule (3 atoms)."""
+    rng = np.random.default_rng(seed)
+    return [
+        random_system(rng, 5),
+        random_system(rng, 3, periodic=False),
+        random_system(rng, 7),
+    ]

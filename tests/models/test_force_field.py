@@ -1,6 +1,5 @@
-"""ForceField: API, dtypes, padding, batching, compilation, gradients, stress sign."""
-
-import dataclasses
+"""ForceField: API, dtypes, compilation, parameters, stress sign (the tests that
+every network runs are in test_networks.py)."""
 
 import ase
 import equinox as eqx
@@ -11,26 +10,16 @@ import pytest
 from ase.calculators.emt import EMT
 
 from mlip_eqx.data.chemical_system import ChemicalSystem
-from mlip_eqx.graph import batch_graphs
 from mlip_eqx.models import ForceField, Mace, MLIPNetwork, Prediction
 from tests.helpers import physics
 from tests.helpers.models import DATASET_INFO, ELEMENTS, NETWORK_CONFIGS, force_field
-from tests.helpers.structures import random_system
+from tests.helpers.structures import random_system, some_systems
 
 
 @pytest.fixture
 def x64():
     with jax.enable_x64(True):
         yield
-
-
-def some_systems(seed: int) -> list[ChemicalSystem]:
-    rng = np.random.default_rng(seed)
-    return [
-        random_system(rng, 5),
-        random_system(rng, 3, periodic=False),
-        random_system(rng, 7),
-    ]
 
 
 def test_prediction_is_float32_without_x64_and_omits_stress_unless_asked():
@@ -57,50 +46,6 @@ def test_prediction_is_float32_without_x64_and_omits_stress_unless_asked():
     )
     np.testing.assert_allclose(with_stress.energy, without_stress.energy, rtol=1e-6)
     np.testing.assert_allclose(with_stress.forces, without_stress.forces, atol=1e-5)
-
-
-def test_prediction_is_float64_under_x64(x64):
-    ff = force_field("mace")
-    assert ff.dtype == jnp.float64
-    batch = physics.make_batch(ff, some_systems(1))
-    prediction = physics.predict_graph(ff, batch)
-    for leaf in jax.tree.leaves(prediction):
-        assert leaf.dtype == jnp.float64
-
-
-def test_batch_gives_the_same_results_as_each_structure_alone(x64):
-    ff = force_field("mace")
-    systems = some_systems(2)
-    together = physics.predict_each(ff, systems)
-    assert len(physics.groups_that_fit(ff, systems, physics.BATCH_SIZES)) == 1
-    alone = [physics.predict_each(ff, [system])[0] for system in systems]
-    physics.assert_trees_close(together, alone, rtol=1e-10, atol=1e-12)
-
-
-def test_extra_padding_changes_nothing(x64):
-    ff = force_field("mace")
-    systems = some_systems(3)
-    graphs = [physics.make_graph(ff, system) for system in systems]
-    tight = physics.predict_each(
-        ff,
-        systems,
-        n_node=sum(g.num_nodes for g in graphs) + 1,
-        n_edge=sum(g.num_edges for g in graphs),
-        n_graph=len(graphs) + 1,
-    )
-    padded = physics.predict_each(ff, systems)  # BATCH_SIZES: much more padding
-    physics.assert_trees_close(tight, padded, rtol=1e-10, atol=1e-12)
-
-
-def test_molecule_has_zero_stress_and_padding_graphs_are_zero(x64):
-    ff = force_field("mace")
-    rng = np.random.default_rng(4)
-    batch = physics.make_batch(ff, [random_system(rng, 4, periodic=False)])
-    prediction = physics.predict_graph(ff, batch)
-    np.testing.assert_array_equal(prediction.stress, 0.0)
-    np.testing.assert_array_equal(prediction.pressure, 0.0)
-    assert np.all(np.asarray(prediction.energy[1:]) == 0.0)
-    assert prediction.energy[0] != 0.0
 
 
 def test_compiles_once_per_padded_shape():
@@ -177,26 +122,15 @@ def test_params_are_the_trainable_arrays_and_rebuild_the_force_field(x64):
     assert abs(before.energy - after.energy) > 1e-6
 
 
-def test_parameter_gradients_are_finite_with_padding(x64):
-    """Training differentiates energy, forces and stress with respect to the params;
-    zero-length padding edges and zero padding cells must not produce NaN."""
+def test_partition_splits_trainable_arrays_from_the_rest():
     ff = force_field("mace")
-    batch = jax.tree.map(jnp.asarray, physics.make_batch(ff, some_systems(7)))
-    assert not bool(batch.edge_mask.all()) and not bool(batch.graph_mask.all())
-
-    @eqx.filter_jit
-    @jax.grad
-    def loss_gradient(params):
-        prediction = ff.with_params(params)(batch)
-        return (
-            jnp.sum(prediction.energy**2)
-            + jnp.sum(prediction.forces**2)
-            + jnp.sum(prediction.stress**2)
-        )
-
-    gradients = jax.tree.leaves(loss_gradient(ff.params))
-    assert all(bool(jnp.all(jnp.isfinite(g))) for g in gradients)
-    assert any(bool(jnp.any(g != 0.0)) for g in gradients)
+    params, static = ff.partition()
+    assert all(eqx.is_inexact_array(leaf) for leaf in jax.tree.leaves(params))
+    assert not any(eqx.is_array(leaf) for leaf in jax.tree.leaves(static))
+    physics.assert_trees_close(params, ff.params, rtol=0, atol=0)
+    assert eqx.tree_equal(eqx.combine(params, static), ff)
+    doubled = jax.tree.map(lambda leaf: 2.0 * leaf, params)
+    assert eqx.tree_equal(ff.with_params(doubled), eqx.combine(doubled, static))
 
 
 def emt_triclinic_copper() -> ase.Atoms:
@@ -235,20 +169,3 @@ def test_finite_difference_stress_follows_ase_sign_convention():
     )
     stress = physics.finite_difference_stress(emt_energy, system, step=1e-5)
     np.testing.assert_allclose(stress, reference, rtol=1e-5, atol=1e-8)
-
-
-def test_paired_edges_give_the_same_prediction_as_the_generic_path(x64):
-    """Radial functions evaluated once per pair change nothing, stress included."""
-    ff = force_field("mace")
-    graphs = [physics.make_graph(ff, system) for system in some_systems(7)]
-    unpaired = [dataclasses.replace(graph, paired_edges=False) for graph in graphs]
-    paired_batch, generic_batch = (
-        batch_graphs(group, **physics.BATCH_SIZES) for group in (graphs, unpaired)
-    )
-    assert paired_batch.paired_edges and not generic_batch.paired_edges
-    physics.assert_trees_close(
-        physics.predict_graph(ff, paired_batch),
-        physics.predict_graph(ff, generic_batch),
-        rtol=1e-10,
-        atol=1e-12,
-    )

@@ -82,9 +82,7 @@ def test_set_metrics_equal_numpy_over_every_real_structure():
     for name, value in expected.items():
         assert metrics[name] == pytest.approx(value, rel=2e-5), name
     # The set's RMSE is not the mean of the per-batch RMSEs (the old bug).
-    per_batch = [
-        rms(energy_errors[i : i + 4]) for i in range(0, len(energy_errors), 4)
-    ]
+    per_batch = [rms(energy_errors[i : i + 4]) for i in range(0, len(energy_errors), 4)]
     assert abs(np.mean(per_batch) - metrics["rmse_e"]) > 1e-3 * metrics["rmse_e"]
 
 

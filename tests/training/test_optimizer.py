@@ -1,3 +1,4 @@
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,30 +73,35 @@ def test_learning_rate_is_visible_in_the_state_and_follows_the_schedule():
     assert get_learning_rate(optax.sgd(0.1).init(params)) is None
 
 
-def test_weight_decay_mask_selects_mace_blocks_or_everything():
-    params = {
-        "layers": [
-            {"linear_down": {"w": jnp.ones(2)}, "linear_up": {"w": jnp.ones(2)}},
-            {"symmetric_contraction": {"weights": jnp.ones(2)}, "readout": jnp.ones(1)},
-        ]
-    }
+def test_weight_decay_mask_is_the_networks_declaration_or_everything():
+    from tests.helpers.models import force_field
+
+    params = force_field("mace-tiny", predict_stress=False).params
     mask = weight_decay_mask(params)
-    assert mask["layers"][0]["linear_down"]["w"] is True
-    assert mask["layers"][0]["linear_up"]["w"] is False
-    assert mask["layers"][1]["symmetric_contraction"]["weights"] is True
-    assert mask["layers"][1]["readout"] is False
-    no_mace = {"a": jnp.ones(2), "b": {"c": jnp.ones(1)}}
-    assert jax.tree.leaves(weight_decay_mask(no_mace)) == [True, True]
+    expected = eqx.tree_at(
+        lambda tree: tree.network, params, params.network.weight_decay_mask()
+    )
+    assert jax.tree.leaves(mask) == jax.tree.leaves(expected)
+    assert any(jax.tree.leaves(mask)) and not all(jax.tree.leaves(mask))
+    # Names do not matter any more: a plain PyTree is decayed everywhere.
+    plain = {"linear_down": jnp.ones(2), "b": {"c": jnp.ones(1)}}
+    assert jax.tree.leaves(weight_decay_mask(plain)) == [True, True]
 
 
 def test_weight_decay_applies_only_to_masked_leaves():
+    from tests.helpers.models import force_field
+
     config = OptimizerConfig(weight_decay=0.5, warmup_steps=0)
     optimizer = get_mlip_optimizer_chain_with_flexible_base_optimizer(optax.sgd, config)
-    params = {"linear_down": jnp.ones(2), "other": jnp.ones(2)}
+    params = force_field("mace-tiny", predict_stress=False).params
     zero = jax.tree.map(jnp.zeros_like, params)
     updates, _ = optimizer.update(zero, optimizer.init(params), params)
-    np.testing.assert_allclose(updates["linear_down"], -0.01 * 0.5 * np.ones(2))
-    np.testing.assert_allclose(updates["other"], 0.0)
+    mask = weight_decay_mask(params)
+    for update, param, decayed in zip(
+        jax.tree.leaves(updates), jax.tree.leaves(params), jax.tree.leaves(mask)
+    ):
+        expected = -0.01 * 0.5 * np.asarray(param) if decayed else 0.0
+        np.testing.assert_allclose(update, expected, rtol=1e-6, atol=1e-12)
 
 
 def test_gradient_clipping_at_grad_norm():

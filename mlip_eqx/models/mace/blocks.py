@@ -1,4 +1,5 @@
-"""The building blocks of a MACE layer (Batatia et al., 2022)."""
+"""The MACE-specific blocks of a MACE layer (Batatia et al., 2022): the
+interaction and the product basis."""
 
 import e3nn_jax as e3nn
 import equinox as eqx
@@ -7,55 +8,14 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
-from mlip_eqx.models.activations import ACTIVATIONS
-from mlip_eqx.models.initialisers import normal
-from mlip_eqx.models.linear import EquivariantLinear
-from mlip_eqx.models.mace.messages import (
+from mlip_eqx.models.blocks.linear import EquivariantLinear
+from mlip_eqx.models.blocks.message_passing import (
     MessageCoupling,
     message_coupling,
     summed_messages,
 )
+from mlip_eqx.models.blocks.radial_mlp import RadialMLP
 from mlip_eqx.models.mace.symmetric_contraction import SymmetricContraction
-
-
-class RadialMLP(eqx.Module):
-    """Bias-free MLP of the radial features, weights ~ N(0, 1) scaled by fan-in.
-
-    Hidden layers use the activation normalised to unit second moment (e3nn's
-    ``normalize_function``); the output layer is linear.
-    """
-
-    weights: tuple[Float[Array, "fan_in fan_out"], ...]
-    activation: str = eqx.field(static=True)
-
-    def __init__(
-        self,
-        sizes: tuple[int, ...],
-        activation: str,
-        dtype: DTypeLike,
-        key: jax.Array,
-    ):
-        """Args:
-        sizes: Input size, hidden sizes and output size.
-        activation: Name of the activation (see ``ACTIVATIONS``).
-        dtype: Dtype of the weights.
-        key: Random key.
-        """
-        keys = jax.random.split(key, len(sizes) - 1)
-        self.weights = tuple(
-            normal(k, (fan_in, fan_out), dtype)
-            for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:])
-        )
-        self.activation = activation
-
-    def __call__(self, x: Float[Array, "n fan_in"]) -> Float[Array, "n fan_out"]:
-        """Applies the MLP to the last axis."""
-        activation = e3nn.normalize_function(ACTIVATIONS[self.activation])
-        for index, weight in enumerate(self.weights):
-            x = (x @ weight) * weight.shape[0] ** -0.5
-            if index < len(self.weights) - 1:
-                x = activation(x)
-        return x
 
 
 class InteractionBlock(eqx.Module):
@@ -128,7 +88,8 @@ class InteractionBlock(eqx.Module):
         Args:
             node_features: [n_node, source irreps].
             harmonics: Spherical harmonics of degree 0..l_max of the vectors from
-                receiver to sender (see :func:`edge_harmonics`).
+                receiver to sender (see
+                :func:`~mlip_eqx.models.blocks.harmonics.edge_harmonics`).
             radial_features: Radial embedding, zero for padding edges; of every
                 edge, or of the first half of paired edges (see ``Graph``), whose
                 second half repeats it.
@@ -212,57 +173,3 @@ class ProductBasisBlock(eqx.Module):
             contracted = self.symmetric_contraction(features.array, node_species)
         with jax.named_scope("product_linear"):
             return self.linear(contracted.axis_to_mul())
-
-
-class LinearReadout(eqx.Module):
-    """Linear map of the node features to the output irreps."""
-
-    linear: EquivariantLinear
-
-    def __init__(
-        self,
-        irreps_in: e3nn.Irreps,
-        irreps_out: e3nn.Irreps,
-        dtype: DTypeLike,
-        key: jax.Array,
-    ):
-        self.linear = EquivariantLinear(irreps_in, irreps_out, dtype=dtype, key=key)
-
-    def __call__(self, node_features: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
-        return self.linear(node_features)
-
-
-class NonLinearReadout(eqx.Module):
-    """Linear, gated activation, linear (the readout of the last layer)."""
-
-    hidden: EquivariantLinear
-    output: EquivariantLinear
-    activation: str = eqx.field(static=True)
-
-    def __init__(
-        self,
-        irreps_in: e3nn.Irreps,
-        hidden_irreps: e3nn.Irreps,
-        irreps_out: e3nn.Irreps,
-        activation: str,
-        dtype: DTypeLike,
-        key: jax.Array,
-    ):
-        hidden_key, output_key = jax.random.split(key)
-        hidden_irreps = e3nn.Irreps(hidden_irreps)
-        num_gates = hidden_irreps.filter(drop=["0e", "0o"]).num_irreps
-        self.hidden = EquivariantLinear(
-            irreps_in,
-            (hidden_irreps + e3nn.Irreps(f"{num_gates}x0e")).simplify(),
-            dtype=dtype,
-            key=hidden_key,
-        )
-        with jax.ensure_compile_time_eval():
-            gated = e3nn.gate(e3nn.zeros(self.hidden.irreps_out, ())).irreps
-        self.output = EquivariantLinear(gated, irreps_out, dtype=dtype, key=output_key)
-        self.activation = activation
-
-    def __call__(self, node_features: e3nn.IrrepsArray) -> e3nn.IrrepsArray:
-        hidden = self.hidden(node_features)
-        hidden = e3nn.gate(hidden, even_act=ACTIVATIONS[self.activation])
-        return self.output(hidden)

@@ -7,7 +7,7 @@ import e3nn_jax as e3nn
 from beartype.vale import Is
 
 from mlip_eqx.models.activations import ActivationName
-from mlip_eqx.models.radial import RadialEnvelope
+from mlip_eqx.models.blocks.radial import RadialEnvelope
 from mlip_eqx.utils.config import (
     Config,
     ConfigError,

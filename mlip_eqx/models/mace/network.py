@@ -6,22 +6,19 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, PyTree
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.atomic_energies import atomic_energies_per_species
+from mlip_eqx.models.blocks.harmonics import edge_harmonics, parity_signs
+from mlip_eqx.models.blocks.linear import EquivariantLinear
+from mlip_eqx.models.blocks.radial import radial_embedding, safe_norm
+from mlip_eqx.models.blocks.readouts import LinearReadout, NonLinearReadout
 from mlip_eqx.models.initialisers import normal
-from mlip_eqx.models.linear import EquivariantLinear
-from mlip_eqx.models.mace.blocks import (
-    InteractionBlock,
-    LinearReadout,
-    NonLinearReadout,
-    ProductBasisBlock,
-)
+from mlip_eqx.models.mace.blocks import InteractionBlock, ProductBasisBlock
 from mlip_eqx.models.mace.config import MaceConfig
-from mlip_eqx.models.mace.messages import edge_harmonics, parity_signs
 from mlip_eqx.models.mlip_network import MLIPNetwork, default_float_dtype
-from mlip_eqx.models.radial import radial_embedding, safe_norm
+from mlip_eqx.models.registry import register_network
 
 
 class MaceLayer(eqx.Module):
@@ -143,6 +140,7 @@ class MaceLayer(eqx.Module):
         return energies, node_features
 
 
+@register_network
 class Mace(MLIPNetwork):
     """The MACE network: per-node energies from edge vectors and species.
 
@@ -157,7 +155,6 @@ class Mace(MLIPNetwork):
     """
 
     Config = MaceConfig
-    supports_paired_edges = True
 
     config: MaceConfig = eqx.field(static=True)
     dataset_info: DatasetInfo = eqx.field(static=True)
@@ -271,6 +268,28 @@ class Mace(MLIPNetwork):
             info.scaling_mean
             + info.scaling_stdev * readout_sum
             + jnp.asarray(atomic_energies, dtype)[node_species]
+        )
+
+    def weight_decay_mask(self) -> PyTree[bool]:
+        """True for the weights of the interactions' down-projections
+        (``linear_down``) and of the symmetric contractions, as in the original
+        library; False for the other arrays."""
+
+        def decayed(network: Mace) -> list[eqx.Module]:
+            return [
+                module
+                for layer in network.layers
+                for module in (
+                    layer.interaction.linear_down,
+                    layer.product_basis.symmetric_contraction,
+                )
+            ]
+
+        mask = jax.tree.map(lambda _: False, self)
+        return eqx.tree_at(
+            decayed,
+            mask,
+            replace_fn=lambda module: jax.tree.map(lambda _: True, module),
         )
 
 

@@ -120,11 +120,17 @@ def test_bad_species_settings_raise():
 
 
 def test_network_without_config_class_is_rejected():
+    class Broken(MLIPNetwork):
+        config: Config
+        dataset_info: DatasetInfo
+
+        def __call__(
+            self, edge_vectors, node_species, senders, receivers, paired_edges=False
+        ):
+            return node_species
+
+        def weight_decay_mask(self):
+            return jax.tree.map(lambda _: True, self)
+
     with pytest.raises(TypeError, match="Config"):
-
-        class Broken(MLIPNetwork):
-            config: Config
-            dataset_info: DatasetInfo
-
-            def __call__(self, edge_vectors, node_species, senders, receivers):
-                return node_species
+        Broken(Mace.Config(), DATASET_INFO)

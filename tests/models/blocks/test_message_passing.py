@@ -1,4 +1,4 @@
-"""The unrolled MACE messages equal e3nn's tensor products."""
+"""The component-major messages equal e3nn's tensor products."""
 
 import e3nn_jax as e3nn
 import jax
@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlip_eqx.models.mace.messages import (
-    edge_harmonics,
+from mlip_eqx.models.blocks.harmonics import edge_harmonics
+from mlip_eqx.models.blocks.message_passing import (
     message_coupling,
     reference_messages,
     summed_messages,

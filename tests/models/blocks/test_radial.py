@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlip_eqx.models.radial import (
+from mlip_eqx.models.blocks.radial import (
     bessel_basis,
     polynomial_envelope,
     radial_embedding,

@@ -1,6 +1,6 @@
-"""MACE's edge messages: the tensor products of the sender features with the
-spherical harmonics of the edge direction, weighted per path and channel by the
-radial MLP and summed over the neighbours.
+"""Equivariant message passing: the tensor products of the sender features with the
+spherical harmonics of the edge direction, weighted per path and channel by radial
+weights and summed over the neighbours (MACE's and NequIP's convolution).
 
 e3nn-jax lays features out channel-major ([..., channel, component]) and evaluates
 each path as an einsum with its Clebsch-Gordan tensor: batched matrix products whose
@@ -42,7 +42,7 @@ class SourceGroup:
 
 @dataclasses.dataclass(frozen=True)
 class MessageCoupling:
-    """The static structure of the messages of one interaction block.
+    """The static structure of the messages of one message-passing layer.
 
     Per channel, the messages are the sender features (only the irreps that are
     targets) and their tensor products with the spherical harmonics of degree
@@ -163,26 +163,6 @@ def reference_messages(
     return e3nn.concatenate(parts).regroup()
 
 
-def edge_harmonics(
-    directions: Float[Array, "n_edge 3"], l_max: int
-) -> Float[Array, "n_edge harmonics"]:
-    """Spherical harmonics of degree 0..l_max ("component" normalisation) of the
-    normalised directions (which must be non-zero)."""
-    return e3nn.spherical_harmonics(
-        list(range(l_max + 1)),
-        e3nn.IrrepsArray("1o", directions),
-        normalize=True,
-        normalization="component",
-    ).array
-
-
-def parity_signs(l_max: int, dtype) -> np.ndarray:
-    """(-1)^l for every harmonic component of degree 0..l_max: Y(-r) = signs * Y(r)."""
-    return np.concatenate(
-        [np.full(2 * degree + 1, (-1.0) ** degree) for degree in range(l_max + 1)]
-    ).astype(dtype)
-
-
 def summed_messages(
     coupling: MessageCoupling,
     node_features: e3nn.IrrepsArray,
@@ -196,7 +176,8 @@ def summed_messages(
     Args:
         coupling: The message structure (see :func:`message_coupling`).
         node_features: [n_node, channels x source irreps].
-        harmonics: :func:`edge_harmonics` of each edge's direction.
+        harmonics: :func:`~mlip_eqx.models.blocks.harmonics.edge_harmonics` of each
+            edge's direction.
         radial_weights: One weight per (path, channel), path-major.
         senders: Sending node of each edge.
         receivers: Receiving node of each edge.

@@ -1,0 +1,43 @@
+"""Writing files so that readers never see half of one."""
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Literal
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | os.PathLike, mode: Literal["w", "wb"] = "wb"
+) -> Iterator[IO]:
+    """Opens a temporary file next to ``path``; renames it to ``path`` on success.
+
+    The file is flushed to disk before the rename, so an existing file at ``path``
+    is replaced whole or not at all; if the block raises (KeyboardInterrupt too),
+    the temporary file is removed and ``path`` is untouched. The parent directory
+    must exist. The new file gets the permissions 0o644 (``tempfile`` would make
+    it private).
+
+    Args:
+        path: The file to write.
+        mode: "w" for text, "wb" for bytes.
+
+    Yields:
+        The open temporary file.
+    """
+    path = Path(path)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, mode) as file:
+            os.fchmod(file.fileno(), 0o644)
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
