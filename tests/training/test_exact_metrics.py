@@ -1,8 +1,6 @@
 """Metrics are values of the whole set: independent of devices, padding, packing."""
 
-import os
-import subprocess
-import sys
+import json
 import textwrap
 
 import jax
@@ -15,6 +13,7 @@ from mlip_eqx.models import ForceField
 from mlip_eqx.models.loss import MSELoss
 from mlip_eqx.training import evaluate, make_eval_step, make_mesh
 from tests.helpers.pair_network import PairNetwork
+from tests.helpers.subprocesses import run_script
 
 
 def build_validation_set():
@@ -112,18 +111,8 @@ DEVICE_COUNTS = textwrap.dedent(
 
 
 def test_validation_metrics_do_not_depend_on_the_device_count():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run(
-        [sys.executable, "-c", DEVICE_COUNTS],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    import json
-
-    table = json.loads(result.stdout.strip().splitlines()[-1])
+    output = run_script(DEVICE_COUNTS)
+    table = json.loads(output.strip().splitlines()[-1])
     # 5 batches: on 2 and 4 devices the last group is filled with padding.
     assert table["num_batches"] == 5
     one = table["1"]

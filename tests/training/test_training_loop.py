@@ -1,8 +1,5 @@
 import json
 import logging
-import os
-import subprocess
-import sys
 import textwrap
 
 import equinox as eqx
@@ -30,6 +27,7 @@ from mlip_eqx.training.training_io_handler import LogCategory
 from mlip_eqx.training.training_loggers import JsonLinesLogger
 from mlip_eqx.training.training_loop import IncompatibleCheckpointError
 from tests.helpers.pair_network import PairNetwork
+from tests.helpers.subprocesses import run_script
 
 
 def build_splits_and_info():
@@ -293,13 +291,4 @@ PARALLEL = textwrap.dedent(
 
 
 def test_should_parallelize_uses_all_devices_with_plain_datasets():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run(
-        [sys.executable, "-c", PARALLEL],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "PARALLEL OK" in result.stdout
+    assert "PARALLEL OK" in run_script(PARALLEL)

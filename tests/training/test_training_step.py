@@ -1,8 +1,5 @@
 import dataclasses
 import doctest
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -27,6 +24,7 @@ from mlip_eqx.training.training_step import make_eval_step, make_train_step
 from tests.helpers.models import DATASET_INFO
 from tests.helpers.pair_network import PairNetwork
 from tests.helpers.structures import random_system
+from tests.helpers.subprocesses import run_script
 
 TABLE = species_table(DATASET_INFO.allowed_atomic_numbers)
 N_NODE, N_EDGE, N_GRAPH = 33, 3000, 5
@@ -194,6 +192,7 @@ ONE_VERSUS_FOUR = textwrap.dedent(
     from mlip_eqx.models.loss.reductions import reduce_metrics
     from tests.helpers.models import DATASET_INFO
     from tests.helpers.pair_network import PairNetwork
+from tests.helpers.subprocesses import run_script
     from tests.training.test_training_step import (
         make_batches, flat, N_NODE, N_EDGE, N_GRAPH)
 
@@ -243,13 +242,5 @@ ONE_VERSUS_FOUR = textwrap.dedent(
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 def test_one_device_and_four_devices_give_the_same_update(precision):
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    result = subprocess.run(
-        [sys.executable, "-c", ONE_VERSUS_FOUR, precision],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("SAME") == 2, result.stdout
+    output = run_script(ONE_VERSUS_FOUR, precision)
+    assert output.count("SAME") == 2, output
