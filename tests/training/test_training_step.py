@@ -192,7 +192,6 @@ ONE_VERSUS_FOUR = textwrap.dedent(
     from mlip_eqx.models.loss.reductions import reduce_metrics
     from tests.helpers.models import DATASET_INFO
     from tests.helpers.pair_network import PairNetwork
-from tests.helpers.subprocesses import run_script
     from tests.training.test_training_step import (
         make_batches, flat, N_NODE, N_EDGE, N_GRAPH)
 
