@@ -60,8 +60,10 @@ class LogCategory(enum.Enum):
         BEST_MODEL: Logged after every evaluation: ``{"best_loss": ...,
             "best_epoch": ...}``, the lowest validation loss so far and its epoch
             (a new best model is checkpointed at that point).
-        TRAIN_METRICS: The training-set metrics of the epoch (mean over its steps).
-        EVAL_METRICS: The validation-set metrics of the epoch.
+        TRAIN_METRICS: The training-set metrics of the epoch, each reduced over
+            the epoch's steps as it declares (e.g. the loss over all structures).
+        EVAL_METRICS: The validation-set metrics of the epoch (values of the
+            whole set).
         TEST_METRICS: The test-set metrics of ``TrainingLoop.test()``.
         CLEANUP_AFTER_CKPT_RESTORATION: Logged once after a checkpoint was restored,
             with ``to_log = {}`` and the restored epoch as epoch number; loggers
