@@ -34,6 +34,7 @@ from mlip_eqx.utils.config import (
     config_from_dict,
     config_to_dict,
 )
+from mlip_eqx.utils.files import atomic_write
 
 logger = logging.getLogger("mlip_eqx")
 
@@ -453,9 +454,8 @@ def train(settings: TrainSettings) -> dict[str, float]:
 
     output_dir = Path(settings.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.json").write_text(
-        json.dumps(settings_to_dict(settings), indent=2)
-    )
+    with atomic_write(output_dir / "config.json", "w") as file:
+        json.dump(settings_to_dict(settings), file, indent=2)
     train_set, validation_set, test_set, dataset_info = build_datasets(settings)
     io_handler, metrics_log = build_io_handler(settings)
     loop = TrainingLoop(
