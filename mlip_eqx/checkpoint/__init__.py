@@ -1,6 +1,7 @@
 """The on-disk checkpoint format, shared by model loading and training."""
 
 from mlip_eqx.checkpoint.format import (
+    CheckpointCorruptedError,
     CheckpointRestorationError,
     IncompatibleCheckpointError,
     read_checkpoint_layout,
@@ -8,6 +9,7 @@ from mlip_eqx.checkpoint.format import (
 )
 
 __all__ = [
+    "CheckpointCorruptedError",
     "CheckpointRestorationError",
     "IncompatibleCheckpointError",
     "read_checkpoint_layout",

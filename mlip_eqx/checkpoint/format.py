@@ -7,11 +7,14 @@ Layout of an output directory ``<dir>``::
         params/                      the trainable arrays (TrainingState.params)
         training_state/              every other array of the TrainingState
         params_ema/                  the debiased EMA parameters (if saved)
-        layout/                      JSON: key path, shape and dtype of each array
+        layout/                      JSON: key path, shape, dtype and CRC-32
+                                     checksum of each array
 
 Arrays are stored as flat lists; the layout records which array is which, so that
 a checkpoint that does not fit a model is reported by key path before any array
-is read. Orbax writes each checkpoint into ``<epoch>.orbax-checkpoint-tmp`` and
+is read, and a damaged one (a changed bit, a missing or truncated file) is reported
+as :class:`CheckpointCorruptedError` naming the checkpoint and the array.
+Orbax writes each checkpoint into ``<epoch>.orbax-checkpoint-tmp`` and
 renames it to ``<epoch>`` once complete, and deletes checkpoints by first moving
 them into ``<dir>/model/.deleting/``; so a process killed at any moment leaves
 every listed checkpoint complete, and a half-written one is never listed.
@@ -20,8 +23,10 @@ This module knows nothing of models or training: a state is any PyTree whose
 ``params`` attribute holds the trainable arrays (``TrainingState``).
 """
 
+import math
 import os
 import shutil
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,13 +41,17 @@ from mlip_eqx.utils.trees import flatten_with_key_paths
 
 MODEL_SUBDIR_NAME = "model"
 DATASET_INFO_FILENAME = "dataset_info.json"
-CHECKPOINT_FORMAT_VERSION = 1
+# Version 2 adds the checksums; version 1 checkpoints are read without checking.
+CHECKPOINT_FORMAT_VERSION = 2
 
 # The items of one checkpoint (subdirectories of <dir>/model/<epoch>/).
 PARAMS_ITEM = "params"
 TRAINING_STATE_ITEM = "training_state"
 PARAMS_EMA_ITEM = "params_ema"
 LAYOUT_ITEM = "layout"
+
+# The metric saved with every checkpoint; the best one is always kept.
+VALIDATION_LOSS_METRIC = "validation_loss"
 
 # Checkpoints are deleted by an (atomic) rename into this subdirectory of
 # <dir>/model, then removed from there.
@@ -54,6 +63,11 @@ KeyedLeaves = list[tuple[str, Any]]
 class CheckpointRestorationError(ValueError):
     """A checkpoint cannot be restored: it is missing, not a checkpoint of this
     library, or does not fit the model (other config, elements or dtype)."""
+
+
+class CheckpointCorruptedError(CheckpointRestorationError):
+    """A checkpoint's files are damaged: missing, truncated or changed since they
+    were written (checksum mismatch)."""
 
 
 class IncompatibleCheckpointError(ValueError):
@@ -108,9 +122,19 @@ def checkpoint_items(
     return items
 
 
+def array_checksum(array: Any) -> int:
+    """CRC-32 of an array's bytes (C order), e.g. to detect a damaged file."""
+    return zlib.crc32(np.ascontiguousarray(np.asarray(array)).tobytes())
+
+
 def _layout_records(leaves: KeyedLeaves) -> list[dict]:
     return [
-        {"path": path, "shape": list(np.shape(leaf)), "dtype": str(leaf.dtype)}
+        {
+            "path": path,
+            "shape": list(np.shape(leaf)),
+            "dtype": str(leaf.dtype),
+            "crc32": array_checksum(leaf),
+        }
         for path, leaf in leaves
     ]
 
@@ -127,23 +151,40 @@ def save_arguments(items: dict[str, KeyedLeaves]) -> ocp.args.Composite:
     return ocp.args.Composite(**arrays, **{LAYOUT_ITEM: ocp.args.JsonSave(layout)})
 
 
+def _validation_loss_rank(metrics: dict) -> float:
+    """The validation loss saved with a checkpoint; non-finite ranks last."""
+    loss = float(metrics.get(VALIDATION_LOSS_METRIC, math.inf))
+    return loss if math.isfinite(loss) else math.inf
+
+
 def open_checkpoint_manager(
     directory: Path,
     max_to_keep: int | None = None,
     create: bool = True,
 ) -> ocp.CheckpointManager:
     """The Orbax manager of ``<dir>/model`` with this format's options: atomic
-    saves and deletions (through ``.deleting/``), asynchronous saving, and at most
-    ``max_to_keep`` checkpoints (None: all)."""
+    saves and deletions (through ``.deleting/``), synchronous saving (Orbax's
+    asynchronous saves leave non-daemon threads waiting for up to its coordination
+    timeout when a save fails, so a failed run would not exit), and the
+    latest ``max_to_keep`` checkpoints (None: all) plus the one with the lowest
+    validation loss (saved as the metric ``"validation_loss"``)."""
+    policies = ocp.checkpoint_managers
     options = ocp.CheckpointManagerOptions(
         preservation_policy=(
             None
             if max_to_keep is None
-            else ocp.checkpoint_managers.LatestN(n=max_to_keep)
+            else policies.AnyPreservationPolicy(
+                [
+                    policies.LatestN(n=max_to_keep),
+                    policies.BestN(
+                        get_metric_fn=_validation_loss_rank, reverse=True, n=1
+                    ),
+                ]
+            )
         ),
         create=create,
         cleanup_tmp_directories=create,
-        enable_async_checkpointing=True,
+        enable_async_checkpointing=False,
         todelete_subdir=TRASH_SUBDIR_NAME,
     )
     return ocp.CheckpointManager(directory, options=options)
@@ -242,9 +283,22 @@ def restore_checkpoint_item(
         )
         for record in layout[item]
     ]
-    arrays = manager.restore(
-        epoch, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)})
-    )[item]
+    try:
+        arrays = manager.restore(
+            epoch,
+            args=ocp.args.Composite(**{item: ocp.args.StandardRestore(abstract)}),
+        )[item]
+    except Exception as error:  # TensorStore and Orbax raise many kinds
+        raise CheckpointCorruptedError(
+            f"{where}/{item} cannot be read (a file is missing or damaged): "
+            f"{type(error).__name__}: {str(error)[:300]}"
+        ) from error
+    for record, array in zip(layout[item], arrays):
+        if "crc32" in record and array_checksum(array) != record["crc32"]:
+            raise CheckpointCorruptedError(
+                f"{where}/{item}: array {record['path']} does not match the checksum "
+                "written with it; the checkpoint is damaged."
+            )
     by_path = {record["path"]: a for record, a in zip(layout[item], arrays)}
     return [by_path[path] for path, _ in template]
 

@@ -6,12 +6,14 @@ and what to restore, uploads the output directory after each completed save, and
 passes records to the user's loggers.
 """
 
+import contextlib
 import dataclasses
 import enum
 import logging
+import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from mlip_eqx.checkpoint.format import (
     MODEL_SUBDIR_NAME,
     PARAMS_ITEM,
     TRAINING_STATE_ITEM,
+    VALIDATION_LOSS_METRIC,
+    CheckpointCorruptedError,
     CheckpointRestorationError,
     check_dataset_info_matches,
     checkpoint_items,
@@ -42,7 +46,9 @@ from mlip_eqx.utils.config import Config, ConfigError, NonNegativeInt, PositiveI
 logger = logging.getLogger("mlip_eqx")
 
 __all__ = [
+    "CheckpointCorruptedError",
     "CheckpointRestorationError",
+    "CheckpointSaveError",
     "DataUploadFun",
     "LogCategory",
     "Logger",
@@ -124,11 +130,16 @@ class TrainingIOHandlerConfig(Config):
             )
 
 
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (e.g. read-only directory, full disk)."""
+
+
 class TrainingIOHandler:
     """Checkpointing and logging for the training loop.
 
-    Checkpoints are saved asynchronously: :meth:`save_checkpoint` returns once the
-    arrays are copied to host memory and the files are written in the background.
+    :meth:`save_checkpoint` returns once the checkpoint is complete on disk; a
+    failed save (read-only directory, full disk) raises :class:`CheckpointSaveError`
+    at once, naming the directory, and leaves the earlier checkpoints intact.
     The upload function, if given, is called as ``data_upload_fun(output_dir)`` in
     the caller's thread once ``dataset_info.json`` is written and for every
     checkpoint once it is complete on disk: at the first
@@ -156,6 +167,7 @@ class TrainingIOHandler:
         self._data_upload_fun = data_upload_fun
         self._loggers: list[Logger] = []
         self._upload_pending = False
+        self._saving_epoch = 0
         self._upload_future: Future | None = None
         self._output_dir: Path | None = None
         self._manager: ocp.CheckpointManager | None = None
@@ -211,21 +223,32 @@ class TrainingIOHandler:
         if self.config.restore_checkpoint_if_exists and self._output_dir is not None:
             check_dataset_info_matches(self._output_dir, dataset_info)
 
-    def save_checkpoint(self, training_state: TrainingState, epoch_number: int) -> None:
-        """Starts saving the training state as the checkpoint of ``epoch_number``.
+    def save_checkpoint(
+        self,
+        training_state: TrainingState,
+        epoch_number: int,
+        validation_loss: float | None = None,
+    ) -> None:
+        """Saves the training state as the checkpoint of ``epoch_number``.
 
-        Returns once the arrays are copied to host memory (the state may then be
-        donated to the next step); the files are written in the background. Waits
-        for the previous save first. Existing checkpoints of epochs >=
+        Every array's CRC-32 checksum is recorded in the layout, so that a damaged
+        checkpoint is detected when it is read. Existing checkpoints of epochs >=
         ``epoch_number`` (left by a run that went further, e.g. before an older
         epoch was restored) are deleted first; beyond ``max_checkpoints_to_keep``
-        the oldest are deleted once the new one is complete. No-op without an
-        output directory.
+        the oldest are deleted once the new one is complete, except the one with
+        the lowest validation loss. No-op without an output directory.
 
         Args:
             training_state: The state to save (with the debiased EMA parameters,
                 if ``save_debiased_ema``).
             epoch_number: The epoch, used as the checkpoint's step number.
+            validation_loss: The validation loss of the saved parameters (None:
+                unknown, never kept as the best).
+
+        Raises:
+            CheckpointSaveError: If this or the previous save failed (e.g. the
+                directory became read-only or the disk is full); the earlier
+                checkpoints are left intact.
         """
         if self._manager is None:
             return
@@ -246,8 +269,40 @@ class TrainingIOHandler:
         )
         items = checkpoint_items(training_state, ema_params)
         logger.info("Saving the checkpoint of epoch %d.", epoch_number)
-        self._manager.save(epoch_number, args=save_arguments(items))
+        loss = math.inf if validation_loss is None else float(validation_loss)
+        with self._save_errors(epoch_number):
+            self._manager.save(
+                epoch_number,
+                args=save_arguments(items),
+                metrics={VALIDATION_LOSS_METRIC: loss},
+            )
         self._upload_pending = True
+        self._saving_epoch = epoch_number
+
+    @contextlib.contextmanager
+    def _save_errors(self, epoch_number: int) -> Iterator[None]:
+        """Turns any error of a save into a CheckpointSaveError naming the
+        directory."""
+        try:
+            yield
+        except Exception as error:
+            self._upload_pending = False
+            raise CheckpointSaveError(
+                f"Saving the checkpoint of epoch {epoch_number} in "
+                f"{self.checkpoint_dir} failed ({type(error).__name__}: "
+                f"{str(error)[:300]}). Is the directory writable, and is there "
+                f"free disk space? Earlier checkpoints are intact: "
+                f"{self._intact_epochs()}."
+            ) from error
+
+    def _intact_epochs(self) -> list[int]:
+        if self.checkpoint_dir is None or not self.checkpoint_dir.is_dir():
+            return []
+        return sorted(
+            int(path.name)
+            for path in self.checkpoint_dir.iterdir()
+            if path.name.isdigit()
+        )
 
     def upload_completed_saves(self) -> None:
         """Uploads the last checkpoint if its save has finished since the last
@@ -300,6 +355,9 @@ class TrainingIOHandler:
             CheckpointRestorationError: If the asked epoch has no checkpoint, or the
                 checkpoint does not fit the template (other model config,
                 elements, optimizer or dtype).
+            CheckpointCorruptedError: If the asked checkpoint, or every one, is
+                damaged (without ``epoch_to_restore``, a damaged latest checkpoint
+                is skipped with a warning and the newest intact one restored).
         """
         if not self.config.restore_checkpoint_if_exists or self._manager is None:
             return None
@@ -309,29 +367,58 @@ class TrainingIOHandler:
         if epoch is None and not epochs:
             logger.info("No checkpoint in %s to restore.", self.checkpoint_dir)
             return None
-        if epoch is None:
-            epoch = epochs[-1]
-        if epoch not in epochs:
-            raise CheckpointRestorationError(
-                f"No checkpoint of epoch {epoch} in {self.checkpoint_dir}; saved "
-                f"epochs: {epochs or 'none'}."
-            )
+        if epoch is not None:
+            if epoch not in epochs:
+                raise CheckpointRestorationError(
+                    f"No checkpoint of epoch {epoch} in {self.checkpoint_dir}; saved "
+                    f"epochs: {epochs or 'none'}."
+                )
+            return self._restore(epoch, template), epoch
+        # The latest intact checkpoint; a damaged one is skipped, saying so.
+        newest_first = epochs[::-1]
+        for candidate, older in zip(newest_first, [*newest_first[1:], None]):
+            try:
+                return self._restore(candidate, template), candidate
+            except CheckpointCorruptedError as error:
+                if older is None:
+                    raise
+                logger.warning(
+                    "%s Resuming from the checkpoint of epoch %d instead.", error, older
+                )
+
+    def restore_checkpoint(self, epoch: int, template: TrainingState) -> TrainingState:
+        """The whole training state of one epoch's checkpoint (e.g. to recover the
+        best model's parameters after resuming from a later epoch).
+
+        Raises:
+            CheckpointRestorationError: As :meth:`restore_training_state`.
+        """
+        if self._manager is None:
+            raise CheckpointRestorationError("The IO handler has no output directory.")
+        self._finish_save(block=True)
+        return self._restore(epoch, template, whole_state=True)
+
+    def _restore(
+        self, epoch: int, template: TrainingState, whole_state: bool | None = None
+    ) -> TrainingState:
+        if whole_state is None:
+            whole_state = self.config.restore_optimizer_state
         start = time.perf_counter()
         params, rest = split_state(template)
         restored = {PARAMS_ITEM: restore_checkpoint_item(self._manager, epoch, params)}
-        if self.config.restore_optimizer_state:
+        if whole_state:
             restored[TRAINING_STATE_ITEM] = restore_checkpoint_item(
                 self._manager, epoch, rest, TRAINING_STATE_ITEM
             )
         state = merge_state(template, restored)
         logger.info(
             "Restored the %s of epoch %d from %s in %.2f s.",
-            "training state" if self.config.restore_optimizer_state else "parameters",
+            "training state" if whole_state else "parameters",
             epoch,
             self.checkpoint_dir,
             time.perf_counter() - start,
         )
-        return state, epoch
+        return state
 
     def _open_manager(self) -> ocp.CheckpointManager:
         checkpoint_dir = self.checkpoint_dir
@@ -351,8 +438,9 @@ class TrainingIOHandler:
             return
         if not block and self._manager.is_saving_in_progress():
             return
+        with self._save_errors(self._saving_epoch):
+            self._manager.wait_until_finished()
         self._upload_pending = False
-        self._manager.wait_until_finished()
         empty_trash(self.checkpoint_dir)
         self._upload()
 

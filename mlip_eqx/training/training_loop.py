@@ -1,6 +1,7 @@
 """TrainingLoop: a thin host loop around the pure train and eval steps."""
 
 import logging
+import math
 import time
 
 import equinox as eqx
@@ -10,7 +11,10 @@ import optax
 from jax.sharding import Mesh
 from jaxtyping import PyTree
 
-from mlip_eqx.checkpoint.format import IncompatibleCheckpointError
+from mlip_eqx.checkpoint.format import (
+    CheckpointRestorationError,
+    IncompatibleCheckpointError,
+)
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import Loss
@@ -205,12 +209,13 @@ class TrainingLoop:
         )
         self._epoch = 0
         self.io_handler.check_resumable(force_field.dataset_info)
+        self._best_params = self._evaluation_params(state)
         restored = self.io_handler.restore_training_state(state)
         if restored is not None:
-            state, self._epoch = restored
+            fresh, (state, self._epoch) = state, restored
             logger.info("Resuming training after epoch %d.", self._epoch)
+            self._best_params = self._restored_best_params(fresh, state)
         self._state = state
-        self._best_params = self._evaluation_params()
         self.io_handler.save_dataset_info(force_field.dataset_info)
 
     @property
@@ -261,6 +266,7 @@ class TrainingLoop:
             self._evaluate_and_track_best()
             self.io_handler.upload_completed_saves()
         self.io_handler.wait_until_finished()
+        self._warn_if_validation_never_improved()
 
     def test(self, test_dataset: GraphDataset) -> dict[str, float]:
         """Evaluates the best parameters on ``test_dataset`` and logs TEST_METRICS.
@@ -274,17 +280,56 @@ class TrainingLoop:
         self.io_handler.log(LogCategory.TEST_METRICS, metrics, self._epoch)
         return metrics
 
-    def _evaluation_params(self) -> PyTree:
-        """A copy of the parameters to evaluate (the next step donates the state's
-        buffers, so they are never kept by reference)."""
-        if self.config.use_ema_params_for_eval and int(self._state.ema_state.step) > 0:
-            params = debiased_ema_params(self._state.ema_state)
+    def _evaluation_params(self, state: TrainingState) -> PyTree:
+        """A copy of the parameters of ``state`` to evaluate (the next step donates
+        the state's buffers, so they are never kept by reference)."""
+        if self.config.use_ema_params_for_eval and int(state.ema_state.step) > 0:
+            params = debiased_ema_params(state.ema_state)
         else:
-            params = self._state.params
+            params = state.params
         return jax.tree.map(jnp.copy, params)
 
+    def _restored_best_params(
+        self, fresh: TrainingState, restored: TrainingState
+    ) -> PyTree:
+        """The best model's parameters after resuming: those of the restored
+        epoch, of the untrained model (best epoch 0) or of the best epoch's
+        checkpoint (always kept)."""
+        best_epoch = int(restored.best_model.epoch)
+        if best_epoch == self._epoch:
+            return self._evaluation_params(restored)
+        if best_epoch == 0:
+            return self._evaluation_params(fresh)
+        try:
+            best = self.io_handler.restore_checkpoint(best_epoch, fresh)
+        except CheckpointRestorationError as error:
+            logger.warning(
+                "The best model (epoch %d) cannot be restored (%s); the parameters "
+                "of epoch %d stand in for it.",
+                best_epoch,
+                error,
+                self._epoch,
+            )
+            return self._evaluation_params(restored)
+        return self._evaluation_params(best)
+
+    def _warn_if_validation_never_improved(self) -> None:
+        record = self._state.best_model
+        if int(record.epoch) > 0:
+            return
+        if math.isfinite(float(record.loss)):
+            reason = "no epoch improved on the untrained model's validation loss"
+        else:
+            reason = "the validation loss was not finite in any epoch"
+        logger.warning(
+            "Training did not improve the model: %s. The best model is the "
+            "untrained one; check the learning rate and the data (the last "
+            "epoch's state is checkpointed for inspection).",
+            reason,
+        )
+
     def _evaluate_and_track_best(self) -> None:
-        params = self._evaluation_params()
+        params = self._evaluation_params(self._state)
         metrics = evaluate(
             self._eval_step, params, self._validation_dataset, self._mesh, self._epoch
         )
@@ -297,8 +342,9 @@ class TrainingLoop:
             self._state = eqx.tree_at(
                 lambda s: s.best_model, self._state, replicate(record, self._mesh)
             )
-            if self._epoch > 0:
-                self.io_handler.save_checkpoint(self._state, self._epoch)
+        # Checkpoints: every new best model, and the last epoch (to resume from).
+        if self._epoch > 0 and (improved or self._epoch == self.config.num_epochs):
+            self.io_handler.save_checkpoint(self._state, self._epoch, metrics["loss"])
         self.io_handler.log(
             LogCategory.BEST_MODEL,
             {"best_loss": float(record.loss), "best_epoch": int(record.epoch)},

@@ -1,13 +1,10 @@
 """TrainingLoopConfig: settings of the training loop."""
 
 import dataclasses
-from typing import Annotated
 
-from beartype.vale import Is
+from mlip_eqx.utils.config import Config, PositiveInt, constrained
 
-from mlip_eqx.utils.config import Config, PositiveInt
-
-EMADecay = Annotated[float, Is[lambda value: 0.0 < value < 1.0]]
+EMADecay = constrained(float, lambda value: 0.0 < value < 1.0, "a number in (0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)

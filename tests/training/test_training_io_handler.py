@@ -385,7 +385,7 @@ def test_half_written_checkpoint_is_never_restored(template, tmp_path):
 
 
 KILLED_DURING_SAVE = """
-import os, signal
+import os, signal, threading, time
 import jax, jax.numpy as jnp, optax
 import equinox as eqx
 from mlip_eqx.models import ForceField
@@ -396,13 +396,21 @@ from tests.helpers.pair_network import PairNetwork
 
 network = PairNetwork(PairNetwork.Config(), DATASET_INFO, key=jax.random.key(3))
 state = init_training_state(ForceField(network), optax.adam(1e-3))
-# 100 MB, so that the background write is still running when the process dies.
+# 100 MB, so that the write is still running when the process dies.
 state = eqx.tree_at(lambda s: s.extras, state, {"ballast": jnp.zeros(25_000_000)})
 handler = TrainingIOHandler(TrainingIOHandler.Config(local_model_output_dir=__OUT__))
 handler.save_checkpoint(jax.tree.map(lambda x: x + 1, state), 1)
 handler.wait_until_finished()
+
+def kill_once_the_second_save_writes():
+    temporary = os.path.join(__OUT__, "model", "2.orbax-checkpoint-tmp")
+    while not os.path.exists(temporary):
+        time.sleep(0.001)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+threading.Thread(target=kill_once_the_second_save_writes, daemon=True).start()
 handler.save_checkpoint(jax.tree.map(lambda x: x + 2, state), 2)
-os.kill(os.getpid(), signal.SIGKILL)
+time.sleep(60)
 """
 
 
