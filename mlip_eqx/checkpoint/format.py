@@ -182,6 +182,10 @@ def open_checkpoint_manager(
                 ]
             )
         ),
+        # Setting best_fn makes Orbax write the metrics with each checkpoint
+        # (and read them back), so that the best one stays known after a restart.
+        best_fn=_validation_loss_rank,
+        best_mode="min",
         create=create,
         cleanup_tmp_directories=create,
         enable_async_checkpointing=False,

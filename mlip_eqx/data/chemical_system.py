@@ -1,17 +1,40 @@
 """One atomistic structure on the host, with its reference labels."""
 
+import dataclasses
+
 import equinox as eqx
 import numpy as np
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 
 
 class InvalidStructureError(ValueError):
     """A structure (or one of its labels) is malformed; the message names where."""
 
 
-def _check_finite(name: str, value: np.ndarray | float | None, source: str) -> None:
-    if value is not None and not np.all(np.isfinite(value)):
-        raise InvalidStructureError(f"{source}: {name} contains NaN or inf values.")
+PER_ATOM_FIELDS = ("positions", "forces")
+
+
+def check_finite(name: str, value: np.ndarray | float | None, source: str) -> None:
+    """Raises if ``value`` (None: nothing to check) holds NaN or inf.
+
+    Args:
+        name: The field, e.g. "positions"; for per-atom fields ("positions",
+            "forces") the message names the first bad atoms.
+        value: The field's value.
+        source: Where the structure comes from, for the message.
+
+    Raises:
+        InvalidStructureError: The value is not finite.
+    """
+    if value is None or np.all(np.isfinite(value)):
+        return
+    where = ""
+    if name in PER_ATOM_FIELDS:
+        bad_atoms = np.flatnonzero(~np.all(np.isfinite(value), axis=-1))
+        shown = ", ".join(str(int(index)) for index in bad_atoms[:10])
+        more = f", ... ({bad_atoms.size} in all)" if bad_atoms.size > 10 else ""
+        where = f" (atoms {shown}{more})"
+    raise InvalidStructureError(f"{source}: {name} contains NaN or inf values{where}.")
 
 
 def _as_int_array(value) -> np.ndarray:
@@ -20,6 +43,17 @@ def _as_int_array(value) -> np.ndarray:
 
 def _as_float_array(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
+
+
+def _as_cell(value) -> np.ndarray:
+    return np.zeros((3, 3)) if value is None else _as_float_array(value)
+
+
+def _as_pbc(value) -> tuple[bool, ...]:
+    flags = np.asarray(False if value is None else value, dtype=bool).reshape(-1)
+    if flags.size == 1:
+        flags = np.repeat(flags, 3)
+    return tuple(bool(flag) for flag in flags)
 
 
 def _as_optional_float_array(value) -> np.ndarray | None:
@@ -42,11 +76,18 @@ class ChemicalSystem(eqx.Module):
         energy: Total energy in eV, or None.
         forces: Forces in eV/Å, shape [n_atoms, 3], or None.
         stress: Stress in eV/Å³ (ASE sign convention), shape [3, 3], or None.
-        cell: Lattice vectors as rows in Å, shape [3, 3]; zeros when there is none.
-        pbc: Periodicity along each lattice vector, shape [3].
+        cell: Lattice vectors as rows in Å, shape [3, 3]; zeros when there is none
+            (None is accepted for that).
+        pbc: Periodicity along each lattice vector, a tuple of 3 bools (so that
+            ``system.pbc == (True, True, False)`` works); any 3 booleans are
+            accepted, a single bool stands for all three and None for
+            ``(False, False, False)``. Use ``np.asarray(system.pbc)`` for an array.
         weight: Weight of this structure in the loss (dimensionless, >= 0).
         source: Where the structure came from, e.g. ``"data.xyz, frame 3"``; used in
             error messages.
+        atomic_species: Accepted and ignored, for code written for the original
+            library's ChemicalSystem (species indices are made when graphs are
+            built, from the dataset's element table); not stored.
     """
 
     atomic_numbers: Int[np.ndarray, " n_atoms"] = eqx.field(converter=_as_int_array)
@@ -59,14 +100,17 @@ class ChemicalSystem(eqx.Module):
         default=None, converter=_as_optional_float_array
     )
     cell: Float[np.ndarray, "3 3"] = eqx.field(
-        default_factory=lambda: np.zeros((3, 3)), converter=_as_float_array
+        default_factory=lambda: np.zeros((3, 3)), converter=_as_cell
     )
-    pbc: Bool[np.ndarray, "3"] = eqx.field(
-        default_factory=lambda: np.zeros(3, dtype=bool),
-        converter=lambda x: np.asarray(x, dtype=bool).reshape(-1),
+    pbc: tuple[bool, ...] = eqx.field(
+        static=True, default=(False, False, False), converter=_as_pbc
     )
     weight: float = eqx.field(default=1.0, converter=float)
     source: str = eqx.field(static=True, default="structure")
+    atomic_species: dataclasses.InitVar[object] = None
+
+    def __post_init__(self, atomic_species: object) -> None:
+        del atomic_species  # see the class docstring
 
     def __check_init__(self) -> None:
         source = self.source
@@ -103,23 +147,23 @@ class ChemicalSystem(eqx.Module):
             raise InvalidStructureError(
                 f"{source}: cell must have shape (3, 3), got {self.cell.shape}."
             )
-        if self.pbc.shape != (3,):
+        if len(self.pbc) != 3:
             raise InvalidStructureError(
-                f"{source}: pbc must have 3 entries, got shape {self.pbc.shape}."
+                f"{source}: pbc must have 3 entries, got {len(self.pbc)}."
             )
         for name in ("positions", "energy", "forces", "stress", "cell", "weight"):
-            _check_finite(name, getattr(self, name), source)
+            check_finite(name, getattr(self, name), source)
         if self.weight < 0:
             raise InvalidStructureError(
                 f"{source}: weight must be >= 0, got {self.weight}."
             )
         if np.any(self.pbc):
-            periodic_vectors = self.cell[self.pbc]
+            periodic_vectors = self.cell[np.asarray(self.pbc)]
             if np.linalg.matrix_rank(periodic_vectors, tol=1e-8) < len(
                 periodic_vectors
             ):
                 raise InvalidStructureError(
-                    f"{source}: pbc={self.pbc.tolist()} needs non-zero, linearly "
+                    f"{source}: pbc={list(self.pbc)} needs non-zero, linearly "
                     f"independent lattice vectors, got cell {self.cell.tolist()}."
                 )
         if self.stress is not None and abs(np.linalg.det(self.cell)) < 1e-8:

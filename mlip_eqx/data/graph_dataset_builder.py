@@ -17,13 +17,18 @@ from mlip_eqx.data.dataset_info import (
     fit_atomic_energies,
     rms_forces_scaling,
 )
-from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
+from mlip_eqx.data.graph_creation import (
+    DEFAULT_MIN_INTERATOMIC_DISTANCE,
+    graph_from_chemical_system,
+    species_table,
+)
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.data.readers import ChemicalSystemsReader
 from mlip_eqx.graph.graph import Graph
 from mlip_eqx.utils.config import (
     Config,
     Fraction,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -47,6 +52,9 @@ class GraphDatasetBuilderConfig(Config):
 
     Attributes:
         graph_cutoff_angstrom: Neighbour cutoff in Å.
+        min_interatomic_distance_angstrom: A structure with two atoms closer than
+            this (in Å; a periodic image of an atom, or of the atom itself, counts)
+            is an error naming the structure and the atoms; 0 turns the check off.
         max_n_node: Atoms per structure a batch is sized for (a batch holds
             ``batch_size * max_n_node`` atoms). None: the median over the training
             structures, raised if needed so that the largest structure fits.
@@ -72,6 +80,9 @@ class GraphDatasetBuilderConfig(Config):
     """
 
     graph_cutoff_angstrom: PositiveFloat = 5.0
+    min_interatomic_distance_angstrom: NonNegativeFloat = (
+        DEFAULT_MIN_INTERATOMIC_DISTANCE
+    )
     max_n_node: PositiveInt | None = None
     max_n_edge: PositiveInt | None = None
     batch_size: PositiveInt = 16
@@ -176,14 +187,13 @@ class GraphDatasetBuilder:
         test = _drop_unseen_elements(test, elements, "test", config.strict_elements)
 
         z_to_species = species_table(elements)
-        train_graphs = _build_graphs(
-            train, config.graph_cutoff_angstrom, z_to_species, "train"
-        )
-        validation_graphs = _build_graphs(
-            validation, config.graph_cutoff_angstrom, z_to_species, "validation"
-        )
-        test_graphs = _build_graphs(
-            test, config.graph_cutoff_angstrom, z_to_species, "test"
+        train_graphs, validation_graphs, test_graphs = (
+            _build_graphs(systems, config, z_to_species, split)
+            for systems, split in (
+                (train, "train"),
+                (validation, "validation"),
+                (test, "test"),
+            )
         )
 
         self._dataset_info = self._given_dataset_info or self._compute_dataset_info(
@@ -304,10 +314,18 @@ def _drop_unseen_elements(
 
 
 def _build_graphs(
-    systems: list[ChemicalSystem], cutoff: float, z_to_species: np.ndarray, split: str
+    systems: list[ChemicalSystem],
+    config: GraphDatasetBuilderConfig,
+    z_to_species: np.ndarray,
+    split: str,
 ) -> list[Graph]:
     return [
-        graph_from_chemical_system(system, cutoff, z_to_species)
+        graph_from_chemical_system(
+            system,
+            config.graph_cutoff_angstrom,
+            z_to_species,
+            min_interatomic_distance=config.min_interatomic_distance_angstrom,
+        )
         for system in track(systems, f"Building {split} graphs")
     ]
 

@@ -38,6 +38,44 @@ def _cell_for_neighbour_search(
     return box
 
 
+def positions_near_origin(
+    positions: Float[np.ndarray, "n_atoms 3"],
+    cell: Float[np.ndarray, "3 3"],
+    pbc: Bool[np.ndarray, "3"],
+) -> tuple[Float[np.ndarray, "n_atoms 3"], Int[np.ndarray, "n_atoms 3"]]:
+    """The same structure translated to the origin, periodic directions wrapped.
+
+    Subtracts the mean position (in float64), then moves every atom by whole lattice
+    vectors along the periodic directions into the cell, so that float32 positions
+    keep all their precision for edge vectors however far from the origin the input
+    was. Atoms keep their order; a neighbour list of the result has the same edge
+    vectors as one of the input (translation invariance and periodicity).
+
+    Args:
+        positions: Cartesian positions in Å.
+        cell: Lattice vectors as rows in Å (ignored along non-periodic directions).
+        pbc: Periodicity along each lattice vector.
+
+    Returns:
+        The translated and wrapped positions in Å (float64), and the lattice
+        translation subtracted from each atom in units of the lattice vectors
+        (zero along non-periodic directions): atom i was moved by
+        ``-images[i] @ cell``, so an edge with cell shift ``s`` between the moved
+        atoms i and j has the shift ``s - images[j] + images[i]`` between the
+        input's atoms.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    centred = positions - positions.mean(axis=0)
+    pbc = np.asarray(pbc, dtype=bool)
+    images = np.zeros(positions.shape, dtype=np.int64)
+    if not np.any(pbc):
+        return centred, images
+    box = _cell_for_neighbour_search(centred, np.asarray(cell, np.float64), pbc)
+    fractional = np.linalg.solve(box.T, centred.T).T
+    images[:, pbc] = np.floor(fractional[:, pbc])
+    return centred - images @ box, images
+
+
 def compute_neighbour_list(
     positions: Float[np.ndarray, "n_atoms 3"],
     cell: Float[np.ndarray, "3 3"],

@@ -4,16 +4,38 @@ import dataclasses
 import inspect
 import types
 import typing
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from beartype.door import is_bearable
 from beartype.vale import Is
 
-PositiveInt = Annotated[int, Is[lambda value: value > 0]]
-NonNegativeInt = Annotated[int, Is[lambda value: value >= 0]]
-PositiveFloat = Annotated[float, Is[lambda value: value > 0]]
-NonNegativeFloat = Annotated[float, Is[lambda value: value >= 0]]
-Fraction = Annotated[float, Is[lambda value: 0 <= value < 1]]
+# What each type made by `constrained` accepts, in words, for error messages.
+_DESCRIPTIONS: dict[object, str] = {}
+
+
+def constrained(base: type, predicate: Callable[[Any], bool], description: str):
+    """A config field type: values of ``base`` for which ``predicate`` is true.
+
+    Returns ``Annotated[base, Is[predicate]]`` (checked by beartype, like any
+    such annotation); a value that does not fit raises a :class:`ConfigError`
+    saying ``description``, e.g. "a number in (0, 1)".
+
+    Args:
+        base: The value's type, e.g. ``float``.
+        predicate: True for the allowed values.
+        description: The allowed values in words, for error messages.
+    """
+    hint = Annotated[base, Is[predicate]]
+    _DESCRIPTIONS[hint] = description
+    return hint
+
+
+PositiveInt = constrained(int, lambda value: value > 0, "an integer > 0")
+NonNegativeInt = constrained(int, lambda value: value >= 0, "an integer >= 0")
+PositiveFloat = constrained(float, lambda value: value > 0, "a number > 0")
+NonNegativeFloat = constrained(float, lambda value: value >= 0, "a number >= 0")
+Fraction = constrained(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
 class ConfigError(ValueError):
@@ -52,19 +74,22 @@ class Config:
 
 
 def _describe(hint) -> str:
-    described = {
-        PositiveInt: "an integer > 0",
-        NonNegativeInt: "an integer >= 0",
-        PositiveFloat: "a number > 0",
-        NonNegativeFloat: "a number >= 0",
-        Fraction: "a number in [0, 1)",
-    }
-    if hint in described:
-        return described[hint]
-    args = typing.get_args(hint)
-    if args and type(None) in args:
-        inner = [a for a in args if a is not type(None)]
-        return " or ".join(_describe(a) for a in inner) + " or None"
+    """The values that ``hint`` accepts, in words."""
+    if hint in _DESCRIPTIONS:
+        return _DESCRIPTIONS[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return f"{_describe(args[0])} within the field's allowed range"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if origin in (typing.Union, types.UnionType):
+        arms = [arg for arg in args if arg is not type(None)]
+        described = " or ".join(_describe(arm) for arm in arms)
+        return described + " or None" if len(arms) < len(args) else described
+    if hint is float:
+        return "a number"
+    if hint is int:
+        return "an integer"
     return getattr(hint, "__name__", str(hint))
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,10 @@ def test_valid_structure_converts_types_and_keeps_missing_labels_none():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"positions": [[np.nan, 0, 0], [1, 0, 0]]}, "positions contains NaN"),
+        (
+            {"positions": [[0, 0, 0], [np.nan, 0, 0]]},
+            r"positions contains NaN or inf values \(atoms 1\)",
+        ),
         ({"positions": [[np.inf, 0, 0], [1, 0, 0]]}, "positions contains NaN"),
         ({"energy": np.nan}, "energy contains NaN"),
         ({"forces": np.full((2, 3), np.inf)}, "forces contains NaN"),
@@ -57,4 +62,20 @@ def test_partially_periodic_structure_needs_only_its_periodic_vectors():
     system = make(
         stress=None, cell=[[3.6, 0, 0], [0, 3.6, 0], [0, 0, 0]], pbc=[True, True, False]
     )
-    assert system.pbc.tolist() == [True, True, False]
+    assert system.pbc == (True, True, False)
+
+
+def test_pbc_is_a_tuple_of_bools_that_compares_with_tuples():
+    molecule = make(stress=None, cell=None, pbc=None)
+    assert molecule.pbc == (False, False, False)
+    np.testing.assert_array_equal(molecule.cell, np.zeros((3, 3)))
+    assert make(pbc=np.array([1, 1, 1])).pbc == (True, True, True)
+    assert make(pbc=True).pbc == (True, True, True)
+    with pytest.raises(InvalidStructureError, match="pbc must have 3 entries, got 2"):
+        make(pbc=[True, True])
+
+
+def test_atomic_species_of_the_original_library_is_accepted_and_ignored():
+    system = make(atomic_species=np.array([0, 0]))
+    assert system == make()
+    assert "atomic_species" not in {field.name for field in dataclasses.fields(system)}

@@ -448,15 +448,123 @@ def test_extxyz_unknown_element_symbol(tmp_path):
 @pytest.mark.parametrize(
     "text, match",
     [
-        (frame("", "H 0 0 0") * 2 + "3\n\nH 0 0 0\n", "cannot parse frame 2"),
-        ("one\n\nH 0 0 0\n", "cannot parse frame 0 or a frame header"),
+        (
+            frame("", "H 0 0 0") * 2 + "3\n\nH 0 0 0\n",
+            "frame 2: cannot parse as extended XYZ",
+        ),
+        (
+            "one\n\nH 0 0 0\n",
+            "frame 0: line 1 should hold the number of atoms, got 'one'",
+        ),
     ],
     ids=["truncated", "bad-header"],
 )
 def test_extxyz_unparsable_file(tmp_path, text, match):
     path = write_text(tmp_path, "broken.xyz", text)
-    with pytest.raises(InvalidStructureError, match=rf"broken\.xyz: {match}"):
+    with pytest.raises(InvalidStructureError, match=rf"broken\.xyz, {match}"):
         read_train(path, required_labels=())
+
+
+@pytest.mark.parametrize(
+    "wrong_count, match",
+    [
+        (
+            1,
+            r"the atom count 1 on line 13 does not fit the file: where the next "
+            r"frame should start \(line 16\) there is 'H 0.7 0 0', not a number",
+        ),
+        (
+            3,
+            r"the atom count 3 on line 13 does not fit the file: where the next "
+            r"frame should start \(line 18\) there is 'pbc=\"F F F\" energy=-1.0'",
+        ),
+        (
+            30,
+            r"cannot parse as extended XYZ: XYZError: ase.io.extxyz: Frame has 2 "
+            r"atoms, expected 30",
+        ),
+    ],
+    ids=["too-small", "too-large", "too-large-last-frame"],
+)
+def test_extxyz_wrong_atom_count_names_the_frame(tmp_path, wrong_count, match):
+    frames = [frame('pbc="F F F" energy=-1.0', "H 0 0 0", "H 0.7 0 0")] * 5
+    bad_frame = 3 if wrong_count < 30 else 4
+    frames[bad_frame] = frames[bad_frame].replace("2\n", f"{wrong_count}\n", 1)
+    path = write_text(tmp_path, "count.xyz", "".join(frames))
+    with pytest.raises(
+        InvalidStructureError, match=rf"count\.xyz, frame {bad_frame}: {match}"
+    ):
+        read_train(path, required_labels=())
+
+
+@pytest.mark.parametrize("where", ["positions", "cell"])
+def test_extxyz_nan_geometry_is_named_not_a_missing_label(tmp_path, where):
+    # Plain "energy" and "forces" keys go to ase's calculator, whose results ase
+    # hides when the atoms hold NaN (NaN != NaN): the geometry must be blamed.
+    lattice = 'Lattice="nan 0 0 0 4 0 0 0 4"' if where == "cell" else CUBIC_LATTICE
+    x = "nan" if where == "positions" else "0.7"
+    text = frame(
+        f"{CUBIC_LATTICE} Properties=species:S:1:pos:R:3:forces:R:3 energy=-1.0",
+        "H 0 0 0 0 0 0",
+        "H 0.7 0 0 0 0 0",
+    ) + frame(
+        f"{lattice} Properties=species:S:1:pos:R:3:forces:R:3 energy=-1.0",
+        "H 0 0 0 0 0 0",
+        f"H {x} 0 0 0 0 0",
+    )
+    path = write_text(tmp_path, "nan.xyz", text)
+    expected = "positions contains NaN or inf values \\(atoms 1\\)"
+    if where == "cell":
+        expected = "cell contains NaN or inf values"
+    with pytest.raises(InvalidStructureError, match=rf"nan\.xyz, frame 1: {expected}"):
+        read_train(path)
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (
+            "REF_energy=1e30",
+            r"info key 'REF_energy': \|energy\| / n_atoms is 5e\+29 "
+            r"eV per atom, beyond the limit of 1e\+07 eV per atom for a physical "
+            r"energy label",
+        ),
+        (
+            "energy=-3e7",
+            r"calculator result 'energy': \|energy\| / n_atoms is "
+            r"1\.5e\+07 eV per atom",
+        ),
+        (
+            'REF_energy=0 REF_stress="1e30 0 0 0 0 0"',
+            r"info key 'REF_stress': the "
+            r"largest \|stress\| component is 1e\+30 eV/Å³, beyond the limit of "
+            r"1e\+04 eV/Å³",
+        ),
+        (
+            "REF_energy=0 big_forces",
+            r"arrays key 'REF_forces': the largest "
+            r"\|force\| component is 2e\+04 eV/Å",
+        ),
+    ],
+    ids=["energy", "calculator-energy", "stress", "forces"],
+)
+def test_extxyz_absurd_labels_name_file_frame_and_key(tmp_path, labels, match):
+    force = "2e4" if "big_forces" in labels else "0.1"
+    text = labelled_frame(-1.0) + frame(
+        f"{CUBIC_LATTICE} {FORCES_PROPERTIES} {labels}",
+        f"H 0 0 0 {force} 0 0",
+        "H 0.7 0 0 0 0 0",
+    )
+    path = write_text(tmp_path, "absurd.xyz", text)
+    with pytest.raises(InvalidStructureError, match=rf"absurd\.xyz, frame 1, {match}"):
+        read_train(path)
+    # Large but physical labels (all-electron energies, strong forces) are kept.
+    fine = labelled_frame(-1e6) + frame(
+        f"{CUBIC_LATTICE} {FORCES_PROPERTIES} REF_energy=-1e6",
+        "H 0 0 0 500.0 0 0",
+        "H 0.7 0 0 -500.0 0 0",
+    )
+    assert len(read_train(write_text(tmp_path, "fine.xyz", fine))) == 2
 
 
 def write_hdf5(path: Path, structures: dict[str, dict]) -> str:
@@ -562,6 +670,35 @@ def test_hdf5_optional_labels_and_bad_values(tmp_path):
         InvalidStructureError, match=r"stress\.h5, group 's', dataset 'stress'"
     ):
         Hdf5Reader(ChemicalSystemsReaderConfig(stress_path)).load()
+
+
+def test_hdf5_absurd_energy_names_file_group_and_attribute(tmp_path):
+    path = write_hdf5(tmp_path / "absurd.h5", {"s": hdf5_structure(1e30)})
+    with pytest.raises(
+        InvalidStructureError,
+        match=r"absurd\.h5, group 's', attribute 'energy': \|energy\| / n_atoms",
+    ):
+        Hdf5Reader(ChemicalSystemsReaderConfig(path)).load()
+
+
+def test_hdf5_unreadable_data_names_file_group_and_key(tmp_path):
+    # A dataset whose data lies in an external file that is gone: h5py lists it
+    # but raises a bare OSError when it is read, as for a corrupt file.
+    external = tmp_path / "positions.bin"
+    external.write_bytes(np.zeros((2, 3)).tobytes())
+    path = write_hdf5(tmp_path / "corrupt.h5", {"s": hdf5_structure(-1.0)})
+    with h5py.File(path, "a") as file:
+        del file["s/positions"]
+        file["s"].create_dataset(
+            "positions", shape=(2, 3), dtype="f8", external=[(str(external), 0, 48)]
+        )
+    external.unlink()
+    with pytest.raises(
+        InvalidStructureError,
+        match=r"corrupt\.h5, group 's', dataset 'positions': cannot read the HDF5 "
+        r"data, the file may be corrupt or truncated \(OSError: ",
+    ):
+        Hdf5Reader(ChemicalSystemsReaderConfig(path)).load()
 
 
 def test_hdf5_empty_and_not_hdf5(tmp_path):

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from mlip_eqx.graph.neighbourhood import compute_neighbour_list
+from mlip_eqx.graph.neighbourhood import compute_neighbour_list, positions_near_origin
 
 
 def brute_force_edges(positions, cell, pbc, cutoff):
@@ -98,3 +98,32 @@ def test_isolated_atom_has_no_edges_and_bad_cutoff_raises():
         compute_neighbour_list(
             np.zeros((1, 3)), np.zeros((3, 3)), np.zeros(3, bool), 0.0
         )
+
+
+def sorted_edge_vectors(positions, cell, pbc, cutoff):
+    senders, receivers, shifts = compute_neighbour_list(positions, cell, pbc, cutoff)
+    vectors = positions[receivers] - positions[senders] + shifts @ cell
+    return vectors[np.lexsort(np.round(vectors, 6).T)]
+
+
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, False, True), (False,) * 3])
+def test_positions_near_origin_keep_edge_vectors(pbc):
+    rng = np.random.default_rng(3)
+    cell = random_triclinic_cell(rng, 4.0)
+    if not pbc[1]:
+        cell[1] = 0.0
+    pbc = np.array(pbc)
+    positions = rng.uniform(0, 1, (6, 3)) @ np.eye(3) * 4.0
+    # Far from the origin, some atoms several lattice vectors away.
+    far = positions + 1e5 + rng.integers(-3, 4, (6, 3)) * pbc @ cell
+
+    moved, images = positions_near_origin(far, cell, pbc)
+
+    np.testing.assert_allclose(moved, far - far.mean(axis=0) - images @ cell)
+    assert np.all(images[:, ~pbc] == 0)
+    assert np.abs(moved).max() < 20.0
+    np.testing.assert_allclose(
+        sorted_edge_vectors(moved, cell, pbc, 4.5),
+        sorted_edge_vectors(positions, cell, pbc, 4.5),
+        atol=1e-9,
+    )

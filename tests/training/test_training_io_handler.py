@@ -16,8 +16,10 @@ import pytest
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import ForceField
+from mlip_eqx.models.params_loading import load_parameters_from_checkpoint
 from mlip_eqx.training.ema import ema_update
 from mlip_eqx.training.training_io_handler import (
+    CheckpointCorruptedError,
     CheckpointRestorationError,
     LogCategory,
     TrainingIOHandler,
@@ -490,3 +492,72 @@ def test_restored_arrays_are_replicated_like_the_template_on_two_devices(tmp_pat
     )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
     assert b"restored on 2" in result.stdout
+
+
+def data_file(item: Path) -> Path:
+    """The largest data file that a checkpoint item is read from (the files under
+    ``ocdbt.process_0`` are merged into ``d/`` and not read again)."""
+    return max((item / "d").iterdir(), key=lambda p: p.stat().st_size)
+
+
+def flip_a_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flipped bit", "missing file", "truncated file"])
+def test_damaged_checkpoint_is_detected_and_resume_falls_back(
+    template, tmp_path, damage, caplog
+):
+    handler = handler_for(tmp_path)
+    for epoch in (1, 2):
+        handler.save_checkpoint(state_of_epoch(template, epoch), epoch)
+    handler.wait_until_finished()
+    victim = data_file(tmp_path / "model" / "2" / "params")
+    if damage == "flipped bit":
+        flip_a_bit(victim)
+    elif damage == "missing file":
+        victim.unlink()
+    else:
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+
+    with pytest.raises(CheckpointCorruptedError, match=r"model/2/params"):
+        load_parameters_from_checkpoint(tmp_path, template.params, 2)
+    with pytest.raises(CheckpointCorruptedError, match=r"model/2"):
+        handler_for(
+            tmp_path, restore_checkpoint_if_exists=True, epoch_to_restore=2
+        ).restore_training_state(template)
+    # Resuming from the latest checkpoint falls back to the newest intact one.
+    resuming = handler_for(
+        tmp_path, restore_checkpoint_if_exists=True, restore_optimizer_state=True
+    )
+    with caplog.at_level("WARNING", logger="mlip_eqx"):
+        state, epoch = resuming.restore_training_state(template)
+    assert epoch == 1
+    assert_same_arrays(state, state_of_epoch(template, 1))
+    assert any("epoch 1 instead" in r.getMessage() for r in caplog.records)
+
+
+def test_only_damaged_checkpoints_is_an_error(template, tmp_path):
+    handler = handler_for(tmp_path)
+    handler.save_checkpoint(state_of_epoch(template, 1), 1)
+    handler.wait_until_finished()
+    flip_a_bit(data_file(tmp_path / "model" / "1" / "params"))
+    resuming = handler_for(tmp_path, restore_checkpoint_if_exists=True)
+    with pytest.raises(CheckpointCorruptedError, match="model/1"):
+        resuming.restore_training_state(template)
+
+
+def test_best_checkpoint_is_kept_beyond_max_checkpoints_to_keep(template, tmp_path):
+    handler = handler_for(tmp_path, max_checkpoints_to_keep=2)
+    losses = {1: 5.0, 2: 1.0, 3: 4.0, 4: 3.0, 5: float("nan")}
+    for epoch, loss in losses.items():
+        handler.save_checkpoint(state_of_epoch(template, epoch), epoch, loss)
+    handler.wait_until_finished()
+    assert handler.saved_epochs() == [2, 4, 5] == committed_epochs(tmp_path)
+    # The record of the kept best checkpoint survives a new handler.
+    reopened = handler_for(tmp_path, max_checkpoints_to_keep=2)
+    reopened.save_checkpoint(state_of_epoch(template, 6), 6, 2.0)
+    reopened.wait_until_finished()
+    assert reopened.saved_epochs() == [2, 5, 6]

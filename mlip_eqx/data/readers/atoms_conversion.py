@@ -4,9 +4,10 @@ from collections.abc import Sequence
 
 import ase
 
-from mlip_eqx.data.chemical_system import ChemicalSystem
+from mlip_eqx.data.chemical_system import ChemicalSystem, check_finite
 from mlip_eqx.data.readers.labels import (
     MissingLabelError,
+    check_label_magnitudes,
     numeric_array,
     scalar,
     stress_as_3x3,
@@ -58,8 +59,13 @@ def atoms_to_chemical_system(
 
     Raises:
         MissingLabelError: A required label (or an explicit weight key) is missing.
-        InvalidStructureError: A value is malformed (NaN, wrong shape, ...).
+        InvalidStructureError: A value is malformed (NaN, wrong shape, ...), or a
+            label is beyond the limits of :func:`check_label_magnitudes`.
     """
+    # Checked first: NaN positions also hide the calculator's labels (ASE compares
+    # the atoms with the calculator's copy, and NaN != NaN).
+    check_finite("positions", atoms.positions, source)
+    check_finite("cell", atoms.cell.array, source)
     energy, energy_where = _find_label(
         atoms, "energy", energy_key, source, required_labels
     )
@@ -69,7 +75,7 @@ def atoms_to_chemical_system(
     stress, stress_where = _find_label(
         atoms, "stress", stress_key, source, required_labels
     )
-    return ChemicalSystem(
+    system = ChemicalSystem(
         atomic_numbers=atoms.numbers,
         positions=atoms.positions,
         energy=None if energy is None else scalar(energy, energy_where),
@@ -80,6 +86,10 @@ def atoms_to_chemical_system(
         weight=_find_weight(atoms, weight_key, source),
         source=source,
     )
+    check_label_magnitudes(
+        system, {"energy": energy_where, "forces": forces_where, "stress": stress_where}
+    )
+    return system
 
 
 def _find_label(

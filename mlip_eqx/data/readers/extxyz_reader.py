@@ -2,6 +2,7 @@
 
 import contextlib
 import functools
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import final
 
@@ -9,6 +10,7 @@ import ase
 import ase.data
 import ase.io
 from ase.io.extxyz import XYZError
+from ase.io.formats import open_with_compression
 
 from mlip_eqx.data.chemical_system import ChemicalSystem, InvalidStructureError
 from mlip_eqx.data.readers.atoms_conversion import atoms_to_chemical_system
@@ -111,7 +113,9 @@ def read_extxyz_file(
     systems = []
     with contextlib.closing(frames):
         for frame_index, atoms in track(
-            _numbered_frames(frames, source), f"Reading {source}", total=num_to_load
+            _numbered_frames(frames, path, source, num_to_load),
+            f"Reading {source}",
+            total=num_to_load,
         ):
             systems.append(
                 atoms_to_chemical_system(
@@ -130,7 +134,7 @@ def read_extxyz_file(
 
 
 def _numbered_frames(
-    frames: Iterator[ase.Atoms], source: str
+    frames: Iterator[ase.Atoms], path: str, source: str, num_to_load: int | None
 ) -> Iterator[tuple[int, ase.Atoms]]:
     """Yields (frame index, atoms); a parse error becomes one naming the frame."""
     frame_index = 0
@@ -145,20 +149,85 @@ def _numbered_frames(
                 raise InvalidStructureError(
                     f"{source}, frame {frame_index}: unknown element symbol {symbol!r}."
                 ) from error
-            raise _parse_error(source, frame_index, error) from error
+            raise _parse_error(path, source, num_to_load, frame_index, error) from error
         except (XYZError, ValueError, IndexError, AssertionError) as error:
-            raise _parse_error(source, frame_index, error) from error
+            raise _parse_error(path, source, num_to_load, frame_index, error) from error
         yield frame_index, atoms
         frame_index += 1
 
 
 def _parse_error(
-    source: str, frame_index: int, error: Exception
+    path: str, source: str, num_to_load: int | None, frame_index: int, error: Exception
 ) -> InvalidStructureError:
-    # ase scans all frame headers before it parses frame 0, so an error there may
-    # come from any header.
-    where = f"frame {frame_index}" if frame_index > 0 else "frame 0 or a frame header"
+    """The error naming the frame that ase could not parse.
+
+    ase reads the atom counts of all frames it will read before it parses frame 0,
+    so an error "in frame 0" may come from any frame's header: the headers are then
+    scanned here to find that frame.
+    """
+    if frame_index == 0:
+        problem = _first_header_problem(path, num_to_load)
+        if problem is not None:
+            bad_frame, description = problem
+            return InvalidStructureError(f"{source}, frame {bad_frame}: {description}")
     return InvalidStructureError(
-        f"{source}: cannot parse {where} as extended XYZ: "
+        f"{source}, frame {frame_index}: cannot parse as extended XYZ: "
         f"{type(error).__name__}: {error}"
     )
+
+
+def _first_header_problem(path: str, num_to_load: int | None) -> tuple[int, str] | None:
+    """The first frame whose atom count does not fit the file, as ase scans them.
+
+    Each frame is a line with the number of atoms n, a comment line, n atom lines
+    and up to 3 "VEC" lines; a blank line or the end of the file ends the frames.
+
+    Returns:
+        (frame index, description), or None if the headers of the first
+        ``num_to_load + 1`` frames (all frames for None) are consistent.
+    """
+    previous: tuple[int, int] | None = None  # (atom count, its line number)
+    line_number = 0
+    with open_with_compression(path, "r") as file:
+        for frame_index in itertools.count():
+            if num_to_load is not None and frame_index > num_to_load:
+                return None
+            line = file.readline()
+            line_number += 1
+            if not line.strip():
+                return None
+            try:
+                num_atoms = int(line)
+            except ValueError:
+                if previous is None:
+                    return 0, (
+                        f"line {line_number} should hold the number of atoms, "
+                        f"got {_shorten(line)}."
+                    )
+                count, count_line = previous
+                return frame_index - 1, (
+                    f"the atom count {count} on line {count_line} does not fit the "
+                    f"file: where the next frame should start (line {line_number}) "
+                    f"there is {_shorten(line)}, not a number of atoms."
+                )
+            previous = (num_atoms, line_number)
+            lines_to_read = 1 + num_atoms  # the comment line and the atom lines
+            for lines_read in range(lines_to_read):
+                if not file.readline():
+                    return frame_index, (
+                        f"the atom count {num_atoms} on line {line_number} does not "
+                        f"fit the file: it ends after line {line_number + lines_read}."
+                    )
+            line_number += lines_to_read
+            while True:
+                position = file.tell()
+                if not file.readline().lstrip().startswith("VEC"):
+                    file.seek(position)
+                    break
+                line_number += 1
+    return None
+
+
+def _shorten(line: str, limit: int = 60) -> str:
+    text = line.strip()
+    return repr(text if len(text) <= limit else text[:limit] + "...")

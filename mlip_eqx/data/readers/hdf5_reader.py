@@ -1,7 +1,8 @@
 """Reader for HDF5 files holding one group per structure."""
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import final
 
 import h5py
@@ -11,6 +12,7 @@ from mlip_eqx.data.chemical_system import ChemicalSystem, InvalidStructureError
 from mlip_eqx.data.readers.config import ChemicalSystemsReaderConfig
 from mlip_eqx.data.readers.labels import (
     MissingLabelError,
+    check_label_magnitudes,
     numeric_array,
     scalar,
     stress_as_3x3,
@@ -84,15 +86,16 @@ def read_hdf5_file(
         required_labels: Labels each structure must have.
 
     Raises:
-        ValueError: The file is not HDF5 or holds no structure groups.
+        ValueError: The file is not HDF5, is corrupt or holds no structure groups.
         MissingLabelError: A group lacks a required label.
-        InvalidStructureError: A group lacks positions or elements or is malformed.
+        InvalidStructureError: A group lacks positions or elements, is malformed,
+            or cannot be read (a corrupt file); the message names the group and key.
     """
     try:
         file = h5py.File(path, "r")
     except OSError as error:
         raise ValueError(f"{source}: cannot open as HDF5: {error}") from error
-    with file:
+    with file, _hdf5_errors(source, ValueError):
         names = [name for name in file if file.get(name, getclass=True) is h5py.Group]
         if not names:
             raise ValueError(f"{source}: the file contains no structure groups.")
@@ -104,7 +107,36 @@ def read_hdf5_file(
         ]
 
 
+@contextlib.contextmanager
+def _hdf5_errors(where: str, error_type: type[ValueError]) -> Iterator[None]:
+    """Turns h5py's errors (a corrupt or truncated file) into ``error_type``
+    naming ``where`` (file, group, key)."""
+    try:
+        yield
+    except (OSError, RuntimeError, KeyError, UnicodeDecodeError) as error:
+        raise error_type(
+            f"{where}: cannot read the HDF5 data, the file may be corrupt or "
+            f"truncated ({type(error).__name__}: {error})."
+        ) from error
+
+
 def _group_to_chemical_system(
+    group: h5py.Group, source: str, required_labels: Sequence[str]
+) -> ChemicalSystem:
+    with _hdf5_errors(source, InvalidStructureError):
+        system = _read_group(group, source, required_labels)
+    check_label_magnitudes(
+        system,
+        {
+            "energy": f"{source}, attribute 'energy'",
+            "forces": f"{source}, dataset 'forces'",
+            "stress": f"{source}, dataset 'stress'",
+        },
+    )
+    return system
+
+
+def _read_group(
     group: h5py.Group, source: str, required_labels: Sequence[str]
 ) -> ChemicalSystem:
     energy = None
@@ -151,7 +183,9 @@ def _dataset(
                 f"{source}: required label '{key}' is missing (dataset '{key}')."
             )
         raise InvalidStructureError(f"{source}: dataset '{key}' is missing.")
-    item = group[key]
-    if not isinstance(item, h5py.Dataset):
-        raise InvalidStructureError(f"{where}: expected a dataset, got a group.")
-    return numeric_array(item[()], where, kinds)
+    with _hdf5_errors(where, InvalidStructureError):
+        item = group[key]
+        if not isinstance(item, h5py.Dataset):
+            raise InvalidStructureError(f"{where}: expected a dataset, got a group.")
+        value = item[()]
+    return numeric_array(value, where, kinds)

@@ -1,14 +1,22 @@
 """Label names, label errors and label layouts shared by the readers."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from ase.stress import voigt_6_to_full_3x3_stress
 from jaxtyping import Float
 
-from mlip_eqx.data.chemical_system import InvalidStructureError
+from mlip_eqx.data.chemical_system import ChemicalSystem, InvalidStructureError
 
 LABEL_NAMES = ("energy", "forces", "stress")
+
+# Labels beyond these are not physical (a unit mix-up or a corrupt file) and are an
+# error. Energies are total energies, so the limit is per atom and above any all-
+# electron energy (about 2e6 eV for the heaviest elements); forces and stresses
+# this large would blow up any training run.
+MAX_ABS_ENERGY_PER_ATOM = 1e7  # eV
+MAX_ABS_FORCE_COMPONENT = 1e4  # eV/Å
+MAX_ABS_STRESS_COMPONENT = 1e4  # eV/Å³ (1.6e6 GPa)
 
 
 class MissingLabelError(ValueError):
@@ -100,3 +108,40 @@ def stress_as_3x3(value: object, where: str) -> Float[np.ndarray, "3 3"]:
         f"{where}: stress must have 6 Voigt values (xx yy zz yz xz xy), 9 values or "
         f"shape (3, 3), got shape {stress.shape}."
     )
+
+
+def check_label_magnitudes(system: ChemicalSystem, where: Mapping[str, str]) -> None:
+    """Raises if a label of ``system`` is too large to be physical.
+
+    The rule: ``|energy| / n_atoms`` above ``MAX_ABS_ENERGY_PER_ATOM`` (1e7 eV),
+    a force component above ``MAX_ABS_FORCE_COMPONENT`` (1e4 eV/Å) or a stress
+    component above ``MAX_ABS_STRESS_COMPONENT`` (1e4 eV/Å³) in absolute value.
+
+    Args:
+        system: The structure with its labels (absent labels are not checked).
+        where: For each label name, where it was read (file, frame, key), for the
+            message; ``system.source`` is used for labels not in it.
+
+    Raises:
+        InvalidStructureError: A label exceeds its limit.
+    """
+    checks = (
+        ("|energy| / n_atoms", system.energy, system.num_atoms, "eV per atom"),
+        ("the largest |force| component", system.forces, 1, "eV/Å"),
+        ("the largest |stress| component", system.stress, 1, "eV/Å³"),
+    )
+    limits = (
+        MAX_ABS_ENERGY_PER_ATOM,
+        MAX_ABS_FORCE_COMPONENT,
+        MAX_ABS_STRESS_COMPONENT,
+    )
+    for label, (what, value, divisor, unit), limit in zip(LABEL_NAMES, checks, limits):
+        if value is None:
+            continue
+        largest = float(np.max(np.abs(value))) / divisor
+        if largest > limit:
+            raise InvalidStructureError(
+                f"{where.get(label) or system.source}: {what} is {largest:.3g} "
+                f"{unit}, beyond the limit of {limit:.0e} {unit} for a physical "
+                f"{label} label (wrong units or a corrupt value?)."
+            )
