@@ -34,9 +34,29 @@ from mlip_eqx.utils.config import (
     config_from_dict,
     config_to_dict,
 )
-from mlip_eqx.utils.files import atomic_write
+from mlip_eqx.utils.files import atomic_write, remove_stale_temporaries
 
 logger = logging.getLogger("mlip_eqx")
+
+
+def _user_facing_errors() -> tuple[type[Exception], ...]:
+    from mlip_eqx.checkpoint.format import (
+        CheckpointRestorationError,
+        IncompatibleCheckpointError,
+    )
+    from mlip_eqx.training.training_io_handler import (
+        CheckpointSaveError,
+        DirectoryLockedError,
+        ExistingCheckpointsError,
+    )
+
+    return (
+        CheckpointRestorationError,
+        CheckpointSaveError,
+        DirectoryLockedError,
+        ExistingCheckpointsError,
+        IncompatibleCheckpointError,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +112,9 @@ class TrainSettings(Config):
         optimizer: The default MLIP optimizer's settings.
         training_loop: Epochs, EMA, evaluation.
         resume: Continue from the output directory's latest checkpoint.
+        overwrite: Replace the checkpoints and metrics of an earlier run in the
+            output directory (without ``resume`` or ``overwrite``, a directory
+            with checkpoints is refused).
         plots: Write learning curves and parity plots.
     """
 
@@ -106,7 +129,16 @@ class TrainSettings(Config):
     optimizer: Config
     training_loop: Config
     resume: bool
+    overwrite: bool
     plots: bool
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.resume and self.overwrite:
+            raise ConfigError(
+                "TrainSettings: resume and overwrite exclude each other (resuming "
+                "needs the checkpoints that overwriting deletes)."
+            )
 
 
 def default_train_settings() -> TrainSettings:
@@ -137,6 +169,7 @@ def default_train_settings() -> TrainSettings:
         ),
         training_loop=TrainingLoop.Config(num_epochs=12, random_seed=42),
         resume=False,
+        overwrite=False,
         plots=True,
     )
 
@@ -241,6 +274,11 @@ _FLAGS = (
         "seed of the initial parameters and the training state",
     ),
     _Flag("resume", ("resume",), "continue from the latest checkpoint"),
+    _Flag(
+        "overwrite",
+        ("overwrite",),
+        "replace the checkpoints and metrics of an earlier run",
+    ),
     _Flag("plots", ("plots",), "write learning curves and parity plots"),
 )
 
@@ -421,6 +459,7 @@ def build_io_handler(settings: TrainSettings):
             local_model_output_dir=output_dir,
             restore_checkpoint_if_exists=settings.resume,
             restore_optimizer_state=settings.resume,
+            clear_previous_checkpoints=settings.overwrite,
         )
     )
     metrics_log = JsonLinesLogger(output_dir / "metrics.jsonl")
@@ -453,11 +492,12 @@ def train(settings: TrainSettings) -> dict[str, float]:
     from mlip_eqx.training import TrainingLoop, get_default_mlip_optimizer
 
     output_dir = Path(settings.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    # Locks the directory and refuses an earlier run's checkpoints unless asked.
+    io_handler, metrics_log = build_io_handler(settings)
+    remove_stale_temporaries(output_dir)
     with atomic_write(output_dir / "config.json", "w") as file:
         json.dump(settings_to_dict(settings), file, indent=2)
     train_set, validation_set, test_set, dataset_info = build_datasets(settings)
-    io_handler, metrics_log = build_io_handler(settings)
     loop = TrainingLoop(
         train_set,
         validation_set,
@@ -468,6 +508,10 @@ def train(settings: TrainSettings) -> dict[str, float]:
         io_handler=io_handler,
         should_parallelize=False,
     )
+    if loop.epoch_number == 0:
+        # From scratch: records of an earlier attempt (killed before its first
+        # checkpoint, or overwritten) would be repeated.
+        metrics_log.clear()
     loop.run()
     final_set = test_set if test_set.graphs else validation_set
     results = loop.test(final_set)
@@ -491,7 +535,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     logger.setLevel(logging.INFO)
     if arguments.command == "train":
-        train(_settings(arguments))
+        settings = _settings(arguments)
+        try:
+            train(settings)
+        except _user_facing_errors() as error:
+            raise SystemExit(f"mlip-eqx train: {error}") from error
     return 0
 
 

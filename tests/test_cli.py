@@ -126,3 +126,33 @@ def test_every_flag_sets_a_real_config_field():
     assert settings.plots is False
     # Untouched settings keep the defaults of the configs.
     assert settings_to_dict(settings)["model"] == defaults["model"]
+
+
+def test_an_earlier_run_is_resumed_or_overwritten_only_when_asked(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MLIP_EQX_CACHE_DIR", str(tmp_path / "cache"))
+    output = tmp_path / "run"
+    arguments = ["train", "--output-dir", str(output), "--no-plots", *TINY]
+    arguments[arguments.index("--epochs") + 1] = "1"
+    assert main(arguments) == 0
+    config_before = (output / "config.json").read_text()
+    checkpoints_before = sorted(p.name for p in (output / "model").iterdir())
+
+    # A plain rerun would replace the checkpoints: refused, nothing touched.
+    with pytest.raises(SystemExit, match="earlier run.*--resume.*--overwrite"):
+        main(arguments + ["--seed", "7"])
+    assert (output / "config.json").read_text() == config_before
+    assert sorted(p.name for p in (output / "model").iterdir()) == checkpoints_before
+    with pytest.raises(SystemExit, match="resume and overwrite exclude each other"):
+        main(arguments + ["--resume", "--overwrite"])
+
+    # Overwriting starts afresh: one run's records, no leftovers of a killed one.
+    (output / ".model.zip.k1ll3d.tmp").write_bytes(b"half a zip")
+    assert main(arguments + ["--overwrite"]) == 0
+    assert not (output / ".model.zip.k1ll3d.tmp").exists()
+    records = [
+        json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["category"] for r in records].count("TRAIN_METRICS") == 1
+    assert oct((output / "model.zip").stat().st_mode & 0o777) == "0o644"

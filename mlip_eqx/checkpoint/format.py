@@ -9,6 +9,8 @@ Layout of an output directory ``<dir>``::
         params_ema/                  the debiased EMA parameters (if saved)
         layout/                      JSON: key path, shape, dtype and CRC-32
                                      checksum of each array
+        metrics/                     JSON: the validation loss of the epoch
+    <dir>/.lock                      held by the process that uses <dir>
 
 Arrays are stored as flat lists; the layout records which array is which, so that
 a checkpoint that does not fit a model is reported by key path before any array

@@ -42,6 +42,7 @@ from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.training.ema import debiased_ema_params
 from mlip_eqx.training.training_state import TrainingState
 from mlip_eqx.utils.config import Config, ConfigError, NonNegativeInt, PositiveInt
+from mlip_eqx.utils.directory_lock import DirectoryLockedError, lock_directory
 
 logger = logging.getLogger("mlip_eqx")
 
@@ -49,6 +50,8 @@ __all__ = [
     "CheckpointCorruptedError",
     "CheckpointRestorationError",
     "CheckpointSaveError",
+    "DirectoryLockedError",
+    "ExistingCheckpointsError",
     "DataUploadFun",
     "LogCategory",
     "Logger",
@@ -130,12 +133,24 @@ class TrainingIOHandlerConfig(Config):
             )
 
 
+class ExistingCheckpointsError(ValueError):
+    """The output directory holds checkpoints of an earlier run, and the handler
+    was asked neither to resume nor to replace them."""
+
+
 class CheckpointSaveError(OSError):
     """A checkpoint could not be written (e.g. read-only directory, full disk)."""
 
 
 class TrainingIOHandler:
     """Checkpointing and logging for the training loop.
+
+    One process at a time uses an output directory: the handler locks it
+    (``<dir>/.lock``) and another process's handler fails with
+    :class:`DirectoryLockedError`. A directory that holds checkpoints of an
+    earlier run is used only to resume them (``restore_checkpoint_if_exists``) or
+    to replace them (``clear_previous_checkpoints``); otherwise the handler fails
+    with :class:`ExistingCheckpointsError` before anything is written.
 
     :meth:`save_checkpoint` returns once the checkpoint is complete on disk; a
     failed save (read-only directory, full disk) raises :class:`CheckpointSaveError`
@@ -173,6 +188,8 @@ class TrainingIOHandler:
         self._manager: ocp.CheckpointManager | None = None
         if self.config.local_model_output_dir is not None:
             self._output_dir = Path(self.config.local_model_output_dir).resolve()
+            lock_directory(self._output_dir)
+            self._refuse_to_replace_an_earlier_run()
             self._manager = self._open_manager()
 
     @property
@@ -419,6 +436,20 @@ class TrainingIOHandler:
             time.perf_counter() - start,
         )
         return state
+
+    def _refuse_to_replace_an_earlier_run(self) -> None:
+        config = self.config
+        if config.restore_checkpoint_if_exists or config.clear_previous_checkpoints:
+            return
+        earlier = self._intact_epochs()
+        if earlier:
+            raise ExistingCheckpointsError(
+                f"{self.checkpoint_dir} holds the checkpoints of an earlier run "
+                f"(epochs {earlier}). Resume it (restore_checkpoint_if_exists=True; "
+                "mlip-eqx train --resume), replace it (clear_previous_checkpoints="
+                "True; mlip-eqx train --overwrite) or choose another output "
+                "directory."
+            )
 
     def _open_manager(self) -> ocp.CheckpointManager:
         checkpoint_dir = self.checkpoint_dir

@@ -166,6 +166,12 @@ class JsonLinesLogger:
             file.write(line)
             file.flush()
 
+    def clear(self) -> None:
+        """Empties the file (atomically), e.g. when a run starts from scratch in
+        a directory where an earlier attempt died before its first checkpoint."""
+        with atomic_write(self.path, "w"):
+            pass
+
     def records(self) -> list[dict]:
         """The records in the file (a torn last line is skipped)."""
         if not self.path.exists():

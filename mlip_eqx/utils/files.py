@@ -41,3 +41,21 @@ def atomic_write(
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Deletes the temporary files that :func:`atomic_write` left in ``directory``
+    when its process was killed (``.<name>.<random>.tmp``). Call it only while no
+    other process writes there (e.g. holding the directory's lock).
+
+    Returns:
+        The deleted files.
+    """
+    stale = [
+        path
+        for path in Path(directory).glob(".*.tmp")
+        if path.is_file() and path.name.count(".") >= 3
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -21,6 +21,7 @@ from mlip_eqx.training.ema import ema_update
 from mlip_eqx.training.training_io_handler import (
     CheckpointCorruptedError,
     CheckpointRestorationError,
+    ExistingCheckpointsError,
     LogCategory,
     TrainingIOHandler,
     TrainingIOHandlerConfig,
@@ -139,11 +140,15 @@ def test_directory_layout(template, tmp_path):
     handler.wait_until_finished()
     assert handler.checkpoint_dir == output.resolve() / "model"
     assert DatasetInfo.load_json(output / "dataset_info.json") == DATASET_INFO
-    assert sorted(p.name for p in output.iterdir()) == ["dataset_info.json", "model"]
+    assert sorted(p.name for p in output.iterdir()) == [
+        ".lock",
+        "dataset_info.json",
+        "model",
+    ]
     assert committed_epochs(output) == [1, 2] == handler.saved_epochs()
     assert handler.latest_epoch() == 2
     items = {p.name for p in (output / "model" / "2").iterdir() if p.is_dir()}
-    assert items == {"params", "training_state", "params_ema", "layout"}
+    assert items == {"params", "training_state", "params_ema", "layout", "metrics"}
     without_ema = handler_for(tmp_path / "no_ema", save_debiased_ema=False)
     without_ema.save_checkpoint(template, 1)
     without_ema.wait_until_finished()
@@ -257,13 +262,15 @@ def test_clear_previous_checkpoints_keeps_other_files(template, tmp_path):
     handler.save_checkpoint(template, 1)
     handler.wait_until_finished()
     (tmp_path / "notes.txt").write_text("model config")
-    assert handler_for(tmp_path).saved_epochs() == [1]
+    with pytest.raises(ExistingCheckpointsError, match="epochs \\[1\\].*--resume"):
+        handler_for(tmp_path)
     cleared = handler_for(tmp_path, clear_previous_checkpoints=True)
     assert cleared.saved_epochs() == []
     assert committed_epochs(tmp_path) == []
     assert (tmp_path / "notes.txt").read_text() == "model config"
     assert (tmp_path / "dataset_info.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".lock",
         "dataset_info.json",
         "model",
         "notes.txt",
@@ -309,7 +316,7 @@ def test_upload_receives_the_dataset_info_once_written(tmp_path):
         lambda path: seen.append(sorted(p.name for p in path.iterdir())),
     )
     handler.save_dataset_info(DATASET_INFO)
-    assert seen == [["dataset_info.json", "model"]]
+    assert seen == [[".lock", "dataset_info.json", "model"]]
     assert DatasetInfo.load_json(tmp_path / "dataset_info.json") == DATASET_INFO
 
 
@@ -557,7 +564,44 @@ def test_best_checkpoint_is_kept_beyond_max_checkpoints_to_keep(template, tmp_pa
     handler.wait_until_finished()
     assert handler.saved_epochs() == [2, 4, 5] == committed_epochs(tmp_path)
     # The record of the kept best checkpoint survives a new handler.
-    reopened = handler_for(tmp_path, max_checkpoints_to_keep=2)
+    reopened = handler_for(
+        tmp_path, max_checkpoints_to_keep=2, restore_checkpoint_if_exists=True
+    )
     reopened.save_checkpoint(state_of_epoch(template, 6), 6, 2.0)
     reopened.wait_until_finished()
     assert reopened.saved_epochs() == [2, 5, 6]
+
+
+LOCK_HOLDER = """
+import sys, time
+from mlip_eqx.training.training_io_handler import TrainingIOHandler
+TrainingIOHandler(TrainingIOHandler.Config(local_model_output_dir=sys.argv[1]))
+print("LOCKED", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_process_cannot_use_the_output_directory(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path)],
+        cwd=REPOSITORY,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "LOCKED"
+        second = subprocess.run(
+            [sys.executable, "-c", LOCK_HOLDER, str(tmp_path)],
+            cwd=REPOSITORY,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode != 0
+        assert "DirectoryLockedError" in second.stderr
+        assert f"process {holder.pid}" in second.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    # Once the first process is gone (killed, even), the directory is free.
+    assert handler_for(tmp_path).output_dir == tmp_path.resolve()
