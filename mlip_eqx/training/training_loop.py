@@ -174,6 +174,11 @@ class TrainingLoop:
             io_handler: Checkpointing and logging; default: no checkpoints and
                 metrics logged as lines.
             should_parallelize: Use all local devices (data parallel) instead of one.
+
+        Raises:
+            ValueError: If the loss cannot be trained as set up (e.g. a negative
+                weight, or a stress weight for a force field without stress); see
+                ``Loss.check_settings``.
             train_step: A custom ``(state, batches, epoch) -> (state, metrics)``,
                 jitted over ``training_mesh(should_parallelize)`` (default:
                 :func:`make_train_step` of the force field, loss and optimizer).
@@ -183,6 +188,7 @@ class TrainingLoop:
                 steps; the loop and the checkpoints carry it unchanged).
         """
         self.config = config
+        loss.check_settings(force_field.predict_stress, config.num_epochs)
         self._mesh = training_mesh(should_parallelize)
         self._train_dataset = train_dataset
         self._validation_dataset = validation_dataset

@@ -1,6 +1,7 @@
 """Losses: abstract Loss, the weighted energy/forces/stress loss, MSE and Huber."""
 
 import abc
+import math
 from collections.abc import Callable
 
 import equinox as eqx
@@ -52,6 +53,18 @@ class Loss(eqx.Module):
         eval_metrics: bool,
     ) -> dict[str, Metric]:
         """Metrics besides the loss (see :mod:`mlip_eqx.models.loss.reductions`)."""
+
+    @abc.abstractmethod
+    def check_settings(self, predicts_stress: bool, num_epochs: int) -> None:
+        """Fails before training if the loss cannot be trained as set up.
+
+        Args:
+            predicts_stress: Whether the force field predicts stress.
+            num_epochs: The epochs the loss will be used for (0 to num_epochs).
+
+        Raises:
+            ValueError: Naming the setting that is wrong.
+        """
 
     def metrics(
         self,
@@ -204,6 +217,29 @@ class WeightedEFSLoss(Loss):
                 weights["stress_weight"] * weighted_sum(stress, ref_graph.has_stress)
             )
         return jnp.stack(sums).astype(dtype)
+
+    def check_settings(self, predicts_stress: bool, num_epochs: int) -> None:
+        """Every weight must be finite and >= 0 at every epoch, and a positive
+        stress weight needs a force field that predicts stress.
+
+        Raises:
+            ValueError: Naming the weight, the epoch and the value.
+        """
+        for epoch in range(num_epochs + 1):
+            for name, value in self.weights(epoch).items():
+                value = float(value)
+                if not math.isfinite(value) or value < 0:
+                    raise ValueError(
+                        f"{type(self).__name__}: {name} is {value} at epoch {epoch}; "
+                        "loss weights must be finite and >= 0."
+                    )
+                if name == "stress_weight" and value > 0 and not predicts_stress:
+                    raise ValueError(
+                        f"{type(self).__name__}: stress_weight is {value} at epoch "
+                        f"{epoch}, but the force field does not predict stress; "
+                        "build it with predict_stress=True or set the stress "
+                        "weight to 0."
+                    )
 
     def additional_metrics(
         self,

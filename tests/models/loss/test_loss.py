@@ -176,3 +176,18 @@ def test_schedules_work_under_jit_and_weights_are_reported():
     )
     assert float(after["forces_weight"]) == pytest.approx(0.04 * 25.0)
     assert dataclasses.is_dataclass(loss)
+
+
+def test_check_settings_names_a_bad_weight_and_its_epoch():
+    MSELoss().check_settings(predicts_stress=False, num_epochs=5)
+    falling = optax.linear_schedule(2.0, -2.0, transition_steps=4)
+    with pytest.raises(ValueError, match="energy_weight is -1.0 at epoch 3"):
+        MSELoss(energy_weight_schedule=falling).check_settings(False, num_epochs=5)
+    # Beyond the epochs of training, the schedule does not matter.
+    MSELoss(energy_weight_schedule=falling).check_settings(False, num_epochs=2)
+    with pytest.raises(ValueError, match="forces_weight is nan"):
+        HuberLoss(forces_weight_schedule=lambda epoch: jnp.nan).check_settings(True, 1)
+    stress = optax.constant_schedule(1.0)
+    with pytest.raises(ValueError, match="does not predict stress"):
+        MSELoss(stress_weight_schedule=stress).check_settings(False, num_epochs=1)
+    MSELoss(stress_weight_schedule=stress).check_settings(True, num_epochs=1)
