@@ -11,7 +11,7 @@ class InvalidStructureError(ValueError):
     """A structure (or one of its labels) is malformed; the message names where."""
 
 
-PER_ATOM_FIELDS = ("positions", "forces")
+_PER_ATOM_FIELDS = ("positions", "forces")
 
 
 def check_finite(name: str, value: np.ndarray | float | None, source: str) -> None:
@@ -29,7 +29,7 @@ def check_finite(name: str, value: np.ndarray | float | None, source: str) -> No
     if value is None or np.all(np.isfinite(value)):
         return
     where = ""
-    if name in PER_ATOM_FIELDS:
+    if name in _PER_ATOM_FIELDS:
         bad_atoms = np.flatnonzero(~np.all(np.isfinite(value), axis=-1))
         shown = ", ".join(str(int(index)) for index in bad_atoms[:10])
         more = f", ... ({bad_atoms.size} in all)" if bad_atoms.size > 10 else ""

@@ -163,3 +163,19 @@ def test_rms_forces_scaling(atoms_lists):
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ConfigError, match=f"GraphDatasetBuilderConfig.{field}"):
         GraphDatasetBuilder.Config(**{field: value})
+
+
+def test_too_close_atoms_name_the_structure_and_the_threshold_is_a_setting():
+    rng = np.random.default_rng(1)
+    train = [make_atoms(rng, 4) for _ in range(3)]
+    train[2].positions[3] = train[2].positions[0] + [0.0, 0.0, 1e-5]
+    builder = make_builder(train, validation_fraction=0.0)
+    with pytest.raises(
+        ValueError, match=r"train atoms\[2\]: atoms 0 and 3 are 1e-05 Å apart"
+    ):
+        builder.prepare_datasets()
+    lenient = make_builder(
+        train, validation_fraction=0.0, min_interatomic_distance_angstrom=0.0
+    )
+    lenient.prepare_datasets()
+    assert lenient.config.min_interatomic_distance_angstrom == 0.0
