@@ -40,10 +40,15 @@ logger = logging.getLogger("mlip_eqx")
 
 
 def _user_facing_errors() -> tuple[type[Exception], ...]:
+    """Errors of bad input or a bad output directory: printed as a message."""
     from mlip_eqx.checkpoint.format import (
         CheckpointRestorationError,
         IncompatibleCheckpointError,
     )
+    from mlip_eqx.data.chemical_system import InvalidStructureError
+    from mlip_eqx.data.graph_dataset import StructureTooLargeError
+    from mlip_eqx.data.graph_dataset_builder import UnseenElementsError
+    from mlip_eqx.data.readers.labels import MissingLabelError
     from mlip_eqx.training.training_io_handler import (
         CheckpointSaveError,
         DirectoryLockedError,
@@ -55,7 +60,12 @@ def _user_facing_errors() -> tuple[type[Exception], ...]:
         CheckpointSaveError,
         DirectoryLockedError,
         ExistingCheckpointsError,
+        FileNotFoundError,
         IncompatibleCheckpointError,
+        InvalidStructureError,
+        MissingLabelError,
+        StructureTooLargeError,
+        UnseenElementsError,
     )
 
 
@@ -492,12 +502,13 @@ def train(settings: TrainSettings) -> dict[str, float]:
     from mlip_eqx.training import TrainingLoop, get_default_mlip_optimizer
 
     output_dir = Path(settings.output_dir)
+    # The data is read before anything is written: bad data changes nothing.
+    train_set, validation_set, test_set, dataset_info = build_datasets(settings)
     # Locks the directory and refuses an earlier run's checkpoints unless asked.
     io_handler, metrics_log = build_io_handler(settings)
     remove_stale_temporaries(output_dir)
     with atomic_write(output_dir / "config.json", "w") as file:
         json.dump(settings_to_dict(settings), file, indent=2)
-    train_set, validation_set, test_set, dataset_info = build_datasets(settings)
     loop = TrainingLoop(
         train_set,
         validation_set,
@@ -539,7 +550,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             train(settings)
         except _user_facing_errors() as error:
-            raise SystemExit(f"mlip-eqx train: {error}") from error
+            raise SystemExit(
+                f"mlip-eqx train: {error}\n(Settings of the data pipeline, such as "
+                "max_n_node, are fields of the graph_dataset section of a --config "
+                "file; see config.json of a run.)"
+            ) from error
     return 0
 
 

@@ -156,3 +156,12 @@ def test_an_earlier_run_is_resumed_or_overwritten_only_when_asked(
     ]
     assert [r["category"] for r in records].count("TRAIN_METRICS") == 1
     assert oct((output / "model.zip").stat().st_mode & 0o777) == "0o644"
+
+
+def test_bad_data_is_a_message_and_writes_nothing(tmp_path):
+    data = tmp_path / "bad.xyz"
+    data.write_text("2\nLattice=\"3 0 0 0 3 0 0 0 3\"\nCu 0 0 0\nCu 0 0 nan\n")
+    output = tmp_path / "run"
+    with pytest.raises(SystemExit, match="bad.xyz, frame 0: positions contains NaN"):
+        main(["train", "--train", str(data), "--output-dir", str(output)])
+    assert not output.exists()
