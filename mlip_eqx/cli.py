@@ -75,8 +75,9 @@ class DataSettings(Config):
 
     Attributes:
         train: Training files (extxyz or HDF5); none: the built-in demo data set.
-        valid: Validation files (none: held out from training, see
-            ``GraphDatasetBuilder.Config.validation_fraction``).
+        valid: Validation files (none: ``mlip-eqx train`` holds out 10 % of the
+            training set, ``graph_dataset.validation_fraction``; the library's
+            own default holds out nothing).
         test: Test files (none: the final evaluation uses the validation set).
         demo_structures: Size of the demo data set (when no files are given).
     """
@@ -164,7 +165,7 @@ def default_train_settings() -> TrainSettings:
         output_dir="mlip_eqx_run",
         data=DataSettings(),
         graph_dataset=GraphDatasetBuilder.Config(
-            graph_cutoff_angstrom=5.0, batch_size=8
+            graph_cutoff_angstrom=5.0, batch_size=8, validation_fraction=0.1
         ),
         model_type="Mace",
         model=mace.Config(num_channels=32, l_max=2, correlation=3, num_layers=2),

@@ -121,13 +121,31 @@ class GraphDataset:
         if too_large.size == 0:
             return
         first = too_large[0]
+        fit_first = self._sizes_that_fit(too_large[:1])
+        fit_all = self._sizes_that_fit(too_large)
+        others = (
+            ""
+            if too_large.size == 1
+            else f" {too_large.size} structures in all are too large; max_n_node >= "
+            f"{fit_all[0]} and max_n_edge >= {fit_all[1]} would fit all of them."
+        )
         raise StructureTooLargeError(
             f"{self.sources[first]}: {self._nodes_per_graph[first]} atoms and "
             f"{self._edges_per_graph[first]} edges do not fit a batch of at most "
             f"{node_limit} atoms (batch_size * max_n_node = {self.batch_size} * "
             f"{self.max_n_node}) and {edge_limit} edges (2 * batch_size * max_n_edge "
-            f"= 2 * {self.batch_size} * {self.max_n_edge}); {too_large.size} "
-            f"structure(s) in all are too large. Increase max_n_node or max_n_edge."
+            f"= 2 * {self.batch_size} * {self.max_n_edge}); max_n_node >= "
+            f"{fit_first[0]} and max_n_edge >= {fit_first[1]} would fit it.{others}"
+        )
+
+    def _sizes_that_fit(self, indices: np.ndarray) -> tuple[int, int]:
+        """The smallest (max_n_node, max_n_edge), not below the current ones, with
+        which every structure of ``indices`` fits a batch."""
+        nodes = int(self._nodes_per_graph[indices].max())
+        edges = int(self._edges_per_graph[indices].max())
+        return (
+            max(self.max_n_node, -(-nodes // self.batch_size)),
+            max(self.max_n_edge, -(-edges // (2 * self.batch_size))),
         )
 
     @property

@@ -57,10 +57,12 @@ class GraphDatasetBuilderConfig(Config):
             is an error naming the structure and the atoms; 0 turns the check off.
         max_n_node: Atoms per structure a batch is sized for (a batch holds
             ``batch_size * max_n_node`` atoms). None: the median over the training
-            structures, raised if needed so that the largest structure fits.
+            structures, raised if needed so that the largest structure of any split
+            (train, validation, test) fits.
         max_n_edge: Neighbour pairs per structure a batch is sized for (a batch holds
             ``2 * batch_size * max_n_edge`` directed edges). None: half the median
-            number of edges, raised if needed so that the largest structure fits.
+            number of edges of the training structures, raised if needed so that
+            the largest structure of any split fits.
         batch_size: Maximum number of structures per batch.
         num_batch_prefetch: Batches prepared ahead on a background thread (0: none).
         use_formation_energies: Subtract the fitted E0s from all energy labels (then
@@ -68,7 +70,10 @@ class GraphDatasetBuilderConfig(Config):
         avg_num_neighbors: Use this instead of computing it from the training set.
         avg_r_min_angstrom: Use this instead of computing it from the training set.
         validation_fraction: Fraction of the training structures held out for
-            validation when the reader gives no validation data (0: none).
+            validation when the reader gives no validation data. The default 0
+            holds out nothing (as the original library): the validation split is
+            then empty (a warning says so), and evaluating it in the training
+            loop is an error; give validation data or set e.g. 0.1.
         split_seed: Seed of that hold-out split.
         shuffle_seed: Seed of the per-epoch shuffling of the training set.
         strict_elements: If True, validation/test structures with elements absent
@@ -90,7 +95,7 @@ class GraphDatasetBuilderConfig(Config):
     use_formation_energies: bool = False
     avg_num_neighbors: PositiveFloat | None = None
     avg_r_min_angstrom: PositiveFloat | None = None
-    validation_fraction: Fraction = 0.1
+    validation_fraction: Fraction = 0.0
     split_seed: int = 42
     shuffle_seed: int = 42
     strict_elements: bool = False
@@ -185,6 +190,13 @@ class GraphDatasetBuilder:
             validation, elements, "validation", config.strict_elements
         )
         test = _drop_unseen_elements(test, elements, "test", config.strict_elements)
+        if not validation:
+            logger.warning(
+                "There is no validation data: the validation split is empty, and "
+                "training with it fails when it is evaluated. Give validation files "
+                "or set GraphDatasetBuilder.Config.validation_fraction > 0 to hold "
+                "out part of the training set."
+            )
 
         z_to_species = species_table(elements)
         train_graphs, validation_graphs, test_graphs = (
@@ -196,6 +208,12 @@ class GraphDatasetBuilder:
             )
         )
 
+        for graphs, systems, split in (
+            (train_graphs, train, "train"),
+            (validation_graphs, validation, "validation"),
+            (test_graphs, test, "test"),
+        ):
+            _check_neighbours(graphs, systems, split, config.graph_cutoff_angstrom)
         self._dataset_info = self._given_dataset_info or self._compute_dataset_info(
             train_graphs, elements
         )
@@ -207,11 +225,12 @@ class GraphDatasetBuilder:
                 for graphs in (train_graphs, validation_graphs, test_graphs)
             )
 
+        batched_graphs = train_graphs + validation_graphs + test_graphs
         max_n_node = config.max_n_node or _default_max_n_node(
-            train_graphs, config.batch_size
+            train_graphs, batched_graphs, config.batch_size
         )
         max_n_edge = config.max_n_edge or _default_max_n_edge(
-            train_graphs, config.batch_size
+            train_graphs, batched_graphs, config.batch_size
         )
         logger.info(
             "Batches of %d structures sized for max_n_node=%d, max_n_edge=%d.",
@@ -330,17 +349,54 @@ def _build_graphs(
     ]
 
 
+def _check_neighbours(
+    graphs: list[Graph], systems: list[ChemicalSystem], split: str, cutoff: float
+) -> None:
+    """Warns about structures without any neighbour pair within ``cutoff`` (Å);
+    raises if no training structure has one."""
+    isolated = [
+        system.source for graph, system in zip(graphs, systems) if not graph.num_edges
+    ]
+    if not isolated:
+        return
+    if split == "train" and len(isolated) == len(graphs):
+        raise ValueError(
+            f"The cutoff of {cutoff} Å finds no neighbours in any of the "
+            f"{len(graphs)} training structures (e.g. {isolated[0]}): no atom is "
+            f"within {cutoff} Å of another. Set a larger graph_cutoff_angstrom."
+        )
+    shown = "; ".join(isolated[:5]) + ("; ..." if len(isolated) > 5 else "")
+    logger.warning(
+        "%s: %d of %d structures have no neighbours within the cutoff of %s Å "
+        "(their atoms get no edges): %s",
+        split,
+        len(isolated),
+        len(graphs),
+        cutoff,
+        shown,
+    )
+
+
 def _subtract_atomic_energies(graph: Graph, atomic_energies: np.ndarray) -> Graph:
     formation = graph.energy - atomic_energies[graph.species].sum() * graph.has_energy
     return dataclasses.replace(graph, energy=formation)
 
 
-def _default_max_n_node(graphs: list[Graph], batch_size: int) -> int:
-    nodes = np.array([int(g.n_node[0]) for g in graphs])
-    return max(int(np.ceil(np.median(nodes))), int(np.ceil(nodes.max() / batch_size)))
+def _default_max_n_node(
+    train_graphs: list[Graph], batched_graphs: list[Graph], batch_size: int
+) -> int:
+    """The median atom count of ``train_graphs``, raised so that the largest of
+    ``batched_graphs`` (every split) fits a batch."""
+    median = np.median([int(g.n_node[0]) for g in train_graphs])
+    largest = max(int(g.n_node[0]) for g in batched_graphs)
+    return max(int(np.ceil(median)), int(np.ceil(largest / batch_size)))
 
 
-def _default_max_n_edge(graphs: list[Graph], batch_size: int) -> int:
-    edges = np.array([int(g.n_edge[0]) for g in graphs])
-    median_pairs = int(np.ceil(np.median(edges) / 2))
-    return max(1, median_pairs, int(np.ceil(edges.max() / (2 * batch_size))))
+def _default_max_n_edge(
+    train_graphs: list[Graph], batched_graphs: list[Graph], batch_size: int
+) -> int:
+    """Half the median edge count of ``train_graphs`` (neighbour pairs), raised so
+    that the largest of ``batched_graphs`` (every split) fits a batch."""
+    median_pairs = np.median([int(g.n_edge[0]) for g in train_graphs]) / 2
+    largest = max(int(g.n_edge[0]) for g in batched_graphs)
+    return max(1, int(np.ceil(median_pairs)), int(np.ceil(largest / (2 * batch_size))))

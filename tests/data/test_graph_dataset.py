@@ -118,6 +118,28 @@ def test_structure_larger_than_a_batch_is_an_error_naming_it(graphs):
         )
 
 
+def test_too_large_error_names_the_sizes_that_would_fit(graphs):
+    sources = [f"data.xyz, frame {i}" for i in range(len(graphs))]
+    nodes = np.array([int(g.n_node[0]) for g in graphs])
+    edges = np.array([int(g.n_edge[0]) for g in graphs])
+    first = int(np.flatnonzero(nodes > 2)[0])
+    fit_node, fit_edge = -(-nodes[first] // 2), max(1, -(-edges[first] // 4))
+    with pytest.raises(
+        StructureTooLargeError,
+        match=f"frame {first}: .*max_n_node >= {fit_node} and max_n_edge >= "
+        f"{fit_edge} would fit it",
+    ):
+        GraphDataset(graphs, batch_size=2, max_n_node=1, max_n_edge=1, sources=sources)
+    fit_all = (int(-(-nodes.max() // 2)), int(-(-edges.max() // 4)))
+    with pytest.raises(
+        StructureTooLargeError,
+        match=f"max_n_node >= {fit_all[0]} and max_n_edge >= {fit_all[1]} would fit "
+        "all of them",
+    ):
+        GraphDataset(graphs, batch_size=2, max_n_node=1, max_n_edge=1, sources=sources)
+    GraphDataset(graphs, batch_size=2, max_n_node=fit_all[0], max_n_edge=fit_all[1])
+
+
 def test_prefetch_gives_the_same_batches(graphs):
     eager = GraphDataset(
         graphs, batch_size=3, max_n_node=6, max_n_edge=40, num_batch_prefetch=0

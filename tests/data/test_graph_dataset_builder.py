@@ -93,6 +93,22 @@ def test_validation_is_held_out_from_train_when_missing(atoms_lists):
     assert set(again.get_splits()[1].sources) == held_out
 
 
+def test_by_default_nothing_is_held_out_and_a_warning_says_so(atoms_lists, caplog):
+    train = atoms_lists[0]
+    assert GraphDatasetBuilder.Config().validation_fraction == 0.0
+    with caplog.at_level(logging.WARNING, logger="mlip_eqx"):
+        builder = make_builder(train)
+        builder.prepare_datasets()
+    train_set, validation_set, _ = builder.get_splits()
+    assert len(train_set.graphs) == 30 and len(validation_set.graphs) == 0
+    assert "There is no validation data" in caplog.text
+    assert "validation_fraction > 0" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mlip_eqx"):
+        make_builder(train, atoms_lists[1]).prepare_datasets()
+    assert "There is no validation data" not in caplog.text
+
+
 def test_unseen_elements_dropped_with_warning_or_error(atoms_lists, caplog):
     rng = np.random.default_rng(5)
     train = atoms_lists[0]
@@ -140,6 +156,29 @@ def test_too_small_max_n_node_names_the_structure(atoms_lists):
         builder.prepare_datasets()
 
 
+def test_default_sizes_fit_the_largest_structure_of_every_split():
+    rng = np.random.default_rng(3)
+    train = [make_atoms(rng, 3) for _ in range(8)]
+    validation, test = [make_atoms(rng, 3), make_atoms(rng, 30)], [make_atoms(rng, 26)]
+    builder = make_builder(train, validation, test)
+    builder.prepare_datasets()
+    for dataset, atoms_list in zip(builder.get_splits(), (train, validation, test)):
+        served = sum(int(b.graph_mask.sum()) for b in dataset.iter_batches(0))
+        assert served == len(atoms_list)
+
+
+def test_too_small_explicit_sizes_name_the_sizes_that_fit():
+    rng = np.random.default_rng(3)
+    train = [make_atoms(rng, 3) for _ in range(8)]
+    builder = make_builder(train, [make_atoms(rng, 30)], max_n_node=3)
+    with pytest.raises(
+        StructureTooLargeError,
+        match=r"validation atoms\[0\]: 30 atoms .* max_n_node >= 8 and max_n_edge >= "
+        r"\d+ would fit it\.$",
+    ):
+        builder.prepare_datasets()
+
+
 def test_rms_forces_scaling(atoms_lists):
     train = atoms_lists[0]
     builder = make_builder(train, atoms_lists[1], energy_scaling="rms_forces")
@@ -148,6 +187,39 @@ def test_rms_forces_scaling(atoms_lists):
     info = builder.dataset_info
     assert info.scaling_stdev == pytest.approx(np.sqrt(np.mean(forces**2)))
     assert info.scaling_mean == pytest.approx(0.0, abs=1e-8)
+
+
+def make_isolated_atoms(distance_angstrom=10.0):
+    """Two labelled Cu atoms, not periodic, ``distance_angstrom`` apart."""
+    atoms = ase.Atoms("Cu2", positions=[[0.0, 0.0, 0.0], [distance_angstrom, 0, 0]])
+    atoms.info["REF_energy"] = 2 * E0[29]
+    atoms.arrays["REF_forces"] = np.zeros((2, 3))
+    return atoms
+
+
+def test_a_structure_without_neighbours_is_a_warning_naming_it(atoms_lists, caplog):
+    train, validation, _ = atoms_lists
+    with caplog.at_level(logging.WARNING, logger="mlip_eqx"):
+        builder = make_builder(train + [make_isolated_atoms()], validation)
+        builder.prepare_datasets()
+    assert len(builder.get_splits()[0].graphs) == 31
+    assert builder.dataset_info.avg_num_neighbors > 0
+    assert (
+        "train: 1 of 31 structures have no neighbours within the cutoff of 3.5 Å"
+        in caplog.text
+    )
+    assert "train atoms[30]" in caplog.text
+
+
+def test_no_neighbours_in_any_training_structure_names_the_cutoff():
+    train = [make_isolated_atoms(), make_isolated_atoms(8.0)]
+    builder = make_builder(train, [make_isolated_atoms()])
+    with pytest.raises(
+        ValueError,
+        match=r"The cutoff of 3\.5 Å finds no neighbours in any of the 2 training "
+        r"structures \(e\.g\. train atoms\[0\]\).*larger graph_cutoff_angstrom",
+    ):
+        builder.prepare_datasets()
 
 
 @pytest.mark.parametrize(
@@ -169,13 +241,11 @@ def test_too_close_atoms_name_the_structure_and_the_threshold_is_a_setting():
     rng = np.random.default_rng(1)
     train = [make_atoms(rng, 4) for _ in range(3)]
     train[2].positions[3] = train[2].positions[0] + [0.0, 0.0, 1e-5]
-    builder = make_builder(train, validation_fraction=0.0)
+    builder = make_builder(train)
     with pytest.raises(
         ValueError, match=r"train atoms\[2\]: atoms 0 and 3 are 1e-05 Å apart"
     ):
         builder.prepare_datasets()
-    lenient = make_builder(
-        train, validation_fraction=0.0, min_interatomic_distance_angstrom=0.0
-    )
+    lenient = make_builder(train, min_interatomic_distance_angstrom=0.0)
     lenient.prepare_datasets()
     assert lenient.config.min_interatomic_distance_angstrom == 0.0

@@ -394,8 +394,9 @@ def test_missing_file(tmp_path):
         Hdf5Reader(ChemicalSystemsReaderConfig(str(tmp_path / "absent.h5"))).load()
 
 
-def test_empty_file(tmp_path):
-    path = write_text(tmp_path, "empty.xyz", "")
+@pytest.mark.parametrize("text", ["", "  \n\n \t\n"], ids=["0-bytes", "whitespace"])
+def test_empty_file(tmp_path, text):
+    path = write_text(tmp_path, "empty.xyz", text)
     with pytest.raises(ValueError, match=r"empty\.xyz: the file contains no"):
         read_train(path)
 
@@ -708,6 +709,51 @@ def test_hdf5_empty_and_not_hdf5(tmp_path):
     text = write_text(tmp_path, "text.h5", "not hdf5")
     with pytest.raises(ValueError, match=r"text\.h5: cannot open as HDF5"):
         Hdf5Reader(ChemicalSystemsReaderConfig(text)).load()
+    for content in ("", " \n\n\t "):
+        blank = write_text(tmp_path, "blank.h5", content)
+        with pytest.raises(
+            ValueError,
+            match=r"blank\.h5: the file is empty \(or only whitespace\): it contains "
+            "no structures",
+        ):
+            Hdf5Reader(ChemicalSystemsReaderConfig(blank)).load()
+
+
+def test_hdf5_forces_of_the_wrong_shape_name_file_group_and_field(tmp_path):
+    path = write_hdf5(
+        tmp_path / "shape.h5",
+        {
+            "good": hdf5_structure(-1.0),
+            "s": hdf5_structure(-1.0, forces=np.ones((3, 3))),
+        },
+    )
+    with pytest.raises(
+        InvalidStructureError,
+        match=r"shape\.h5, group 's': forces must have shape \(2, 3\), got \(3, 3\)",
+    ):
+        Hdf5Reader(ChemicalSystemsReaderConfig(path)).load()
+
+
+def test_extxyz_forces_row_of_the_wrong_length_names_file_and_frame(tmp_path):
+    good = frame(f"{CUBIC_LATTICE} {FORCES_PROPERTIES} REF_energy=1.0", "H 0 0 0 0 0 0")
+    bad = frame(
+        f"{CUBIC_LATTICE} {FORCES_PROPERTIES} REF_energy=1.0",
+        "H 0 0 0 0 0 0",
+        "H 0 0 1 0 0",
+    )
+    path = write_text(tmp_path, "short.extxyz", good + bad)
+    with pytest.raises(InvalidStructureError, match=r"short\.extxyz, frame 1: "):
+        read_train(path)
+
+
+def test_ase_atoms_forces_of_the_wrong_length_name_the_structure_and_field():
+    atoms = ase.Atoms("H2", positions=[[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((3, 3)))
+    with pytest.raises(
+        InvalidStructureError,
+        match=r"train atoms\[0\]: forces must have shape \(2, 3\), got \(3, 3\)",
+    ):
+        ASEAtomsReader([atoms]).load()
 
 
 def test_hdf5_download(tmp_path):

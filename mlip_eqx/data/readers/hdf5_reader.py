@@ -86,7 +86,8 @@ def read_hdf5_file(
         required_labels: Labels each structure must have.
 
     Raises:
-        ValueError: The file is not HDF5, is corrupt or holds no structure groups.
+        ValueError: The file is not HDF5, is corrupt, is empty (0 bytes or only
+            whitespace) or holds no structure groups.
         MissingLabelError: A group lacks a required label.
         InvalidStructureError: A group lacks positions or elements, is malformed,
             or cannot be read (a corrupt file); the message names the group and key.
@@ -94,6 +95,11 @@ def read_hdf5_file(
     try:
         file = h5py.File(path, "r")
     except OSError as error:
+        if _is_blank(path):
+            raise ValueError(
+                f"{source}: the file is empty (or only whitespace): it contains no "
+                "structures."
+            ) from error
         raise ValueError(f"{source}: cannot open as HDF5: {error}") from error
     with file, _hdf5_errors(source, ValueError):
         names = [name for name in file if file.get(name, getclass=True) is h5py.Group]
@@ -105,6 +111,15 @@ def read_hdf5_file(
             )
             for name in track(names[:num_to_load], f"Reading {source}")
         ]
+
+
+def _is_blank(path: str, chunk_size: int = 1 << 20) -> bool:
+    """Whether the file at ``path`` holds nothing but whitespace (or nothing)."""
+    with open(path, "rb") as file:
+        while chunk := file.read(chunk_size):
+            if chunk.strip():
+                return False
+    return True
 
 
 @contextlib.contextmanager
