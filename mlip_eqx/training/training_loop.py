@@ -127,9 +127,10 @@ class TrainingLoop:
     Each epoch runs the jitted, data-parallel ``train_step`` over all training
     batches (in an order fixed by the dataset's seed and the epoch), then evaluates
     the validation set with the EMA (or raw) parameters. A new best validation loss
-    keeps those parameters as the best model and saves a checkpoint through the IO
-    handler. With ``should_parallelize=True`` every local device is used: batches
-    are grouped per device by the loop itself. Metrics are exact: they do not
+    keeps those parameters as the best model; a checkpoint is saved through the IO
+    handler for every new best and for the last epoch. With
+    ``should_parallelize=True`` every local device is used: batches are grouped
+    per device by the loop itself. Metrics are exact: they do not
     depend on the number of devices, the packing or the padding.
 
     A custom step (built from :func:`loss_and_gradients`, :func:`apply_gradients`
