@@ -86,11 +86,21 @@ def _describe(hint) -> str:
         arms = [arg for arg in args if arg is not type(None)]
         described = " or ".join(_describe(arm) for arm in arms)
         return described + " or None" if len(arms) < len(args) else described
+    if origin in (tuple, list) and args:
+        return f"a list of {_plural(args[0])}"
     if hint is float:
         return "a number"
     if hint is int:
         return "an integer"
+    if hint is bool:
+        return "true or false"
     return getattr(hint, "__name__", str(hint))
+
+
+def _plural(hint) -> str:
+    """The items of a list, in words ("strings", "numbers", ...)."""
+    names = {str: "strings", int: "integers", float: "numbers", bool: "booleans"}
+    return names.get(hint, f"values of {_describe(hint)}")
 
 
 def config_to_dict(config: Config) -> dict:

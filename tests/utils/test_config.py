@@ -27,6 +27,8 @@ class ExampleConfig(Config):
     undescribed: Annotated[int, Is[lambda value: value % 2 == 0]] = 2
     mode: Literal["fast", "slow"] = "fast"
     seed: int = 0
+    files: tuple[str, ...] = ()
+    flag: bool = False
 
 
 @pytest.mark.parametrize(
@@ -38,6 +40,8 @@ class ExampleConfig(Config):
         ("undescribed", 3, "an integer within the field's allowed range"),
         ("mode", "medium", "one of 'fast', 'slow'"),
         ("seed", "one", "an integer"),
+        ("files", "tr.xyz", "a list of strings"),
+        ("flag", "false", "true or false"),
     ],
 )
 def test_errors_describe_the_expected_values(field, value, expected):
