@@ -501,6 +501,7 @@ def write_outputs(settings: TrainSettings, best_model, final_set, metrics_log) -
 def train(settings: TrainSettings) -> dict[str, float]:
     """Runs the training job; returns the test metrics (or validation if no test)."""
     from mlip_eqx.training import TrainingLoop, get_default_mlip_optimizer
+    from mlip_eqx.training.metric_units import for_display
 
     output_dir = Path(settings.output_dir)
     # The data is read before anything is written: bad data changes nothing.
@@ -528,11 +529,20 @@ def train(settings: TrainSettings) -> dict[str, float]:
     final_set = test_set if test_set.graphs else validation_set
     results = loop.test(final_set)
     write_outputs(settings, loop.best_model, final_set, metrics_log)
+    which = "test" if test_set.graphs else "validation"
+    summary = ", ".join(
+        f"{label} {value:.4g}"
+        for label, value in (
+            for_display(name, results[name])
+            for name in ("mae_f", "rmse_f", "mae_e", "rmse_e")
+            if name in results
+        )
+    )
+    written = "checkpoints (model/), model.zip, metrics.jsonl (eV units), config.json"
+    if settings.plots:
+        written += ", learning_curves.png, parity_energy.png, parity_forces.png"
     logger.info(
-        "Done: test force MAE %.1f meV/Å, energy MAE %.2f meV; outputs in %s",
-        1000 * results["mae_f"],
-        1000 * results["mae_e"],
-        output_dir,
+        "Done. %s set: %s. Written to %s: %s.", which, summary, output_dir, written
     )
     return results
 

@@ -16,6 +16,7 @@ import numpy as np
 import rich
 from rich.table import Table
 
+from mlip_eqx.training.metric_units import for_display
 from mlip_eqx.training.training_io_handler import LogCategory
 from mlip_eqx.utils.files import atomic_write
 
@@ -62,17 +63,21 @@ def format_value(value: Any) -> str:
 
 
 def _ordered(to_log: dict[str, Any]) -> dict[str, Any]:
-    """The record with the loss first."""
-    if "loss" not in to_log:
-        return to_log
-    return {"loss": to_log["loss"]} | {k: v for k, v in to_log.items() if k != "loss"}
+    """The record with the loss first, error metrics in meV units with the unit
+    in their name (see :mod:`mlip_eqx.training.metric_units`)."""
+    if "loss" in to_log:
+        to_log = {"loss": to_log["loss"]} | {
+            k: v for k, v in to_log.items() if k != "loss"
+        }
+    return dict(for_display(name, to_python_scalar(v)) for name, v in to_log.items())
 
 
 def log_metrics_to_table(
     category: LogCategory, to_log: dict[str, Any], epoch_number: int
 ) -> None:
     """Prints a record as a rich table ("<set> metrics at epoch <n>") to the
-    console; CLEANUP_AFTER_CKPT_RESTORATION records are not printed.
+    console, errors in meV units (``mae_f (meV/Å)``);
+    CLEANUP_AFTER_CKPT_RESTORATION records are not printed.
 
     Args:
         category: What the record holds.
@@ -100,7 +105,8 @@ def log_metrics_to_line(
     category: LogCategory, to_log: dict[str, Any], epoch_number: int
 ) -> None:
     """Logs a record as one line, ``Epoch <n> <set>: name = value | ...``,
-    through ``logging.getLogger("mlip_eqx").info``.
+    through ``logging.getLogger("mlip_eqx").info``, errors in meV units
+    (``mae_f (meV/Å) = 23.1``).
 
     Args:
         category: What the record holds.
@@ -117,7 +123,8 @@ def log_metrics_to_line(
 
 
 class JsonLinesLogger:
-    """Appends every record as one JSON object per line to a file.
+    """Appends every record as one JSON object per line to a file, in the
+    library's units (eV, eV/Å, eV/Å³; the printed tables show meV).
 
     A line is ``{"category": "TRAIN_METRICS", "epoch": 3, "loss": 0.12, ...}``;
     jax/numpy scalars become numbers (NaN and infinities are written as ``NaN``,

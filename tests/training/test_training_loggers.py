@@ -161,3 +161,27 @@ def test_loggers_attached_to_the_io_handler(tmp_path, capsys, caplog):
     assert read_lines(tmp_path / "metrics.jsonl") == [
         {"category": "EVAL_METRICS", "epoch": 7, "loss": 0.5}
     ]
+
+
+def test_people_read_errors_in_mev_and_files_keep_ev(tmp_path, caplog, capsys):
+    record = {
+        "loss": 0.5,
+        "mae_f": 0.0231,
+        "rmse_e_per_atom": 0.005,
+        "q95_stress": 0.001,
+        "mae_e": 1.17,
+        "rel_mae_f": 0.1,
+    }
+    with caplog.at_level(logging.INFO, logger="mlip_eqx"):
+        log_metrics_to_line(LogCategory.TEST_METRICS, record, 2)
+    assert caplog.records[-1].getMessage() == (
+        "Epoch 2 test: loss = 0.5 | mae_f (meV/Å) = 23.1 | rmse_e_per_atom "
+        "(meV/atom) = 5.0 | q95_stress (meV/Å³) = 1.0 | mae_e (meV) = 1170.0 | "
+        "rel_mae_f = 0.1"
+    )
+    log_metrics_to_table(LogCategory.TEST_METRICS, record, 2)
+    table = capsys.readouterr().out
+    assert "mae_f (meV/Å)" in table and "23.1" in table
+    jsonl = JsonLinesLogger(tmp_path / "metrics.jsonl")
+    jsonl(LogCategory.TEST_METRICS, record, 2)
+    assert read_lines(tmp_path / "metrics.jsonl")[0]["mae_f"] == 0.0231

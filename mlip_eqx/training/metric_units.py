@@ -1,0 +1,36 @@
+"""Metrics as a person reads them: errors in meV units, with the unit in the name.
+
+Steps, loggers' records and ``metrics.jsonl`` keep the library's units (eV, eV/Å,
+eV/Å³). What is printed for people (tables, log lines, the CLI's summary) shows the
+error metrics (``mae_``, ``rmse_``, ``q95_`` of energies, forces and stress) in
+meV units, e.g. ``mae_f`` 0.0231 becomes ``mae_f (meV/Å)`` 23.1. Other metrics
+(loss, relative errors, rates, counts) are shown as they are.
+"""
+
+ERROR_PREFIXES = ("mae_", "rmse_", "q95_")
+
+# Quantity suffix of an error metric -> (display unit, factor from library units).
+DISPLAY_UNITS = {
+    "f": ("meV/Å", 1000.0),
+    "e": ("meV", 1000.0),
+    "e_per_atom": ("meV/atom", 1000.0),
+    "stress": ("meV/Å³", 1000.0),
+}
+
+
+def display_unit(name: str) -> tuple[str, float] | None:
+    """The display unit and factor of a metric name, or None if it is shown as
+    it is (e.g. ``"mae_f" -> ("meV/Å", 1000.0)``, ``"loss" -> None``)."""
+    for prefix in ERROR_PREFIXES:
+        if name.startswith(prefix):
+            return DISPLAY_UNITS.get(name[len(prefix) :])
+    return None
+
+
+def for_display(name: str, value):
+    """``(name with its unit, value in that unit)`` for people to read."""
+    unit = display_unit(name)
+    if unit is None or not isinstance(value, int | float):
+        return name, value
+    label, factor = unit
+    return f"{name} ({label})", value * factor
