@@ -55,15 +55,19 @@ class GraphDatasetBuilderConfig(Config):
         min_interatomic_distance_angstrom: A structure with two atoms closer than
             this (in Å; a periodic image of an atom, or of the atom itself, counts)
             is an error naming the structure and the atoms; 0 turns the check off.
-        max_n_node: Atoms per structure a batch is sized for (a batch holds
-            ``batch_size * max_n_node`` atoms). None: the median over the training
-            structures, raised if needed so that the largest structure of any split
-            (train, validation, test) fits.
-        max_n_edge: Neighbour pairs per structure a batch is sized for (a batch holds
-            ``2 * batch_size * max_n_edge`` directed edges). None: half the median
-            number of edges of the training structures, raised if needed so that
-            the largest structure of any split fits.
+        max_n_node: If set, a batch holds at most ``batch_size * max_n_node``
+            atoms (a memory limit; batches of large structures then hold fewer
+            structures), and a structure with more is an error naming it. None:
+            no limit, every structure of every split fits.
+        max_n_edge: If set, a batch holds at most ``2 * batch_size * max_n_edge``
+            directed edges (``max_n_edge`` counts neighbour pairs, as in the
+            original library). None: no limit.
         batch_size: Maximum number of structures per batch.
+        max_batch_shapes: Largest number of padded batch shapes per split: the
+            structures are bucketed by size, one shape per bucket, and the jitted
+            steps compile once per shape (1: one shape for all structures).
+        target_padding_efficiency: The fewest shapes whose node and edge padding
+            efficiencies (real / padded) both reach this are used.
         num_batch_prefetch: Batches prepared ahead on a background thread (0: none).
         use_formation_energies: Subtract the fitted E0s from all energy labels (then
             the model should use zero atomic energies).
@@ -91,6 +95,8 @@ class GraphDatasetBuilderConfig(Config):
     max_n_node: PositiveInt | None = None
     max_n_edge: PositiveInt | None = None
     batch_size: PositiveInt = 16
+    max_batch_shapes: PositiveInt = 6
+    target_padding_efficiency: Fraction = 0.9
     num_batch_prefetch: NonNegativeInt = 1
     use_formation_energies: bool = False
     avg_num_neighbors: PositiveFloat | None = None
@@ -225,30 +231,18 @@ class GraphDatasetBuilder:
                 for graphs in (train_graphs, validation_graphs, test_graphs)
             )
 
-        batched_graphs = train_graphs + validation_graphs + test_graphs
-        max_n_node = config.max_n_node or _default_max_n_node(
-            train_graphs, batched_graphs, config.batch_size
-        )
-        max_n_edge = config.max_n_edge or _default_max_n_edge(
-            train_graphs, batched_graphs, config.batch_size
-        )
-        logger.info(
-            "Batches of %d structures sized for max_n_node=%d, max_n_edge=%d.",
-            config.batch_size,
-            max_n_node,
-            max_n_edge,
-        )
-
         def dataset(graphs, systems, shuffle: bool) -> GraphDataset:
             return GraphDataset(
                 graphs,
                 batch_size=config.batch_size,
-                max_n_node=max_n_node,
-                max_n_edge=max_n_edge,
+                max_n_node=config.max_n_node,
+                max_n_edge=config.max_n_edge,
                 should_shuffle=shuffle,
                 seed=config.shuffle_seed,
                 num_batch_prefetch=config.num_batch_prefetch,
                 sources=[system.source for system in systems],
+                max_batch_shapes=config.max_batch_shapes,
+                target_padding_efficiency=config.target_padding_efficiency,
             )
 
         self._splits = (
@@ -380,23 +374,3 @@ def _check_neighbours(
 def _subtract_atomic_energies(graph: Graph, atomic_energies: np.ndarray) -> Graph:
     formation = graph.energy - atomic_energies[graph.species].sum() * graph.has_energy
     return dataclasses.replace(graph, energy=formation)
-
-
-def _default_max_n_node(
-    train_graphs: list[Graph], batched_graphs: list[Graph], batch_size: int
-) -> int:
-    """The median atom count of ``train_graphs``, raised so that the largest of
-    ``batched_graphs`` (every split) fits a batch."""
-    median = np.median([int(g.n_node[0]) for g in train_graphs])
-    largest = max(int(g.n_node[0]) for g in batched_graphs)
-    return max(int(np.ceil(median)), int(np.ceil(largest / batch_size)))
-
-
-def _default_max_n_edge(
-    train_graphs: list[Graph], batched_graphs: list[Graph], batch_size: int
-) -> int:
-    """Half the median edge count of ``train_graphs`` (neighbour pairs), raised so
-    that the largest of ``batched_graphs`` (every split) fits a batch."""
-    median_pairs = np.median([int(g.n_edge[0]) for g in train_graphs]) / 2
-    largest = max(int(g.n_edge[0]) for g in batched_graphs)
-    return max(1, int(np.ceil(median_pairs)), int(np.ceil(largest / (2 * batch_size))))

@@ -37,46 +37,42 @@ class StructurePrediction:
 def predict_dataset(
     force_field: ForceField, dataset: GraphDataset
 ) -> list[StructurePrediction]:
-    """Runs the force field over every batch of ``dataset`` (epoch-0 order).
+    """Runs the force field over every batch of ``dataset``.
 
-    Every batch has the dataset's fixed shape, so the prediction compiles once.
+    The prediction compiles once per batch shape of the dataset.
 
     Returns:
-        One StructurePrediction per structure, in batch order.
+        One StructurePrediction per structure, in the dataset's order
+        (``dataset.graphs``).
     """
     predict = make_predictor(force_field)
-    results = []
-    batches = dataset.iter_batches(0)
-    for batch in track(batches, "Predicting", total=dataset.num_batches(0)):
+    results: list[StructurePrediction | None] = [None] * len(dataset.graphs)
+    batches = zip(dataset.iter_batches(0), dataset.batch_indices(0), strict=True)
+    for batch, indices in track(batches, "Predicting", total=dataset.num_batches()):
         prediction = jax.device_get(predict(batch))
         node_start = 0
-        for graph in np.flatnonzero(batch.graph_mask):
+        for index, graph in zip(indices, np.flatnonzero(batch.graph_mask), strict=True):
             count = int(batch.n_node[graph])
             nodes = slice(node_start, node_start + count)
             node_start += count
-            results.append(
-                StructurePrediction(
-                    num_atoms=count,
-                    energy=float(prediction.energy[graph]),
-                    forces=np.asarray(prediction.forces[nodes]),
-                    stress=(
-                        None
-                        if prediction.stress is None
-                        else np.asarray(prediction.stress[graph])
-                    ),
-                    reference_energy=(
-                        float(batch.energy[graph]) if batch.has_energy[graph] else None
-                    ),
-                    reference_forces=(
-                        np.asarray(batch.forces[nodes])
-                        if batch.has_forces[graph]
-                        else None
-                    ),
-                    reference_stress=(
-                        np.asarray(batch.stress[graph])
-                        if batch.has_stress[graph]
-                        else None
-                    ),
-                )
+            results[index] = StructurePrediction(
+                num_atoms=count,
+                energy=float(prediction.energy[graph]),
+                forces=np.asarray(prediction.forces[nodes]),
+                stress=(
+                    None
+                    if prediction.stress is None
+                    else np.asarray(prediction.stress[graph])
+                ),
+                reference_energy=(
+                    float(batch.energy[graph]) if batch.has_energy[graph] else None
+                ),
+                reference_forces=(
+                    np.asarray(batch.forces[nodes]) if batch.has_forces[graph] else None
+                ),
+                reference_stress=(
+                    np.asarray(batch.stress[graph]) if batch.has_stress[graph] else None
+                ),
             )
+    assert all(result is not None for result in results)  # every structure once
     return results

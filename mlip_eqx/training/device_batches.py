@@ -1,6 +1,5 @@
 """A dataset's batches grouped per device and placed on a mesh, read ahead."""
 
-import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -8,6 +7,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from mlip_eqx.data.batch_shapes import BatchShape
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.data.prefetch import prefetch
 from mlip_eqx.graph.graph import Graph
@@ -26,16 +26,19 @@ class DeviceBatch(NamedTuple):
             only padding).
         num_real_nodes: Number of real atoms in the group.
         num_real_graphs: Number of real structures in the group.
+        shape: The padded shape of each batch of the group.
     """
 
     graphs: Graph
     num_real_nodes: int
     num_real_graphs: int
+    shape: BatchShape
 
 
 def num_device_steps(dataset: GraphDataset, mesh: Mesh, epoch: int) -> int:
     """Number of groups (steps) :func:`device_batches` yields for ``epoch``."""
-    return math.ceil(dataset.num_batches(epoch) / mesh.devices.size)
+    del epoch  # the number of steps is the same in every epoch
+    return dataset.num_steps(mesh.devices.size)
 
 
 def device_batches(
@@ -58,6 +61,7 @@ def device_batches(
                 jax.device_put(group, sharding),
                 int(np.sum(group.node_mask)),
                 int(np.sum(group.graph_mask)),
+                BatchShape(group.num_nodes, group.num_edges, group.num_graphs),
             )
 
     return prefetch(produce(), DEVICE_PREFETCH)

@@ -15,6 +15,7 @@ from mlip_eqx.checkpoint.format import (
     CheckpointRestorationError,
     IncompatibleCheckpointError,
 )
+from mlip_eqx.data.batch_shapes import BatchShape
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import Loss
@@ -52,6 +53,7 @@ def train_epoch(
     mesh: Mesh,
     epoch: int,
     description: str = "Training",
+    compiled_shapes: set[BatchShape] | None = None,
 ) -> tuple[TrainingState, dict[str, float]]:
     """Runs ``train_step`` over every batch of ``epoch``.
 
@@ -64,6 +66,9 @@ def train_epoch(
         mesh: The mesh of the step.
         epoch: The epoch number (selects the order of the batches).
         description: Label of the progress bar.
+        compiled_shapes: If given, the batch shapes ``train_step`` has already
+            run on: the first batch of any other shape is logged (the step
+            compiles for it) and its shape added.
 
     Returns:
         The new state and the epoch's metrics (each reduced over every step as it
@@ -75,6 +80,7 @@ def train_epoch(
     batches = device_batches(dataset, mesh, epoch)
     total = num_device_steps(dataset, mesh, epoch)
     for batch in track(batches, description, total=total):
+        _note_new_shape(compiled_shapes, batch.shape, "train", dataset)
         state, metrics = train_step(state, batch.graphs, epoch)
         step_metrics.append(metrics)
         nodes += batch.num_real_nodes
@@ -93,6 +99,7 @@ def evaluate(
     dataset: GraphDataset,
     mesh: Mesh,
     epoch: int,
+    compiled_shapes: set[BatchShape] | None = None,
 ) -> dict[str, float]:
     """The metrics of ``params`` on every structure of ``dataset``.
 
@@ -103,6 +110,7 @@ def evaluate(
         dataset: The batches (in the order of epoch 0).
         mesh: The mesh of the step.
         epoch: The epoch number passed to the step (for the loss weights).
+        compiled_shapes: As for :func:`train_epoch`, for ``eval_step``.
 
     Returns:
         Each metric reduced over the whole data set as it declares (e.g. the RMSE
@@ -113,11 +121,31 @@ def evaluate(
     """
     if not dataset.graphs:
         raise ValueError("Cannot evaluate on a dataset without structures.")
-    return reduce_metrics(
-        [
-            eval_step(params, batch.graphs, epoch)
-            for batch in device_batches(dataset, mesh, 0)
-        ]
+    step_metrics = []
+    for batch in device_batches(dataset, mesh, 0):
+        _note_new_shape(compiled_shapes, batch.shape, "evaluation", dataset)
+        step_metrics.append(eval_step(params, batch.graphs, epoch))
+    return reduce_metrics(step_metrics)
+
+
+def _note_new_shape(
+    compiled_shapes: set[BatchShape] | None,
+    shape: BatchShape,
+    step: str,
+    dataset: GraphDataset,
+) -> None:
+    """Logs the first batch of a shape that the step has not run on yet."""
+    if compiled_shapes is None or shape in compiled_shapes:
+        return
+    compiled_shapes.add(shape)
+    logger.info(
+        "Compiling the %s step for batches of %s (shape %d of %d of this data "
+        "set; %d compiled for this step so far).",
+        step,
+        shape,
+        dataset.batch_shapes.index(shape) + 1,
+        len(dataset.batch_shapes),
+        len(compiled_shapes),
     )
 
 
@@ -205,6 +233,14 @@ class TrainingLoop:
             force_field, loss, optimizer, self._mesh
         )
         self._eval_step = eval_step or make_eval_step(force_field, loss, self._mesh)
+        # Batch shapes each step has run on (it compiles once for each).
+        self._train_shapes: set[BatchShape] = set()
+        self._eval_shapes: set[BatchShape] = set()
+        for name, dataset in (
+            ("Training", train_dataset),
+            ("Validation", self._validation_dataset),
+        ):
+            logger.info("%s set: %s", name, dataset.describe_batching())
 
         state = init_training_state(
             force_field,
@@ -262,6 +298,7 @@ class TrainingLoop:
                 self._mesh,
                 self._epoch,
                 f"Epoch {self._epoch}/{self.config.num_epochs}",
+                self._train_shapes,
             )
             if summary.get("skipped_updates"):
                 logger.warning(
@@ -281,8 +318,14 @@ class TrainingLoop:
         Returns:
             The metrics over the whole test set.
         """
+        logger.info("Test set: %s", test_dataset.describe_batching())
         metrics = evaluate(
-            self._eval_step, self._best_params, test_dataset, self._mesh, self._epoch
+            self._eval_step,
+            self._best_params,
+            test_dataset,
+            self._mesh,
+            self._epoch,
+            self._eval_shapes,
         )
         self.io_handler.log(LogCategory.TEST_METRICS, metrics, self._epoch)
         return metrics
@@ -338,7 +381,12 @@ class TrainingLoop:
     def _evaluate_and_track_best(self) -> None:
         params = self._evaluation_params(self._state)
         metrics = evaluate(
-            self._eval_step, params, self._validation_dataset, self._mesh, self._epoch
+            self._eval_step,
+            params,
+            self._validation_dataset,
+            self._mesh,
+            self._epoch,
+            self._eval_shapes,
         )
         self.io_handler.log(LogCategory.EVAL_METRICS, metrics, self._epoch)
         record, improved = update_best_model_record(

@@ -75,7 +75,8 @@ def test_end_to_end_splits_info_and_batches(atoms_lists):
         for e in np.asarray(batch.energy)[np.asarray(batch.graph_mask)]
     )
     assert energies == pytest.approx(sorted(a.info["REF_energy"] for a in train))
-    assert train_set.n_node == 4 * train_set.max_n_node + 1
+    assert train_set.max_n_node is None and train_set.max_n_edge is None
+    assert all(shape.n_graph <= 5 for shape in train_set.batch_shapes)
     assert "train atoms[" in train_set.sources[0]
 
 
@@ -165,6 +166,19 @@ def test_default_sizes_fit_the_largest_structure_of_every_split():
     for dataset, atoms_list in zip(builder.get_splits(), (train, validation, test)):
         served = sum(int(b.graph_mask.sum()) for b in dataset.iter_batches(0))
         assert served == len(atoms_list)
+
+
+def test_batch_shape_settings_reach_the_datasets():
+    rng = np.random.default_rng(4)
+    train = [make_atoms(rng, n) for n in [2] * 20 + [12] * 20]
+    builder = make_builder(train, train[:5], max_batch_shapes=1)
+    builder.prepare_datasets()
+    assert all(len(split.batch_shapes) == 1 for split in builder.get_splits()[:2])
+    builder = make_builder(train, train[:5], target_padding_efficiency=0.95)
+    builder.prepare_datasets()
+    train_set = builder.get_splits()[0]
+    assert len(train_set.batch_shapes) == 2
+    assert train_set.target_padding_efficiency == 0.95
 
 
 def test_too_small_explicit_sizes_name_the_sizes_that_fit():

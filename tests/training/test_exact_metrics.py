@@ -17,7 +17,8 @@ from tests.helpers.subprocesses import run_script
 
 
 def build_validation_set():
-    """20 EMT cells of 4 and 32 atoms in 5 batches of 4, and their info."""
+    """20 EMT cells of 4 and 32 atoms in 10 batches of 2 of two shapes, and their
+    info."""
     small = generate_demo_structures(12, seed=8, repeat=1)
     large = generate_demo_structures(8, seed=9, repeat=2)
     structures = [atoms for pair in zip(small, large) for atoms in pair]
@@ -26,7 +27,7 @@ def build_validation_set():
     builder = GraphDatasetBuilder(
         reader,
         GraphDatasetBuilder.Config(
-            graph_cutoff_angstrom=4.0, batch_size=4, max_n_node=32, max_n_edge=600
+            graph_cutoff_angstrom=4.0, batch_size=2, max_n_node=32, max_n_edge=600
         ),
     )
     builder.prepare_datasets()
@@ -47,7 +48,7 @@ def test_set_metrics_equal_numpy_over_every_real_structure():
     metrics = evaluate(
         make_eval_step(force_field, loss, mesh), force_field.params, validation, mesh, 0
     )
-    assert validation.num_batches() == 5
+    assert validation.num_batches() == 10 and len(validation.batch_shapes) == 2
 
     energy_errors, force_errors, per_atom_errors, energy_labels = [], [], [], []
     for batch in validation.iter_batches(0):
@@ -81,7 +82,7 @@ def test_set_metrics_equal_numpy_over_every_real_structure():
     for name, value in expected.items():
         assert metrics[name] == pytest.approx(value, rel=2e-5), name
     # The set's RMSE is not the mean of the per-batch RMSEs (the old bug).
-    per_batch = [rms(energy_errors[i : i + 4]) for i in range(0, len(energy_errors), 4)]
+    per_batch = [rms(energy_errors[i : i + 2]) for i in range(0, len(energy_errors), 2)]
     assert abs(np.mean(per_batch) - metrics["rmse_e"]) > 1e-3 * metrics["rmse_e"]
 
 
@@ -100,7 +101,10 @@ DEVICE_COUNTS = textwrap.dedent(
     validation, info = build_validation_set()
     force_field = pair_force_field(info)
     loss = MSELoss(extended_metrics=True)
-    table = {"num_batches": validation.num_batches()}
+    table = {
+        "num_batches": validation.num_batches(),
+        "num_shapes": len(validation.batch_shapes),
+    }
     for devices in (1, 2, 4):
         mesh = make_mesh(jax.devices()[:devices])
         step = make_eval_step(force_field, loss, mesh)
@@ -113,8 +117,9 @@ DEVICE_COUNTS = textwrap.dedent(
 def test_validation_metrics_do_not_depend_on_the_device_count():
     output = run_script(DEVICE_COUNTS)
     table = json.loads(output.strip().splitlines()[-1])
-    # 5 batches: on 2 and 4 devices the last group is filled with padding.
-    assert table["num_batches"] == 5
+    # 6 + 4 batches of two shapes: on 2 and 4 devices a shape's last group is
+    # filled with padding-only batches.
+    assert table["num_batches"] == 10 and table["num_shapes"] == 2
     one = table["1"]
     assert {"loss", "mae_f", "rmse_f", "q95_f", "mae_e_per_atom"} <= set(one)
     for devices in ("2", "4"):

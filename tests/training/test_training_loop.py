@@ -292,3 +292,26 @@ PARALLEL = textwrap.dedent(
 
 def test_should_parallelize_uses_all_devices_with_plain_datasets():
     assert "PARALLEL OK" in run_script(PARALLEL)
+
+
+def test_mixed_sizes_train_in_a_few_shapes_each_compiled_once(tmp_path, caplog):
+    small = generate_demo_structures(24, seed=11, repeat=1)
+    large = generate_demo_structures(16, seed=12, repeat=2)
+    reader = ASEAtomsReader(small[:16] + large[:12], small[16:] + large[12:])
+    builder = GraphDatasetBuilder(
+        reader, GraphDatasetBuilder.Config(graph_cutoff_angstrom=4.0, batch_size=2)
+    )
+    builder.prepare_datasets()
+    splits = builder.get_splits()
+    train, validation = splits[0], splits[1]
+    assert len(train.batch_shapes) == 2
+    with caplog.at_level(logging.INFO, logger="mlip_eqx"):
+        loop = make_loop(splits, builder.dataset_info, epochs=2)
+        loop.run()
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("Compiling the train step" in m for m in messages) == 2
+    assert sum("Compiling the evaluation step" in m for m in messages) == len(
+        validation.batch_shapes
+    )
+    assert any(m.startswith("Training set: 2 batch shape(s)") for m in messages)
+    assert loop.training_state.num_steps == 2 * train.num_batches()
