@@ -160,7 +160,7 @@ def test_an_earlier_run_is_resumed_or_overwritten_only_when_asked(
 
 def test_bad_data_is_a_message_and_writes_nothing(tmp_path):
     data = tmp_path / "bad.xyz"
-    data.write_text("2\nLattice=\"3 0 0 0 3 0 0 0 3\"\nCu 0 0 0\nCu 0 0 nan\n")
+    data.write_text('2\nLattice="3 0 0 0 3 0 0 0 3"\nCu 0 0 0\nCu 0 0 nan\n')
     output = tmp_path / "run"
     with pytest.raises(SystemExit, match="bad.xyz, frame 0: positions contains NaN"):
         main(["train", "--train", str(data), "--output-dir", str(output)])
