@@ -1,5 +1,5 @@
 """The ``mlip-eqx`` command: ``mlip-eqx train`` trains a force field (demo data by
-default).
+default); ``mlip-eqx evaluate`` measures a trained model on structures.
 
 The settings are the library's own configs, composed (:class:`TrainSettings`):
 ``GraphDatasetBuilder.Config``, the network's ``Config``, ``OptimizerConfig`` and
@@ -258,6 +258,11 @@ _FLAGS = (
     _Flag("epochs", ("training_loop.num_epochs",), "number of epochs"),
     _Flag("batch-size", ("graph_dataset.batch_size",), "structures per batch"),
     _Flag("cutoff", ("graph_dataset.graph_cutoff_angstrom",), "graph cutoff in Å"),
+    _Flag(
+        "max-batch-shapes",
+        ("graph_dataset.max_batch_shapes",),
+        "padded batch shapes per split, at most (one compilation each)",
+    ),
     _Flag("model", ("model_type",), "network"),
     _Flag("num-channels", ("model.num_channels",), "channels of the network"),
     _Flag("l-max", ("model.l_max",), "highest degree of the spherical harmonics"),
@@ -344,6 +349,31 @@ def _parser() -> argparse.ArgumentParser:
                 type=type(default),
                 help=f"{flag.help} ({where}; default: {default})",
             )
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a trained model on structures",
+        description="Errors of a model on labelled structures (energy per atom, "
+        "forces, stress when labelled), its predictions as extxyz (MLIP_energy, "
+        "MLIP_forces, MLIP_stress) and parity plots.",
+    )
+    evaluate.add_argument("--model", type=Path, required=True, help="model.zip")
+    evaluate.add_argument(
+        "--data", nargs="+", required=True, help="extxyz or HDF5 files"
+    )
+    evaluate.add_argument(
+        "--output-dir",
+        type=Path,
+        help="where to write (default: evaluation/ next to the model)",
+    )
+    evaluate.add_argument(
+        "--batch-size", type=int, default=16, help="structures per batch"
+    )
+    evaluate.add_argument(
+        "--plots",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write parity plots (default: yes)",
+    )
     return parser
 
 
@@ -372,7 +402,6 @@ def _settings(arguments: argparse.Namespace) -> TrainSettings:
 
 
 def _reader(settings: TrainSettings):
-    from mlip_eqx.data import ExtxyzReader, Hdf5Reader
     from mlip_eqx.data.demo import get_demo_dataset
 
     data = settings.data
@@ -385,11 +414,7 @@ def _reader(settings: TrainSettings):
         )
     else:
         paths = data.train, data.valid, data.test
-    all_paths = [p for split in paths for p in split]
-    is_hdf5 = [Path(p).suffix.lower() in (".h5", ".hdf5") for p in all_paths]
-    if any(is_hdf5) and not all(is_hdf5):
-        raise SystemExit("Use either extxyz or HDF5 files, not both.")
-    reader_class = Hdf5Reader if all(is_hdf5) else ExtxyzReader
+    reader_class = _reader_class([p for split in paths for p in split])
     labels = (
         ("energy", "forces", "stress")
         if settings.predict_stress
@@ -403,6 +428,16 @@ def _reader(settings: TrainSettings):
             required_labels=labels,
         )
     )
+
+
+def _reader_class(paths: list[str]):
+    """The reader of these files: HDF5 (``.h5``, ``.hdf5``) or extxyz."""
+    from mlip_eqx.data import ExtxyzReader, Hdf5Reader
+
+    is_hdf5 = [Path(p).suffix.lower() in (".h5", ".hdf5") for p in paths]
+    if any(is_hdf5) and not all(is_hdf5):
+        raise SystemExit("Use either extxyz or HDF5 files, not both.")
+    return Hdf5Reader if all(is_hdf5) else ExtxyzReader
 
 
 def build_datasets(settings: TrainSettings):
@@ -547,6 +582,66 @@ def train(settings: TrainSettings) -> dict[str, float]:
     return results
 
 
+def evaluate(
+    model_path: Path,
+    data_paths: list[str],
+    output_dir: Path | None = None,
+    batch_size: int = 16,
+    plots: bool = True,
+) -> dict[str, float]:
+    """Runs ``mlip-eqx evaluate``: prints the metrics table, writes
+    ``predictions.extxyz``, ``metrics.json`` and parity plots to ``output_dir``
+    (default: ``evaluation/`` next to the model). Returns the metrics (eV units).
+    """
+    from mlip_eqx.evaluation import evaluate_force_field, write_predictions
+    from mlip_eqx.models.model_io import load_model_from_zip
+    from mlip_eqx.training.metric_units import for_display
+    from mlip_eqx.training.training_loggers import print_metrics_table
+
+    force_field = load_model_from_zip(None, model_path)
+    reader_class = _reader_class(data_paths)
+    reader = reader_class(
+        reader_class.Config(train_dataset_paths=data_paths, required_labels=())
+    )
+    systems = reader.load()[0]
+    result = evaluate_force_field(force_field, systems, batch_size)
+    output_dir = output_dir or Path(model_path).parent / "evaluation"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_predictions(output_dir / "predictions.extxyz", systems, result.predictions)
+    with atomic_write(output_dir / "metrics.json", "w") as file:
+        json.dump(result.metrics, file, indent=2)
+    written = ["predictions.extxyz", "metrics.json (eV units)"]
+    if plots and result.metrics:
+        from mlip_eqx.plotting import plot_parity
+
+        plot_parity(
+            result.predictions,
+            output_dir / "parity_energy.png",
+            output_dir / "parity_forces.png",
+        )
+        written += ["parity_energy.png", "parity_forces.png"]
+    if result.metrics:
+        print_metrics_table(f"Metrics of {len(systems)} structures", result.metrics)
+        summary = ", ".join(
+            f"{label} {value:.4g}"
+            for label, value in (
+                for_display(name, result.metrics[name])
+                for name in ("mae_e_per_atom", "mae_f", "mae_stress")
+                if name in result.metrics
+            )
+        )
+    else:
+        summary = "no labels, so no errors"
+    logger.info(
+        "Evaluated %d structures: %s. Written to %s: %s.",
+        len(systems),
+        summary,
+        output_dir,
+        ", ".join(written),
+    )
+    return result.metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mlip-eqx`` console script."""
     arguments = _parser().parse_args(argv)
@@ -566,6 +661,17 @@ def main(argv: list[str] | None = None) -> int:
                 "max_n_node, are fields of the graph_dataset section of a --config "
                 "file; see config.json of a run.)"
             ) from error
+    elif arguments.command == "evaluate":
+        try:
+            evaluate(
+                arguments.model,
+                arguments.data,
+                arguments.output_dir,
+                arguments.batch_size,
+                arguments.plots,
+            )
+        except (*_user_facing_errors(), ValueError) as error:
+            raise SystemExit(f"mlip-eqx evaluate: {error}") from error
     return 0
 
 

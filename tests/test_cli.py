@@ -1,5 +1,7 @@
 import json
 
+import ase
+import ase.io
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from mlip_eqx.cli import (
     settings_from_dict,
     settings_to_dict,
 )
+from mlip_eqx.data.demo import get_demo_dataset
 from mlip_eqx.models import Mace
 from mlip_eqx.models.model_io import load_model_from_zip
 
@@ -63,6 +66,34 @@ def test_train_command_end_to_end(tmp_path, monkeypatch):
     assert restored.graph_dataset.batch_size == 4
     force_field = load_model_from_zip(Mace, output / "model.zip")
     assert force_field.config.num_channels == 8
+    check_evaluate_command(output, test_record)
+
+
+def check_evaluate_command(output, test_record):
+    """``mlip-eqx evaluate`` on the run's test set repeats its test metrics and
+    writes the predictions of every structure."""
+    demo = get_demo_dataset(num_structures=24)
+    assert main(["evaluate", "--model", str(output / "model.zip"), "--data",
+                 str(demo.test_path)]) == 0  # fmt: skip
+    written = output / "evaluation"
+    metrics = json.loads((written / "metrics.json").read_text())
+    for name in ("mae_f", "rmse_f", "mae_e", "mae_e_per_atom"):
+        assert metrics[name] == pytest.approx(test_record[name], rel=1e-5), name
+    frames = ase.io.read(written / "predictions.extxyz", index=":")
+    references = ase.io.read(demo.test_path, index=":")
+    assert len(frames) == len(references)
+    for frame, reference in zip(frames, references):
+        np.testing.assert_allclose(frame.positions, reference.positions)
+        assert frame.arrays["MLIP_forces"].shape == (len(reference), 3)
+        assert np.isfinite(frame.info["MLIP_energy"])
+    errors = [frame.info["MLIP_energy"] - frame.info["REF_energy"] for frame in frames]
+    assert np.mean(np.abs(errors)) == pytest.approx(metrics["mae_e"], rel=1e-5)
+    assert (written / "parity_forces.png").stat().st_size > 0
+    unknown = output / "hydrogen.xyz"
+    ase.io.write(unknown, ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.8]]))
+    with pytest.raises(SystemExit, match=r"hydrogen.xyz.*frame 0.*does not know H"):
+        main(["evaluate", "--model", str(output / "model.zip"), "--data",
+              str(unknown)])  # fmt: skip
 
 
 def test_config_file_and_flags(tmp_path, monkeypatch):

@@ -87,7 +87,12 @@ def log_metrics_to_table(
     if category not in _TABLE_TITLES:
         return
     title, colour = _TABLE_TITLES[category]
-    title = f"{title} at epoch {epoch_number}"
+    print_metrics_table(f"{title} at epoch {epoch_number}", to_log, colour)
+
+
+def print_metrics_table(title: str, to_log: dict[str, Any], colour: str = "cyan"):
+    """Prints metrics as a rich table titled ``title``, errors in meV units with
+    the unit in their name, the loss (if any) first."""
     table = Table(
         title=title,
         show_header=True,

@@ -53,14 +53,17 @@ def compute_eval_metrics(
 ) -> dict[str, Metric]:
     """Errors of the prediction on the real, labelled graphs and nodes of a batch.
 
-    Energies in eV (``_e``), per atom in eV (``_e_per_atom``), forces in eV/Å
-    (``_f``, over the components of real atoms of graphs with force labels), stress
-    in eV/Å³ (``_stress``, only if predicted and ``extended_metrics``).
+    MAE and RMSE of energies in eV (``_e``), per atom in eV (``_e_per_atom``),
+    forces in eV/Å (``_f``, over the components of real atoms of graphs with force
+    labels) and stress in eV/Å³ (``_stress``, if predicted; over the structures
+    with stress labels). The original library reports per-atom energies and
+    stress only among its extended metrics.
 
     Args:
         prediction: The force field's output for ``ref_graph``.
         ref_graph: The labelled, padded batch.
-        extended_metrics: Add per-atom, relative, q95 and stress metrics.
+        extended_metrics: Add relative MAE and RMSE and the 95th percentile of
+            the absolute errors (q95) of each quantity.
 
     Returns:
         The metrics as sums and counts (see
@@ -76,14 +79,13 @@ def compute_eval_metrics(
     metrics = _error_metrics(
         "e", energy_errors, energy_reference, energy_mask, extended_metrics
     )
-    if extended_metrics:
-        metrics |= _error_metrics(
-            "e_per_atom",
-            safe_divide(energy_errors, n_node),
-            safe_divide(energy_reference, n_node),
-            energy_mask,
-            True,
-        )
+    metrics |= _error_metrics(
+        "e_per_atom",
+        safe_divide(energy_errors, n_node),
+        safe_divide(energy_reference, n_node),
+        energy_mask,
+        extended_metrics,
+    )
     node_graph = ref_graph.node_graph_index()
     forces_mask = (
         jnp.asarray(ref_graph.node_mask) & jnp.asarray(ref_graph.has_forces)[node_graph]
@@ -96,7 +98,7 @@ def compute_eval_metrics(
         forces_mask,
         extended_metrics,
     )
-    if extended_metrics and prediction.stress is not None:
+    if prediction.stress is not None:
         stress_mask = graph_mask & jnp.asarray(ref_graph.has_stress)
         stress_reference = jnp.asarray(ref_graph.stress, prediction.stress.dtype)
         metrics |= _error_metrics(
@@ -104,6 +106,6 @@ def compute_eval_metrics(
             prediction.stress - stress_reference,
             stress_reference,
             stress_mask,
-            True,
+            extended_metrics,
         )
     return metrics

@@ -160,6 +160,18 @@ def test_eval_metrics_values():
     )
 
 
+def test_default_metrics_include_energy_per_atom_and_stress():
+    batch = tiny_batch()
+    stress = [np.eye(3) * 0.05, np.zeros((3, 3))]
+    prediction = prediction_for(
+        batch, [-1.0, -1.5], [[0.0, 0, 0], [-1.0, 0, 0], [0.0, 0.0, 0.0]], stress
+    )
+    _, metrics = MSELoss()(prediction, batch, 0, eval_metrics=True)
+    assert float(metrics["mae_e_per_atom"]) == pytest.approx((0.5 + 0.5) / 2)
+    assert {"rmse_e_per_atom", "mae_stress", "rmse_stress"} <= set(metrics)
+    assert not any(k.startswith(("q95_", "rel_")) for k in metrics)
+
+
 def test_schedules_work_under_jit_and_weights_are_reported():
     batch = tiny_batch()
     prediction = prediction_for(batch, energy=[-1.0, -1.5], forces=np.zeros((3, 3)))
