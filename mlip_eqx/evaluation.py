@@ -12,11 +12,11 @@ import ase
 import ase.io
 import jax
 import numpy as np
-from ase.data import chemical_symbols
 
 from mlip_eqx.data.chemical_system import ChemicalSystem
 from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
 from mlip_eqx.data.graph_dataset import GraphDataset
+from mlip_eqx.inference.atoms_graphs import check_known_elements
 from mlip_eqx.inference.batched_inference import StructurePrediction, predict_dataset
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import MSELoss
@@ -63,16 +63,10 @@ def evaluate_force_field(
     """
     if not systems:
         raise ValueError("There are no structures to evaluate.")
-    allowed = set(force_field.allowed_atomic_numbers)
     for system in systems:
-        unknown = sorted(set(system.atomic_numbers.tolist()) - allowed)
-        if unknown:
-            names = ", ".join(chemical_symbols[z] for z in unknown)
-            known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
-            raise ValueError(
-                f"{system.source}: the model does not know {names} (it was trained "
-                f"on {known})."
-            )
+        check_known_elements(
+            system.atomic_numbers, force_field.allowed_atomic_numbers, system.source
+        )
     table = species_table(force_field.allowed_atomic_numbers)
     graphs = [
         graph_from_chemical_system(system, force_field.cutoff_distance, table)

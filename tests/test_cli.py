@@ -91,7 +91,9 @@ def check_evaluate_command(output, test_record):
     assert (written / "parity_forces.png").stat().st_size > 0
     unknown = output / "hydrogen.xyz"
     ase.io.write(unknown, ase.Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.8]]))
-    with pytest.raises(SystemExit, match=r"hydrogen.xyz.*frame 0.*does not know H"):
+    with pytest.raises(
+        SystemExit, match=r"hydrogen.xyz.*frame 0.*does not know: H \(Z=1\)"
+    ):
         main(["evaluate", "--model", str(output / "model.zip"), "--data",
               str(unknown)])  # fmt: skip
 

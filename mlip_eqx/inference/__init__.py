@@ -3,7 +3,14 @@
 from mlip_eqx.inference.batched_inference import (
     StructurePrediction,
     predict_dataset,
+    run_batched_inference,
 )
-from mlip_eqx.inference.predictor import make_predictor
+from mlip_eqx.inference.predictor import make_node_energies_predictor, make_predictor
 
-__all__ = ["StructurePrediction", "make_predictor", "predict_dataset"]
+__all__ = [
+    "StructurePrediction",
+    "make_node_energies_predictor",
+    "make_predictor",
+    "predict_dataset",
+    "run_batched_inference",
+]

@@ -17,10 +17,11 @@ class ForceField(eqx.Module):
 
     ``force_field(graph)`` is pure and jit-compatible (``eqx.filter_jit``, or
     :func:`mlip_eqx.inference.make_predictor`); it casts positions and cells to the
-    parameters' dtype; :meth:`energies` gives the energies alone. Forces are -dE/dx;
-    the stress is (1/V) dE/dε for a symmetric strain ε applied to positions and cell
-    (ASE's sign convention) and the pressure is -trace(stress)/3. Padding nodes and
-    graphs get zeros.
+    parameters' dtype; :meth:`energies` gives the energies alone and
+    :meth:`node_energies` those of every atom. Forces are -dE/dx; the stress is
+    (1/V) dE/dε for a symmetric strain ε applied to positions and cell (ASE's sign
+    convention) and the pressure is -trace(stress)/3. Padding nodes and graphs get
+    zeros.
 
     Attributes:
         network: The energy model.
@@ -106,8 +107,19 @@ class ForceField(eqx.Module):
         Args:
             graph: A padded batch (numpy or jax leaves).
         """
+        return _sum_per_graph(graph, self.node_energies(graph))
+
+    def node_energies(self, graph: Graph) -> Float[Array, " n_node"]:
+        """Energy of every atom in eV (the network's per-node energies, E0
+        included), without forces or stress.
+
+        They sum, per graph, to :meth:`energies`; padding nodes get zero.
+
+        Args:
+            graph: A padded batch (numpy or jax leaves).
+        """
         positions = jnp.asarray(graph.positions, self.dtype)
-        return _graph_energies(self.network, graph, positions, strain=None)
+        return _node_energies(self.network, graph, positions, strain=None)
 
     def __call__(self, graph: Graph) -> Prediction:
         """Predicts energy, forces and, if asked, stress of every graph.
@@ -122,7 +134,8 @@ class ForceField(eqx.Module):
         positions = jnp.asarray(graph.positions, dtype)
 
         def total_energy(positions, strain):
-            energies = _graph_energies(self.network, graph, positions, strain)
+            node_energies = _node_energies(self.network, graph, positions, strain)
+            energies = _sum_per_graph(graph, node_energies)
             return jnp.sum(energies), energies
 
         if not self.predict_stress:
@@ -142,14 +155,23 @@ class ForceField(eqx.Module):
         )
 
 
-def _graph_energies(
+def _sum_per_graph(
+    graph: Graph, node_energies: Float[Array, " n_node"]
+) -> Float[Array, " n_graph"]:
+    """The sum of the node energies of every graph (eV)."""
+    return jax.ops.segment_sum(
+        node_energies, graph.node_graph_index(), num_segments=graph.num_graphs
+    )
+
+
+def _node_energies(
     network: MLIPNetwork,
     graph: Graph,
     positions: Float[Array, "n_node 3"],
     strain: Float[Array, "n_graph 3 3"] | None,
-) -> Float[Array, " n_graph"]:
-    """Energy of every graph in eV at ``positions`` (in the parameters' dtype),
-    deformed by ``strain`` unless it is None; zero for padding graphs."""
+) -> Float[Array, " n_node"]:
+    """Energy of every node in eV at ``positions`` (in the parameters' dtype),
+    deformed by ``strain`` unless it is None; zero for padding nodes."""
     cell = jnp.asarray(graph.cell, positions.dtype)
     vectors = graph.edge_vectors(positions=positions, cell=cell)
     if strain is not None:
@@ -161,10 +183,7 @@ def _graph_energies(
         jnp.asarray(graph.receivers),
         paired_edges=graph.paired_edges,
     )
-    node_energies = jnp.where(jnp.asarray(graph.node_mask), node_energies, 0.0)
-    return jax.ops.segment_sum(
-        node_energies, graph.node_graph_index(), num_segments=graph.num_graphs
-    )
+    return jnp.where(jnp.asarray(graph.node_mask), node_energies, 0.0)
 
 
 def _apply_strain(

@@ -1,26 +1,33 @@
-"""Prediction: what a force field returns for a batch of graphs."""
+"""Prediction: what a force field returns for a batch of graphs or one structure."""
 
 import equinox as eqx
-from jaxtyping import Array, Float
+from jaxtyping import Float
+
+from mlip_eqx.graph.graph import ArrayLike
 
 
 class Prediction(eqx.Module):
-    """Energies, forces and (optionally) stress of a batch of graphs.
+    """Energies, forces and (optionally) stress of a batch of graphs, or of one
+    structure.
 
-    Quantities that the force field was not asked to predict are ``None`` (never
-    zeros), so that losses and metrics can skip them. Padding nodes and graphs get
-    zeros.
+    A force field returns it for a padded batch (jax arrays, a leading graph axis;
+    padding nodes and graphs get zeros);
+    :func:`~mlip_eqx.inference.run_batched_inference` returns one per structure on
+    the host (energy and pressure floats, forces and stress numpy arrays, no graph
+    axis). Quantities that the force field was not asked to predict are ``None``
+    (never zeros), so that losses and metrics can skip them.
 
     Attributes:
-        energy: Total energy per graph in eV, [n_graph].
+        energy: Total energy in eV, per graph [n_graph] (or a float).
         forces: Forces (minus the energy gradient) in eV/Å, [n_node, 3].
         stress: Stress in eV/Å³ with ASE's sign convention, (1/V) dE/dε for a
-            symmetric strain ε, [n_graph, 3, 3]; None unless stress is predicted.
-        pressure: Pressure -trace(stress)/3 in eV/Å³, [n_graph]; None unless stress is
+            symmetric strain ε, [n_graph, 3, 3] (or [3, 3]); None unless stress is
             predicted.
+        pressure: Pressure -trace(stress)/3 in eV/Å³, [n_graph] (or a float); None
+            unless stress is predicted.
     """
 
-    energy: Float[Array, " n_graph"]
-    forces: Float[Array, "n_node 3"]
-    stress: Float[Array, "n_graph 3 3"] | None = None
-    pressure: Float[Array, " n_graph"] | None = None
+    energy: Float[ArrayLike, " *n_graph"] | float
+    forces: Float[ArrayLike, "n_node 3"]
+    stress: Float[ArrayLike, "*n_graph 3 3"] | None = None
+    pressure: Float[ArrayLike, " *n_graph"] | float | None = None

@@ -1,20 +1,15 @@
 """make_predictor: the jitted prediction, compiled once per padded batch shape."""
 
-import logging
-
 import jax
 import numpy as np
 
 from mlip_eqx.inference import make_predictor
 from tests.helpers import physics
+from tests.helpers.compilations import compilations, logging_compilations
 from tests.helpers.models import force_field
 from tests.helpers.structures import random_system
 
 SIZES = {"n_node": 24, "n_edge": 512, "n_graph": 4}
-
-
-def compilations(records: list[logging.LogRecord]) -> int:
-    return sum(record.getMessage().startswith("Compiling ") for record in records)
 
 
 def test_predictions_equal_the_force_field_and_compile_once_per_shape(caplog):
@@ -39,7 +34,7 @@ def check_predictions_and_compilations(caplog) -> None:
             (ff, larger),
         ]
     ]
-    with caplog.at_level(logging.WARNING, logger="jax"), jax.log_compiles():
+    with logging_compilations(caplog):
         predictions = [make_predictor(ff)(first), make_predictor(ff)(second)]
         assert compilations(caplog.records) == 1
         # Other parameters reuse the compiled code: they are not constants in it.

@@ -1,0 +1,1 @@
+"""Simulations with a trained force field (ASE calculator)."""
