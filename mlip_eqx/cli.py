@@ -1,5 +1,6 @@
 """The ``mlip-eqx`` command: ``mlip-eqx train`` trains a force field (demo data by
-default); ``mlip-eqx evaluate`` measures a trained model on structures.
+default); ``mlip-eqx evaluate`` measures a trained model on structures;
+``mlip-eqx simulate`` runs MD or a minimisation with it.
 
 The settings are the library's own configs, composed (:class:`TrainSettings`):
 ``GraphDatasetBuilder.Config``, the network's ``Config``, ``OptimizerConfig`` and
@@ -378,6 +379,49 @@ def _parser() -> argparse.ArgumentParser:
         default=True,
         help="write parity plots (default: yes)",
     )
+    simulate = commands.add_parser(
+        "simulate",
+        help="run molecular dynamics or a minimisation with a trained model",
+        description="MD (NVT Langevin or NVE) or an energy minimisation of the "
+        "first frame of a structure file, with the JAX-MD or the ASE engine; writes "
+        "the trajectory as extxyz and a PNG of energy and temperature.",
+    )
+    simulate.add_argument("--model", type=Path, required=True, help="model.zip")
+    simulate.add_argument(
+        "--structure", type=Path, required=True, help="structure file (extxyz, ...)"
+    )
+    simulate.add_argument("--steps", type=int, default=1000, help="number of steps")
+    simulate.add_argument(
+        "--temperature", type=float, default=300.0, help="temperature in K"
+    )
+    simulate.add_argument("--timestep", type=float, default=1.0, help="step in fs")
+    simulate.add_argument(
+        "--engine", choices=("jax-md", "ase"), default="jax-md", help="MD engine"
+    )
+    simulate.add_argument(
+        "--integrator", choices=("nvt", "nve"), default="nvt", help="MD ensemble"
+    )
+    simulate.add_argument(
+        "--friction", type=float, default=0.01, help="Langevin friction in 1/fs"
+    )
+    simulate.add_argument(
+        "--snapshot-interval", type=int, default=10, help="steps between snapshots"
+    )
+    simulate.add_argument("--seed", type=int, default=42, help="velocity seed")
+    simulate.add_argument(
+        "--minimise",
+        action="store_true",
+        help="minimise the energy (to max force 0.01 eV/Å) instead of MD",
+    )
+    simulate.add_argument(
+        "--output", type=Path, default=Path("trajectory.xyz"), help="trajectory"
+    )
+    simulate.add_argument(
+        "--plots",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the energy and temperature plot (default: yes)",
+    )
     return parser
 
 
@@ -676,6 +720,35 @@ def main(argv: list[str] | None = None) -> int:
             )
         except (*_user_facing_errors(), ValueError) as error:
             raise SystemExit(f"mlip-eqx evaluate: {error}") from error
+    elif arguments.command == "simulate":
+        from mlip_eqx.simulation.command import simulate
+        from mlip_eqx.simulation.exceptions import SimulationExplodedError
+        from mlip_eqx.utils.config import ConfigError
+
+        try:
+            simulate(
+                arguments.model,
+                arguments.structure,
+                arguments.output,
+                engine=arguments.engine,
+                num_steps=arguments.steps,
+                temperature_kelvin=arguments.temperature,
+                timestep_fs=arguments.timestep,
+                minimise=arguments.minimise,
+                integrator=arguments.integrator,
+                snapshot_interval=arguments.snapshot_interval,
+                friction=arguments.friction,
+                seed=arguments.seed,
+                plot=arguments.plots,
+            )
+        except (
+            *_user_facing_errors(),
+            ConfigError,
+            SimulationExplodedError,
+            ImportError,
+            ValueError,
+        ) as error:
+            raise SystemExit(f"mlip-eqx simulate: {error}") from error
     return 0
 
 

@@ -106,3 +106,32 @@ def _parity_figure(plt, reference, predicted, label, path, scale, unit) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def plot_simulation(state, timestep_fs: float, path: str | os.PathLike) -> None:
+    """Potential (and total) energy and temperature of a simulation against time.
+
+    Args:
+        state: A :class:`~mlip_eqx.simulation.state.SimulationState` of one
+            structure.
+        timestep_fs: The time step in fs (the x axis is in ps).
+        path: The PNG file to write.
+    """
+    plt = _pyplot()
+    time_ps = np.asarray(state.snapshot_steps) * timestep_fs / 1000.0
+    potential = np.asarray(state.potential_energy)
+    figure, (energy_axis, temperature_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    energy_axis.plot(time_ps, potential - potential[0], label="potential")
+    if state.kinetic_energy is not None:
+        total = potential + np.asarray(state.kinetic_energy)
+        energy_axis.plot(time_ps, total - total[0], label="total")
+    energy_axis.set(xlabel="time (ps)", ylabel="energy - initial (eV)", title="Energy")
+    energy_axis.legend()
+    if state.temperature is not None:
+        temperature_axis.plot(time_ps, np.asarray(state.temperature), color="C3")
+    temperature_axis.set(
+        xlabel="time (ps)", ylabel="temperature (K)", title="Temperature"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

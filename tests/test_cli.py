@@ -67,6 +67,31 @@ def test_train_command_end_to_end(tmp_path, monkeypatch):
     force_field = load_model_from_zip(Mace, output / "model.zip")
     assert force_field.config.num_channels == 8
     check_evaluate_command(output, test_record)
+    check_simulate_command(output)
+
+
+def check_simulate_command(output):
+    """``mlip-eqx simulate`` with both engines on a demo cell writes a readable
+    trajectory of every snapshot and the plot."""
+    demo_cell = ase.io.read(get_demo_dataset(num_structures=24).test_path, index=0)
+    # JAX-MD's neighbour lists need cells wider than 2 (cutoff + skin): 2x2x2 cells.
+    for engine, atoms in (("ase", demo_cell), ("jax-md", demo_cell.repeat(2))):
+        structure = output / f"cell_{engine}.xyz"
+        ase.io.write(structure, atoms)
+        trajectory = output / f"md_{engine}.xyz"
+        command = ["simulate", "--model", str(output / "model.zip"), "--structure",
+                   str(structure), "--steps", "20", "--snapshot-interval", "10",
+                   "--temperature", "600", "--engine", engine,
+                   "--output", str(trajectory)]  # fmt: skip
+        assert main(command) == 0
+        frames = ase.io.read(trajectory, index=":")
+        assert len(frames) == 3
+        np.testing.assert_allclose(frames[0].positions, atoms.positions, atol=1e-6)
+        assert not np.allclose(frames[-1].positions, atoms.positions)
+        assert trajectory.with_suffix(".png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="no such structure file"):
+        main(["simulate", "--model", str(output / "model.zip"), "--structure",
+              str(output / "missing.xyz")])  # fmt: skip
 
 
 def check_evaluate_command(output, test_record):
