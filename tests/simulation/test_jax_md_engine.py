@@ -17,7 +17,7 @@ from mlip_eqx.simulation.trajectory import write_trajectory
 from tests.helpers.models import force_field
 from tests.simulation.systems import jittered_cell, with_velocities
 
-SKIN = 0.5  # Å: the ~10 Å cells are wider than 2 (4 Å cutoff + skin)
+SKIN = 0.5  # Å
 NVE = MDIntegrator.NVE_VELOCITY_VERLET
 
 
@@ -126,14 +126,16 @@ def test_fire_minimisation_reduces_the_largest_force_below_0_01(x64):
     assert engine.state.potential_energy[-1] < engine.state.potential_energy[0]
 
 
-def test_overflowing_neighbour_lists_are_reallocated_with_the_same_result(x64, caplog):
-    # Atoms moving towards the centre compress the structure: the number of
-    # pairs grows, and a list without spare capacity and with a thin skin
-    # (frequent rebuilds) overflows.
+def test_rebuilt_and_overflowing_lists_give_the_trajectory_of_a_roomy_one(x64, caplog):
+    # A density wave along x: atoms converge on the plane x = 0, where the
+    # number of pairs within the cutoff grows (beyond a list without spare
+    # room), and move apart around x = L / 2.
     atoms = jittered_cell(seed=3)
-    centre = atoms.cell.sum(axis=0) / 2
-    atoms.set_velocities(-0.03 * (atoms.positions - centre))  # Å/(ASE time)
+    velocities = np.zeros((len(atoms), 3))
+    velocities[:, 0] = -0.15 * np.sin(2 * np.pi * atoms.get_scaled_positions()[:, 0])
+    atoms.set_velocities(velocities)  # Å/(ASE time)
     config = dict(md_integrator=NVE, num_steps=60, snapshot_interval=10)
+    # A thin skin: the Verlet list is rebuilt often, and no edge room is spare.
     tight = JaxMDSimulationEngine(
         atoms,
         tiny_mace(),
@@ -143,15 +145,19 @@ def test_overflowing_neighbour_lists_are_reallocated_with_the_same_result(x64, c
     )
     with caplog.at_level(logging.INFO, logger="mlip_eqx"):
         tight.run()
-    assert "overflowed" in caplog.text
+    assert "the edges overflowed" in caplog.text
+    assert "the Verlet list overflowed" in caplog.text
+    assert tight.num_neighbor_list_builds > 3
+    # A thick skin and room to spare: one list for the whole run.
     roomy = JaxMDSimulationEngine(
         atoms,
         tiny_mace(),
         JaxMDSimulationEngine.Config(
-            edge_capacity_multiplier=3.0, neighbor_list_skin_angstrom=0.2, **config
+            edge_capacity_multiplier=3.0, neighbor_list_skin_angstrom=2.0, **config
         ),
     )
     roomy.run()
+    assert roomy.num_neighbor_list_builds == 1
     np.testing.assert_allclose(
         tight.state.positions, roomy.state.positions, rtol=0, atol=1e-9
     )
@@ -172,14 +178,22 @@ def test_an_exploding_simulation_stops_with_a_clear_error():
     assert engine.state.step == 0
 
 
-def test_a_narrow_cell_is_refused_naming_the_minimum_width():
-    atoms = jittered_cell(seed=5, side=3)  # about 7.5 Å wide
-    with pytest.raises(ValueError, match=r"wider than 9.000 Å"):
-        JaxMDSimulationEngine(atoms, tiny_mace(), jax_md_config(num_steps=10))
-
-
-def test_a_partly_periodic_structure_is_refused():
-    atoms = jittered_cell(seed=5)
-    atoms.pbc = (True, True, False)
-    with pytest.raises(ValueError, match=r"fully periodic or non-periodic"):
-        JaxMDSimulationEngine(atoms, tiny_mace(), jax_md_config(num_steps=10))
+@pytest.mark.parametrize("pbc", [True, (True, False, True)])
+def test_narrow_and_partly_periodic_cells_match_the_ase_engine(x64, pbc):
+    # About 7.5 Å wide: narrower than twice the 4 Å cutoff, so atoms see
+    # several images of one another.
+    atoms = with_velocities(jittered_cell(seed=5, side=3), 600.0, seed=5)
+    atoms.pbc = pbc
+    config = dict(md_integrator=NVE, num_steps=50, snapshot_interval=10)
+    engine = JaxMDSimulationEngine(atoms, tiny_mace(), jax_md_config(**config))
+    engine.run()
+    reference = ASESimulationEngine(
+        atoms, tiny_mace(), ASESimulationEngine.Config(**config)
+    )
+    reference.run()
+    np.testing.assert_allclose(
+        engine.state.positions, reference.state.positions, rtol=0, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        engine.state.potential_energy, reference.state.potential_energy, rtol=1e-9
+    )

@@ -17,14 +17,14 @@ class JaxMDSimulationConfig(SimulationConfig):
 
     Attributes:
         num_episodes: The run is split into this many episodes of equal length,
-            each one jitted loop; loggers are called, the neighbour lists checked
-            for overflow and the temperature for an explosion after each. It must
+            each one or more jitted loops; loggers are called and the
+            temperature is checked for an explosion after each. It must
             divide ``num_steps``, and ``snapshot_interval`` the steps of an
             episode. None: the fewest episodes of at most 1,000 steps.
-        neighbor_list_skin_angstrom: The neighbour lists hold the pairs within
-            the cutoff plus this skin (Å) and are rebuilt (inside the jitted loop)
-            only when an atom has moved by a quarter of it. A periodic cell must
-            be wider than twice (cutoff + skin) in every direction.
+        neighbor_list_skin_angstrom: The Verlet list holds the pairs within the
+            cutoff plus this skin (Å) and is rebuilt (on the host, between
+            jitted stretches of steps) when an atom has moved by half of it.
+            A larger skin means fewer rebuilds but more pairs to check.
     """
 
     num_episodes: PositiveInt | None = None

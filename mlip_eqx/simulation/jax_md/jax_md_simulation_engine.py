@@ -1,5 +1,6 @@
 """JaxMDSimulationEngine: MD and minimisation in jitted episodes with JAX-MD."""
 
+import dataclasses
 import functools
 import logging
 import math
@@ -14,15 +15,22 @@ from ase import units
 from jax_md import minimize, simulate
 
 from mlip_eqx.data.graph_creation import species_table
+from mlip_eqx.data.readers.atoms_conversion import atoms_to_chemical_system
 from mlip_eqx.inference.atoms_graphs import check_known_elements
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.simulation.configs.jax_md_config import JaxMDSimulationConfig
 from mlip_eqx.simulation.enums import MDIntegrator
 from mlip_eqx.simulation.exceptions import check_not_exploded
-from mlip_eqx.simulation.jax_md import neighbor_lists
 from mlip_eqx.simulation.jax_md.graph_creation import (
+    count_edges,
+    graph_from_verlet_list,
+)
+from mlip_eqx.simulation.jax_md.verlet_list import (
     SystemsLayout,
-    graph_from_neighbor_lists,
+    build_verlet_list,
+    find_pairs,
+    grown,
+    largest_move,
 )
 from mlip_eqx.simulation.simulation_engine import SimulationEngine
 from mlip_eqx.simulation.state import SimulationState, append_snapshots
@@ -35,11 +43,10 @@ logger = logging.getLogger("mlip_eqx")
 # FIRE's settings (Bitzek et al. 2006, as the original library): the largest
 # step is this many times timestep_fs.
 FIRE_MAX_TIMESTEP_RATIO = 4.0
-CAPACITY_GROWTH = 1.25
 
 
 class NeighborListSkinError(RuntimeError):
-    """An atom moved too far in one step for the neighbour lists' skin."""
+    """An atom moved by half the neighbour-list skin or more in one step."""
 
 
 class JaxMDSimulationEngine(SimulationEngine):
@@ -49,15 +56,28 @@ class JaxMDSimulationEngine(SimulationEngine):
     and one force-field call per step, but not their dynamics (each atom's
     integration and thermostat noise are its own; the structures only share
     FIRE's adaptive step size and mixing, which use the whole batch's power
-    F·v). Structures are fully periodic (any triclinic cell wider than twice
-    cutoff + skin) or non-periodic; positions are not wrapped into the cell.
+    F·v). A structure may be periodic along any of its lattice vectors (any
+    triclinic cell, also one narrower than the cutoff) or not at all;
+    positions are not wrapped into the cell.
 
-    The run is split into episodes of jitted steps. After each, the neighbour
-    lists are checked: if one overflowed, it is reallocated with at least 1.25
-    times its capacity and the episode is rerun. Then the temperature is checked
-    (NaN or above 1e6 K stops the run with
+    Neighbours come from a Verlet list of the pairs within cutoff + skin, built
+    on the host with vesin's cell list (time linear in the atoms). The jitted
+    loop checks after every step whether an atom has moved by half the skin
+    since the list was built; if so, it stops before that step, the list is
+    rebuilt and the loop goes on from there, so the trajectory is the one of an
+    exact neighbour list. Every step, the listed pairs within the cutoff are
+    compacted into a fixed number of edges (``edge_capacity_multiplier`` times
+    those found at the start), so the model sees no pair beyond its cutoff. If
+    more pairs come within the cutoff than there is room for, the stretch of
+    steps is rerun with at least 1.25 times the room (a recompilation, logged).
+
+    The run is split into episodes of jitted steps. After each, the temperature
+    is checked (NaN or above 1e6 K stops the run with
     :class:`~mlip_eqx.simulation.exceptions.SimulationExplodedError`), the
     snapshots are added to ``self.state`` and the loggers are called.
+
+    ``num_neighbor_list_builds`` counts the Verlet lists built so far (a
+    rebuild every few steps means the skin is too thin).
 
     Units are ASE's: the time step in fs, temperatures in K, the friction in
     1/fs, masses in u (``atoms.get_masses()``); initial velocities are those of
@@ -74,7 +94,7 @@ class JaxMDSimulationEngine(SimulationEngine):
         force_field: ForceField,
         config: JaxMDSimulationConfig,
     ) -> None:
-        """Constructor: checks the structures and allocates the neighbour lists.
+        """Constructor: checks the structures and builds the Verlet list.
 
         Args:
             atoms: A structure, or a list of structures to simulate as a batch.
@@ -82,8 +102,9 @@ class JaxMDSimulationEngine(SimulationEngine):
             config: The settings.
 
         Raises:
-            ValueError: No structure, an empty one, a partly periodic one or a
-                cell narrower than 2 (cutoff + skin).
+            ValueError: No structure or an empty one.
+            InvalidStructureError: Positions or cell are not finite, or a
+                periodic cell has no volume.
             UnseenElementsError: An element is not known to the model.
         """
         self._is_batched = isinstance(atoms, list)
@@ -94,44 +115,35 @@ class JaxMDSimulationEngine(SimulationEngine):
         self.force_field = force_field
         self.state = SimulationState()
         self.loggers = []
+        self.num_neighbor_list_builds = 0
         self._atoms = [a.copy() for a in atoms_list]
-        sources = [
-            f"structure {k}" if self._is_batched else "the structure"
-            for k in range(len(atoms_list))
-        ]
-        skin = config.neighbor_list_skin_angstrom
-        cutoff = force_field.cutoff_distance
-        cells = []
-        for a, source in zip(self._atoms, sources):
-            check_known_elements(a.numbers, force_field.allowed_atomic_numbers, source)
-            cells.append(neighbor_lists.checked_cell(a, cutoff, skin, source))
-        table = species_table(force_field.allowed_atomic_numbers)
+        elements = force_field.allowed_atomic_numbers
+        systems = []
+        for k, a in enumerate(self._atoms):
+            source = f"structure {k}" if self._is_batched else "the structure"
+            check_known_elements(a.numbers, elements, source)
+            systems.append(atoms_to_chemical_system(a, source, required_labels=()))
+        table = species_table(elements)
         self._layout = SystemsLayout(
             species=np.concatenate([table[a.numbers] for a in self._atoms]),
             sizes=tuple(len(a) for a in self._atoms),
-            cells=tuple(cells),
-            cutoff=cutoff,
+            cells=tuple(np.asarray(s.cell, np.float64) for s in systems),
+            pbc=tuple(np.asarray(s.pbc, bool) for s in systems),
+            cutoff=force_field.cutoff_distance,
         )
         self._dtype = force_field.dtype
-        positions = jnp.asarray(
-            np.concatenate([a.positions for a in self._atoms]), self._dtype
-        )
-        self._neighbor_fns = [
-            neighbor_lists.neighbor_list_fns(
-                cell, cutoff, skin, config.edge_capacity_multiplier
-            )
-            for cell in cells
-        ]
-        self._neighbors = tuple(
-            neighbor_lists.allocate(fns, positions[part])
-            for fns, part in zip(self._neighbor_fns, self._layout.slices())
+        positions = np.concatenate([a.positions for a in self._atoms])
+        multiplier = config.edge_capacity_multiplier
+        num_edges = len(find_pairs(positions, self._layout, self._layout.cutoff)[0])
+        self._verlet = self._build_verlet(
+            positions, 0, math.ceil(multiplier * num_edges)
         )
         self._params, static = force_field.partition()
         self._integrator = _integrator(config, static, self._layout)
         self._schedule = get_temperature_schedule(config) if config.is_md else None
         options = compiler_options(jax.default_backend())
         self._initialise = jax.jit(self._initial_state, compiler_options=options)
-        self._episode = jax.jit(self._run_episode, compiler_options=options)
+        self._segment = jax.jit(self._run_segment, compiler_options=options)
         self._snapshot_fn = functools.partial(_snapshot, static, self._layout, config)
         self._md_state = None
 
@@ -142,42 +154,111 @@ class JaxMDSimulationEngine(SimulationEngine):
             SimulationExplodedError: A temperature became NaN or above 1e6 K, or
                 an energy not finite; ``self.state`` holds the snapshots up to
                 the episode where it happened.
-            NeighborListSkinError: An atom moved more than a quarter of the
-                skin in one step.
+            NeighborListSkinError: An atom moved by half the skin or more in
+                one step.
         """
         config = self.config
         start = time.perf_counter()
-        md_state, first = jax.device_get(
-            self._initialise(self._params, self._neighbors)
-        )
+        md_state, first = jax.device_get(self._initialise(self._params, self._verlet))
         self._md_state = md_state
         self._record(first, np.zeros(1, np.int64), time.perf_counter() - start)
         steps = config.steps_per_episode
-        num_episodes = config.num_steps // steps
-        for episode in track(range(num_episodes), "JAX-MD simulation"):
+        empty = jax.tree.map(
+            lambda value: np.zeros(
+                (steps // config.snapshot_interval,) + value.shape[1:], value.dtype
+            ),
+            first,
+        )
+        for episode in track(range(config.num_steps // steps), "JAX-MD simulation"):
             start = time.perf_counter()
             first_step = episode * steps
-            while True:
-                new_state, neighbors, max_move, snapshots = self._episode(
-                    self._params, self._md_state, self._neighbors, first_step
-                )
-                if not any(bool(n.did_buffer_overflow) for n in neighbors):
-                    break
-                self._reallocate(new_state.position, neighbors, episode)
-            self._md_state = new_state
-            self._neighbors = neighbors
+            self._md_state, snapshots = self._run_episode(
+                self._md_state, first_step, first_step + steps, empty
+            )
             snapshot_steps = first_step + config.snapshot_interval * np.arange(
                 1, steps // config.snapshot_interval + 1
             )
             self._record(
                 jax.device_get(snapshots), snapshot_steps, time.perf_counter() - start
             )
-            self._check_moves(float(max_move), first_step)
             if self._converged():
                 logger.info("Minimisation converged after %d steps.", self.state.step)
                 break
 
-    def _initial_state(self, params, neighbors):
+    def _run_episode(self, md_state, first_step: int, end: int, snapshots):
+        """The steps ``first_step`` to ``end``: jitted stretches of steps, with
+        the Verlet list rebuilt between them and a stretch rerun with more
+        edge room when it ran out of it. Returns the final state and the
+        episode's snapshots."""
+        step, rebuilt = first_step, False
+        while step < end:
+            new_state, new_step, most_edges, new_snapshots = self._segment(
+                self._params, md_state, self._verlet, step, first_step, end, snapshots
+            )
+            most_edges, new_step = int(most_edges), int(new_step)
+            if most_edges > self._verlet.edge_capacity:
+                self._grow_edge_capacity(most_edges, step)
+                continue
+            if new_step == step and rebuilt:
+                raise NeighborListSkinError(
+                    f"JAX-MD: at step {step}, an atom moved by half of "
+                    f"neighbor_list_skin_angstrom "
+                    f"({self.config.neighbor_list_skin_angstrom / 2:.3f} Å) or more in "
+                    "one step: lower timestep_fs or raise the skin."
+                )
+            md_state, step, snapshots = new_state, new_step, new_snapshots
+            rebuilt = step < end
+            if rebuilt:
+                self._verlet = self._build_verlet(
+                    np.asarray(md_state.position),
+                    self._verlet.capacity,
+                    self._verlet.edge_capacity,
+                    step,
+                )
+        return md_state, snapshots
+
+    def _build_verlet(self, positions, capacity: int, edge_capacity: int, step=0):
+        """The Verlet list of ``positions``, its capacity grown by 1.25 (at
+        least) if the pairs do not fit."""
+        skin = self.config.neighbor_list_skin_angstrom
+        self.num_neighbor_list_builds += 1
+        verlet, num_pairs = build_verlet_list(
+            positions, self._layout, skin, capacity, edge_capacity, self._dtype
+        )
+        wanted = grown(capacity, num_pairs, self.config.edge_capacity_multiplier)
+        if wanted == capacity:
+            return verlet
+        if capacity:
+            logger.info(
+                "JAX-MD: the Verlet list overflowed at step %d (%d pairs within "
+                "cutoff + skin); capacity %d -> %d pairs (recompiling).",
+                step,
+                num_pairs,
+                capacity,
+                wanted,
+            )
+        return build_verlet_list(
+            positions, self._layout, skin, wanted, edge_capacity, self._dtype
+        )[0]
+
+    def _grow_edge_capacity(self, needed: int, step: int) -> None:
+        """More room for pairs within the cutoff (the stretch from ``step`` is
+        rerun)."""
+        old = self._verlet.edge_capacity
+        new = grown(old, needed, self.config.edge_capacity_multiplier)
+        logger.info(
+            "JAX-MD: the edges overflowed after step %d (%d pairs within the cutoff, "
+            "room for %d); capacity %d -> %d, rerunning from step %d (recompiling).",
+            step,
+            needed,
+            old,
+            old,
+            new,
+            step,
+        )
+        self._verlet = dataclasses.replace(self._verlet, edge_capacity=new)
+
+    def _initial_state(self, params, verlet):
         """The integrator's state at step 0 and its snapshot."""
         init, _ = self._integrator
         config = self.config
@@ -187,7 +268,7 @@ class JaxMDSimulationEngine(SimulationEngine):
         masses = jnp.asarray(
             np.concatenate([a.get_masses() for a in self._atoms]), self._dtype
         )
-        kwargs = {"neighbors": neighbors, "params": params}
+        kwargs = {"neighbors": verlet, "params": params}
         key = jax.random.PRNGKey(config.random_seed)
         if not config.is_md:
             state = init(positions, mass=masses, **kwargs)
@@ -200,7 +281,7 @@ class JaxMDSimulationEngine(SimulationEngine):
                 state = init(key, positions, kt, mass=masses, momenta=momenta, **kwargs)
             else:
                 state = init(key, positions, mass=masses, momenta=momenta, **kwargs)
-        snapshot = self._snapshot_fn(params, state, neighbors)
+        snapshot = self._snapshot_fn(params, state, verlet)
         return state, jax.tree.map(lambda value: value[None], snapshot)
 
     def _initial_momenta(self, key, masses, temperature):
@@ -218,65 +299,58 @@ class JaxMDSimulationEngine(SimulationEngine):
         ]
         return jnp.concatenate(parts)
 
-    def _run_episode(self, params, md_state, neighbors, first_step):
-        """``steps_per_episode`` steps; returns the final integrator state and
-        neighbour lists, the largest move of an atom in one step (Å) and the
-        snapshots."""
+    def _run_segment(self, params, md_state, verlet, step, first_step, end, snapshots):
+        """Steps from ``step`` until ``end``, or until the next step would move
+        an atom by half the skin from the Verlet list's positions (that step is
+        not taken). Returns the state, the step reached, the most pairs within
+        the cutoff at any step, and the snapshots (``snapshots[k]`` is the
+        state after step ``first_step + (k + 1) * snapshot_interval``)."""
         _, apply = self._integrator
         config = self.config
         interval = config.snapshot_interval
         is_nvt = config.is_md and config.md_integrator == MDIntegrator.NVT_LANGEVIN
-        parts = self._layout.slices()
+        half_skin = config.neighbor_list_skin_angstrom / 2
 
-        def one_step(step, carry):
-            state, neighbors, max_move = carry
-            neighbors = tuple(
-                n.update(state.position[p]) for n, p in zip(neighbors, parts)
+        def record(state, step, snapshots):
+            snapshot = self._snapshot_fn(params, state, verlet)
+            index = (step - first_step) // interval - 1
+            return jax.tree.map(
+                lambda buffer, value: buffer.at[index].set(value), snapshots, snapshot
             )
-            kwargs = {"neighbors": neighbors, "params": params}
+
+        def one_step(carry):
+            state, step, _, most_edges, snapshots = carry
+            kwargs = {"neighbors": verlet, "params": params}
             if is_nvt:
-                kwargs["kT"] = units.kB * self._schedule(first_step + step)
+                kwargs["kT"] = units.kB * self._schedule(step)
             new_state = apply(state, **kwargs)
-            move = jnp.max(
-                jnp.linalg.norm(new_state.position - state.position, axis=-1)
+            # NaN positions are taken: the explosion check reports them.
+            taken = ~(largest_move(new_state.position, verlet) >= half_skin)
+            state = jax.tree.map(
+                lambda new, old: jnp.where(taken, new, old), new_state, state
             )
-            return new_state, neighbors, jnp.maximum(max_move, move)
-
-        def snapshot_block(carry, block):
-            carry = jax.lax.fori_loop(
-                block * interval, (block + 1) * interval, one_step, carry
+            step = step + taken.astype(step.dtype)
+            edges = count_edges(state.position, verlet, self._layout)
+            snapshots = jax.lax.cond(
+                taken & (step % interval == 0),
+                record,
+                lambda state, step, snapshots: snapshots,
+                state,
+                step,
+                snapshots,
             )
-            state, neighbors, _ = carry
-            return carry, self._snapshot_fn(params, state, neighbors)
+            return state, step, ~taken, jnp.maximum(most_edges, edges), snapshots
 
-        carry = (md_state, neighbors, jnp.zeros((), self._dtype))
-        (state, neighbors, max_move), snapshots = jax.lax.scan(
-            snapshot_block, carry, jnp.arange(config.steps_per_episode // interval)
+        def going_on(carry):
+            _, step, stopped, _, _ = carry
+            return (step < end) & ~stopped
+
+        step = jnp.asarray(step, jnp.int32)
+        carry = (md_state, step, jnp.array(False), jnp.zeros((), jnp.int32), snapshots)
+        state, step, _, most_edges, snapshots = jax.lax.while_loop(
+            going_on, one_step, carry
         )
-        return state, neighbors, max_move, snapshots
-
-    def _reallocate(self, positions, overflowed, episode: int) -> None:
-        """New neighbour lists with room for 1.25 times as many pairs (at least)
-        for every list that overflowed."""
-        neighbors = list(self._neighbors)
-        for k, (old, new) in enumerate(zip(self._neighbors, overflowed)):
-            if not bool(new.did_buffer_overflow):
-                continue
-            old_capacity = neighbor_lists.capacity(old)
-            wanted = max(math.ceil(CAPACITY_GROWTH * old_capacity), old_capacity + 2)
-            part = self._layout.slices()[k]
-            neighbors[k] = neighbor_lists.allocate(
-                self._neighbor_fns[k], positions[part], wanted
-            )
-            logger.info(
-                "JAX-MD: neighbour list %d overflowed in episode %d; capacity "
-                "%d -> %d pairs, rerunning the episode (recompiling).",
-                k,
-                episode + 1,
-                old_capacity,
-                neighbor_lists.capacity(neighbors[k]),
-            )
-        self._neighbors = tuple(neighbors)
+        return state, step, most_edges, snapshots
 
     def _record(self, snapshots, snapshot_steps, seconds: float) -> None:
         """Adds the snapshots to the state, checks them, calls the loggers."""
@@ -311,17 +385,6 @@ class JaxMDSimulationEngine(SimulationEngine):
                 f"structure {k}" if self._is_batched else "the structure",
             )
         self._call_loggers()
-
-    def _check_moves(self, max_move: float, first_step: int) -> None:
-        """Raises if an atom moved farther in one step than the skin allows."""
-        limit = self.config.neighbor_list_skin_angstrom / 4
-        if max_move > limit:
-            raise NeighborListSkinError(
-                f"JAX-MD: an atom moved {max_move:.3f} Å in one step (steps "
-                f"{first_step}-{self.state.step}), more than a quarter of "
-                f"neighbor_list_skin_angstrom ({limit:.3f} Å): the neighbour lists "
-                "may miss pairs. Lower timestep_fs or raise the skin."
-            )
 
     def _converged(self) -> bool:
         """Whether a minimisation's largest force is below the threshold."""
@@ -362,22 +425,20 @@ def _integrator(config: JaxMDSimulationConfig, static: ForceField, layout):
     )
 
 
-def _energies(static, layout, params, positions, neighbors):
+def _energies(static, layout, params, positions, verlet):
     """Potential energy in eV of every structure."""
-    graph = graph_from_neighbor_lists(positions, [n.idx for n in neighbors], layout)
+    graph = graph_from_verlet_list(positions, verlet, layout)
     energies = eqx.combine(params, static).energies(graph)
     return energies[: len(layout.sizes)]
 
 
-def _snapshot(static, layout, config, params, state, neighbors) -> dict:
+def _snapshot(static, layout, config, params, state, verlet) -> dict:
     """What a snapshot records of the integrator state (flat over all atoms;
     per-structure quantities as [num_structures] arrays)."""
     snapshot = {
         "positions": state.position,
         "forces": state.force,
-        "potential_energy": _energies(
-            static, layout, params, state.position, neighbors
-        ),
+        "potential_energy": _energies(static, layout, params, state.position, verlet),
     }
     if config.is_md:
         masses = state.mass.reshape(-1)
