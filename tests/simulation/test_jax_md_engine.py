@@ -197,3 +197,24 @@ def test_narrow_and_partly_periodic_cells_match_the_ase_engine(x64, pbc):
     np.testing.assert_allclose(
         engine.state.potential_energy, reference.state.potential_energy, rtol=1e-9
     )
+
+
+def test_a_batch_runs_each_structure_as_if_alone(x64):
+    # A periodic cell and a molecule of a different size in one batch.
+    crystal = with_velocities(jittered_cell(seed=6), 300.0, seed=6)
+    molecule = with_velocities(jittered_cell(seed=7, side=2), 300.0, seed=7)
+    molecule.pbc = False
+    config = jax_md_config(md_integrator=NVE, num_steps=40, snapshot_interval=10)
+    batch = JaxMDSimulationEngine([crystal, molecule], tiny_mace(), config)
+    batch.run()
+    for k, atoms in enumerate((crystal, molecule)):
+        alone = JaxMDSimulationEngine(atoms, tiny_mace(), config)
+        alone.run()
+        together = batch.state.system(k)
+        np.testing.assert_allclose(
+            together.positions, alone.state.positions, rtol=0, atol=1e-10
+        )
+        np.testing.assert_allclose(
+            together.potential_energy, alone.state.potential_energy, rtol=1e-12
+        )
+        np.testing.assert_allclose(together.temperature, alone.state.temperature)
