@@ -117,7 +117,8 @@ def test_capacity_grows_only_when_exceeded_and_only_then_recompiles(x64, caplog)
     num_edges = graph_from_atoms(atoms, ff, "start").num_edges
     first_capacity = edge_capacity(num_edges)
     assert (calc.node_capacity, calc.edge_capacity) == (len(atoms), first_capacity)
-    atoms.get_forces()  # compiles the first capacity
+    atoms.get_forces()  # compiles the first capacity, without stress
+    atoms.get_stress()  # and with stress
 
     def compressed(scale: float):
         squeezed = atoms.copy()
@@ -133,7 +134,7 @@ def test_capacity_grows_only_when_exceeded_and_only_then_recompiles(x64, caplog)
     expected = [expected_prediction(structure) for structure in structures]
     with logging_compilations(caplog):
         for structure, capacity, prediction, compiled in zip(
-            structures, capacities, expected, (0, 0, 1)
+            structures, capacities, expected, (0, 0, 2)
         ):
             structure.calc = calc
             assert_results_equal_the_force_field(structure, prediction)
@@ -141,7 +142,8 @@ def test_capacity_grows_only_when_exceeded_and_only_then_recompiles(x64, caplog)
             assert compilations(caplog.records) == compiled
         atoms.rattle(0.02, seed=2)
         atoms.get_forces()
-        assert compilations(caplog.records) == 1
+        atoms.get_stress()
+        assert compilations(caplog.records) == 2
 
 
 def test_changing_the_number_of_atoms_is_an_error_unless_allowed(x64):

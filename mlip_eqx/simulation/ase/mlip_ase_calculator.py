@@ -36,7 +36,8 @@ class MLIPForceFieldASECalculator(Calculator):
     raises PropertyNotImplementedError for others, e.g. molecules) and
     ``energies`` (eV per atom, computed only when asked for). Stress is always
     available, whether or not the force field was built with
-    ``predict_stress``. Periodic, partly periodic and non-periodic structures
+    ``predict_stress``, and computed only when asked for (``get_stress``), so
+    that MD and relaxations skip its strain derivative. Periodic, partly periodic and non-periodic structures
     work; the graph is rebuilt (on the host) at every calculation.
 
     The structure is padded to a node and an edge capacity, so that the jitted
@@ -98,7 +99,12 @@ class MLIPForceFieldASECalculator(Calculator):
         self.edge_capacity = _capacity(
             "edge", graph.num_edges, edge_capacity_multiplier
         )
+        # The strain derivative only when the stress is asked for: MD and
+        # relaxations of positions ask for energy and forces alone.
         self._predict = make_predictor(
+            ForceField(force_field.network, predict_stress=False)
+        )
+        self._predict_with_stress = make_predictor(
             ForceField(force_field.network, predict_stress=True)
         )
         self._predict_node_energies = make_node_energies_predictor(force_field)
@@ -140,8 +146,9 @@ class MLIPForceFieldASECalculator(Calculator):
         properties: list[str] | None = None,
         system_changes: list[str] = all_changes,
     ) -> None:
-        """Computes energy, free energy, forces, stress (for cells with a volume)
-        and, if among ``properties``, per-atom energies into ``self.results``.
+        """Computes energy, free energy and forces, and if among ``properties``
+        the stress (for cells with a volume; its strain derivative is skipped
+        otherwise) and per-atom energies, into ``self.results``.
 
         Args:
             atoms: The structure (None: the one of the last calculation).
@@ -161,7 +168,11 @@ class MLIPForceFieldASECalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         self.results = {}  # not to be read as labels of the atoms below
         batch = self._padded_batch(graph_from_atoms(atoms, self.force_field, _SOURCE))
-        prediction = jax.device_get(self._predict(batch))
+        with_stress = (
+            "stress" in properties and abs(np.linalg.det(atoms.cell.array)) > 0
+        )
+        predict = self._predict_with_stress if with_stress else self._predict
+        prediction = jax.device_get(predict(batch))
         num_atoms = len(atoms)
         energy = float(prediction.energy[0])
         self.results = {
@@ -169,7 +180,7 @@ class MLIPForceFieldASECalculator(Calculator):
             "free_energy": energy,
             "forces": np.asarray(prediction.forces[:num_atoms], dtype=np.float64),
         }
-        if abs(np.linalg.det(atoms.cell.array)) > 0.0:
+        if with_stress:
             stress = np.asarray(prediction.stress[0], dtype=np.float64)
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
         if "energies" in properties:
