@@ -1,0 +1,99 @@
+"""Parameters of one force field carried into another: fine-tuning's start."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import PyTree
+
+from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.utils.trees import flatten_with_key_paths
+
+# A readout head's index in a parameter path, e.g. ".layers[1].readouts[2].…".
+_READOUT_HEAD = re.compile(r"(\.readouts\[)(\d+)(\])")
+
+
+class ParameterTransferImpossibleError(ValueError):
+    """The source and destination parameters differ in more than new blocks."""
+
+
+def transfer_params(
+    source_params: PyTree, destination_params: PyTree, scale_factor: float = 1.0
+) -> PyTree:
+    """The destination's parameters with every array the source shares copied in.
+
+    Arrays are matched by their key path (e.g.
+    ``.network.layers[0].interaction.linear_up.weights[0]``). An array of the
+    destination that the source lacks is new: a new readout head
+    (``.readouts[k]`` with k >= 1) starts as a copy of the source's head 0 (a
+    warm start) unless ``scale_factor`` is 0; any other new array keeps the
+    destination's initial values times ``scale_factor`` (0: zeros).
+
+    Args:
+        source_params: Trained parameters (``force_field.params``).
+        destination_params: Parameters of the new model (its fresh
+            ``force_field.params``), which may have more blocks.
+        scale_factor: Scale of new arrays that are not warm-started heads.
+
+    Returns:
+        A PyTree of the destination's structure, dtypes and shapes.
+
+    Raises:
+        ParameterTransferImpossibleError: (a ValueError) An array has different
+            shapes in the two (naming its path and both shapes), or the source
+            has arrays the destination lacks (naming them).
+    """
+    source = dict(flatten_with_key_paths(source_params))
+    destination = flatten_with_key_paths(destination_params)
+    destination_paths = {path for path, _ in destination}
+    dropped = sorted(set(source) - destination_paths)
+    if dropped:
+        raise ParameterTransferImpossibleError(
+            f"transfer_params: the destination has no place for {len(dropped)} "
+            f"source array(s), e.g. {dropped[:3]}; the models differ in more "
+            "than new blocks."
+        )
+    leaves = []
+    for path, leaf in destination:
+        origin = path if path in source else _READOUT_HEAD.sub(r"\g<1>0\3", path)
+        is_warm_head = origin != path and origin in source and scale_factor != 0.0
+        if path in source or is_warm_head:
+            value = source[origin]
+            if tuple(value.shape) != tuple(leaf.shape):
+                raise ParameterTransferImpossibleError(
+                    f"transfer_params: {origin} has shape {tuple(value.shape)} in "
+                    f"the source but {path} has {tuple(leaf.shape)} in the "
+                    "destination."
+                )
+            leaves.append(jnp.asarray(value, leaf.dtype))
+        else:
+            leaves.append(leaf * jnp.asarray(scale_factor, leaf.dtype))
+    return jax.tree.unflatten(jax.tree.structure(destination_params), leaves)
+
+
+def with_dataset_info(force_field: ForceField, dataset_info: DatasetInfo) -> ForceField:
+    """The same force field (parameters, config) with another DatasetInfo, e.g.
+    the pretrained one with reference energies refitted to new data.
+
+    Raises:
+        ValueError: The new DatasetInfo has other elements or another cutoff
+            (the parameters would not fit or not mean the same).
+    """
+    old = force_field.dataset_info
+    if dataset_info.allowed_atomic_numbers != old.allowed_atomic_numbers:
+        raise ValueError(
+            "with_dataset_info: the elements differ: "
+            f"{dataset_info.allowed_atomic_numbers} instead of the model's "
+            f"{old.allowed_atomic_numbers}."
+        )
+    if dataset_info.cutoff_distance_angstrom != old.cutoff_distance_angstrom:
+        raise ValueError(
+            f"with_dataset_info: cutoff {dataset_info.cutoff_distance_angstrom} Å "
+            f"instead of the model's {old.cutoff_distance_angstrom} Å."
+        )
+    network = force_field.network
+    rebuilt = ForceField(
+        type(network)(network.config, dataset_info), force_field.predict_stress
+    )
+    return rebuilt.with_params(transfer_params(force_field.params, rebuilt.params))
