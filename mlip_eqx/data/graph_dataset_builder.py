@@ -126,6 +126,7 @@ class GraphDatasetBuilder:
         reader: ChemicalSystemsReader,
         config: GraphDatasetBuilderConfig | None = None,
         dataset_info: DatasetInfo | None = None,
+        refit_atomic_energies: bool = False,
     ):
         """Constructor.
 
@@ -135,10 +136,21 @@ class GraphDatasetBuilder:
             dataset_info: A precomputed DatasetInfo (e.g. of a pretrained model) to
                 use instead of computing one; its elements define the species table
                 and its cutoff must equal ``graph_cutoff_angstrom``.
+            refit_atomic_energies: With ``dataset_info``: fit new reference
+                energies (E0) to the training set, keeping the given ones for
+                elements it lacks and every other statistic (for fine-tuning
+                on data computed with other reference energies, e.g. another
+                DFT setup).
         """
+        if refit_atomic_energies and dataset_info is None:
+            raise ValueError(
+                "refit_atomic_energies needs a given dataset_info (that of the "
+                "pretrained model); without one, all statistics are fitted anyway."
+            )
         self._reader = reader
         self._config = config or GraphDatasetBuilderConfig()
         self._given_dataset_info = dataset_info
+        self._refit_atomic_energies = refit_atomic_energies
         if (
             dataset_info is not None
             and dataset_info.cutoff_distance_angstrom
@@ -220,9 +232,14 @@ class GraphDatasetBuilder:
             (test_graphs, test, "test"),
         ):
             _check_neighbours(graphs, systems, split, config.graph_cutoff_angstrom)
-        self._dataset_info = self._given_dataset_info or self._compute_dataset_info(
-            train_graphs, elements
-        )
+        if self._given_dataset_info is None:
+            self._dataset_info = self._compute_dataset_info(train_graphs, elements)
+        elif self._refit_atomic_energies:
+            self._dataset_info = _with_refitted_atomic_energies(
+                self._given_dataset_info, train_graphs
+            )
+        else:
+            self._dataset_info = self._given_dataset_info
         logger.info("%s", self._dataset_info)
         if config.use_formation_energies:
             e0 = np.array(list(self._dataset_info.atomic_energies_map.values()))
@@ -273,6 +290,25 @@ class GraphDatasetBuilder:
             scaling_mean=scaling_mean,
             scaling_stdev=scaling_stdev,
         )
+
+
+def _with_refitted_atomic_energies(
+    dataset_info: DatasetInfo, train_graphs: list[Graph]
+) -> DatasetInfo:
+    """``dataset_info`` with E0 fitted to the training graphs for the elements
+    they contain (the others keep theirs)."""
+    elements = dataset_info.allowed_atomic_numbers
+    fitted = fit_atomic_energies(train_graphs, elements)
+    present = set(np.concatenate([g.species for g in train_graphs]).tolist())
+    old = dataset_info.atomic_energies_map
+    energies = {
+        z: fitted[z] if index in present else old[z] for index, z in enumerate(elements)
+    }
+    logger.info(
+        "Reference energies refitted to the training set (eV): %s",
+        ", ".join(f"Z={z}: {old[z]:.4f} -> {energies[z]:.4f}" for z in elements),
+    )
+    return dataclasses.replace(dataset_info, atomic_energies_map=energies)
 
 
 def _hold_out(

@@ -151,6 +151,29 @@ def test_given_dataset_info_is_used(atoms_lists):
         make_builder(train, info=info, graph_cutoff_angstrom=5.0)
 
 
+def test_refitted_atomic_energies_fit_the_new_data_and_keep_the_rest(atoms_lists):
+    train, validation, _ = atoms_lists  # energies: sums of E0 (Cu, Ag, Au)
+    info = DatasetInfo(
+        atomic_energies_map={29: 1.0, 47: 2.0, 79: 3.0, 8: 4.0},
+        cutoff_distance_angstrom=3.5,
+        avg_num_neighbors=10.0,
+    )
+    builder = GraphDatasetBuilder(
+        ASEAtomsReader(train, validation),
+        GraphDatasetBuilder.Config(graph_cutoff_angstrom=3.5, batch_size=4),
+        dataset_info=info,
+        refit_atomic_energies=True,
+    )
+    builder.prepare_datasets()
+    refitted = builder.dataset_info
+    for z in (29, 47, 79):
+        assert refitted.atomic_energies_map[z] == pytest.approx(E0[z], abs=1e-9)
+    assert refitted.atomic_energies_map[8] == 4.0  # no O in the data: kept
+    assert refitted.avg_num_neighbors == 10.0  # other statistics: kept
+    with pytest.raises(ValueError, match="refit_atomic_energies needs a given"):
+        GraphDatasetBuilder(ASEAtomsReader(train), refit_atomic_energies=True)
+
+
 def test_too_small_max_n_node_names_the_structure(atoms_lists):
     builder = make_builder(atoms_lists[0], batch_size=1, max_n_node=3)
     with pytest.raises(StructureTooLargeError, match=r"train atoms\[\d+\]"):
