@@ -20,6 +20,7 @@ from mlip_eqx.data.readers import (
     ExtxyzReader,
     Hdf5Reader,
     MissingLabelError,
+    ReplayReader,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidStructureError",
     "MissingLabelError",
     "PaddingEfficiency",
+    "ReplayReader",
     "StructureTooLargeError",
     "UnseenElementsError",
 ]

@@ -21,6 +21,8 @@ from mlip_eqx.data.readers import (
     MissingLabelError,
 )
 from mlip_eqx.utils.config import ConfigError
+from tests.helpers.atoms import as_atoms
+from tests.helpers.structures import random_system
 
 CUBIC_LATTICE = 'Lattice="4.0 0.0 0.0 0.0 5.0 0.0 0.0 0.0 6.0" pbc="T T T"'
 FORCES_PROPERTIES = "Properties=species:S:1:pos:R:3:REF_forces:R:3"
@@ -839,3 +841,43 @@ def test_ase_atoms_reader_ignores_stale_calculator_results():
     atoms.positions[1, 0] = 0.9  # the stored results belong to other positions
     with pytest.raises(MissingLabelError, match=r"train atoms\[0\].*'energy'"):
         ASEAtomsReader([atoms]).load()
+
+
+def labelled_atoms(system):
+    atoms = as_atoms(system)
+    atoms.info["REF_energy"] = -1.0
+    atoms.arrays["REF_forces"] = np.zeros((len(atoms), 3))
+    return atoms
+
+
+def test_replay_reader_adds_weighted_pretraining_structures_to_train_only():
+    from mlip_eqx.data import ReplayReader
+
+    rng = np.random.default_rng(5)
+    new = [random_system(rng, 4) for _ in range(10)]
+    new_validation = [random_system(rng, 4) for _ in range(3)]
+    old = [random_system(rng, 6) for _ in range(8)]
+    reader = ReplayReader(
+        ASEAtomsReader(
+            [labelled_atoms(s) for s in new],
+            [labelled_atoms(s) for s in new_validation],
+        ),
+        ASEAtomsReader([labelled_atoms(s) for s in old]),
+        replay_fraction=0.5,
+        replay_weight=0.25,
+        seed=1,
+    )
+    train, validation, test = reader.load()
+    assert len(train) == 15 and len(validation) == 3 and not test
+    assert [s.num_atoms for s in train] == [4] * 10 + [6] * 5
+    assert all(s.weight == 1.0 for s in train[:10])
+    assert all(s.weight == 0.25 for s in train[10:])
+    replayed = {tuple(s.positions.ravel()) for s in train[10:]}
+    assert replayed <= {tuple(s.positions.ravel()) for s in old}
+    assert len(replayed) == 5  # drawn without repetition
+    # All of the replay set at most; the draw is seeded.
+    assert len(ReplayReader(reader.reader, reader.replay_reader, 5.0).load()[0]) == 18
+    again = [tuple(s.positions.ravel()) for s in reader.load()[0][10:]]
+    assert set(again) == replayed
+    with pytest.raises(ValueError, match="replay_fraction must be > 0"):
+        ReplayReader(reader.reader, reader.replay_reader, 0.0)

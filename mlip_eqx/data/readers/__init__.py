@@ -7,6 +7,7 @@ from mlip_eqx.data.readers.extxyz_reader import ExtxyzReader
 from mlip_eqx.data.readers.hdf5_reader import Hdf5Reader
 from mlip_eqx.data.readers.labels import MissingLabelError
 from mlip_eqx.data.readers.reader import ChemicalSystemsReader, DataDownloadFun
+from mlip_eqx.data.readers.replay_reader import ReplayReader
 
 __all__ = [
     "ASEAtomsReader",
@@ -16,5 +17,6 @@ __all__ = [
     "ExtxyzReader",
     "Hdf5Reader",
     "MissingLabelError",
+    "ReplayReader",
     "atoms_to_chemical_system",
 ]
