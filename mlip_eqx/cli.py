@@ -123,6 +123,8 @@ class TrainSettings(Config):
         loss: The loss and its weights.
         optimizer: The default MLIP optimizer's settings.
         training_loop: Epochs, EMA, evaluation.
+        fine_tuning: Start from a pretrained model (``FineTuningConfig``):
+            frozen parts, refitted reference energies, replayed data.
         resume: Continue from the output directory's latest checkpoint.
         overwrite: Replace the checkpoints and metrics of an earlier run in the
             output directory (without ``resume`` or ``overwrite``, a directory
@@ -140,6 +142,7 @@ class TrainSettings(Config):
     loss: LossSettings
     optimizer: Config
     training_loop: Config
+    fine_tuning: Config
     resume: bool
     overwrite: bool
     plots: bool
@@ -164,6 +167,7 @@ def default_train_settings() -> TrainSettings:
     from mlip_eqx.data import GraphDatasetBuilder
     from mlip_eqx.models.registry import get_network_class
     from mlip_eqx.training import OptimizerConfig, TrainingLoop
+    from mlip_eqx.training.fine_tuning import FineTuningConfig
 
     mace = get_network_class("Mace")
     return TrainSettings(
@@ -184,6 +188,7 @@ def default_train_settings() -> TrainSettings:
             warmup_steps=0,
         ),
         training_loop=TrainingLoop.Config(num_epochs=12, random_seed=42),
+        fine_tuning=FineTuningConfig(),
         resume=False,
         overwrite=False,
         plots=True,
@@ -205,6 +210,7 @@ def settings_from_dict(values: dict) -> TrainSettings:
     from mlip_eqx.data import GraphDatasetBuilder
     from mlip_eqx.models.registry import get_network_class
     from mlip_eqx.training import OptimizerConfig, TrainingLoop
+    from mlip_eqx.training.fine_tuning import FineTuningConfig
 
     defaults = default_train_settings()
     merged = _deep_merge(settings_to_dict(defaults), values)
@@ -214,15 +220,17 @@ def settings_from_dict(values: dict) -> TrainSettings:
         "loss": LossSettings,
         "optimizer": OptimizerConfig,
         "training_loop": TrainingLoop.Config,
+        "fine_tuning": FineTuningConfig,
     }
     fields = {field.name for field in dataclasses.fields(TrainSettings)}
     unknown = sorted(set(merged) - fields)
     if unknown:
         raise ConfigError(f"TrainSettings: unknown settings {unknown}.")
     try:
-        network_class = get_network_class(merged["model_type"])
+        network_class = get_network_class(_registered_name(merged["model_type"]))
     except ValueError as error:
         raise ConfigError(f"TrainSettings.model_type: {error}") from error
+    merged["model_type"] = network_class.__name__
     # The default model section belongs to the default network.
     same_network = merged["model_type"] == defaults.model_type
     model_values = merged["model"] if same_network else values.get("model", {})
@@ -233,6 +241,17 @@ def settings_from_dict(values: dict) -> TrainSettings:
     built["model"] = config_from_dict(network_class.Config, model_values)
     scalars = {name: merged[name] for name in fields - set(built)}
     return TrainSettings(**built, **scalars)
+
+
+def _registered_name(model_type: object) -> object:
+    """The registered network name that ``model_type`` spells in any case (e.g.
+    "nequip" for "Nequip"); other values are returned unchanged."""
+    from mlip_eqx.models.registry import registered_network_names
+
+    if not isinstance(model_type, str):
+        return model_type
+    names = {name.lower(): name for name in registered_network_names()}
+    return names.get(model_type.lower(), model_type)
 
 
 def _deep_merge(base: dict, changes: dict) -> dict:
@@ -252,6 +271,7 @@ class _Flag:
     name: str
     paths: tuple[str, ...]
     help: str
+    value_type: type | None = None  # for settings whose default is None
 
 
 _FLAGS = (
@@ -268,7 +288,7 @@ _FLAGS = (
         ("graph_dataset.max_batch_shapes",),
         "padded batch shapes per split, at most (one compilation each)",
     ),
-    _Flag("model", ("model_type",), "network"),
+    _Flag("model", ("model_type",), "network: mace or nequip (any case)"),
     _Flag("num-channels", ("model.num_channels",), "channels of the network"),
     _Flag("l-max", ("model.l_max",), "highest degree of the spherical harmonics"),
     _Flag("correlation", ("model.correlation",), "body order of MACE's product"),
@@ -301,6 +321,43 @@ _FLAGS = (
         "replace the checkpoints and metrics of an earlier run",
     ),
     _Flag("plots", ("plots",), "write learning curves and parity plots"),
+    _Flag(
+        "init-from",
+        ("fine_tuning.init_from",),
+        "fine-tune: a model.zip or a training run's output directory",
+        str,
+    ),
+    _Flag(
+        "refit-atomic-energies",
+        ("fine_tuning.refit_atomic_energies",),
+        "fine-tune: fit new reference energies to the training data",
+    ),
+    _Flag(
+        "freeze",
+        ("fine_tuning.frozen",),
+        "fine-tune: freeze parameters whose path contains one of these texts",
+    ),
+    _Flag(
+        "train-last-layers",
+        ("fine_tuning.train_last_layers",),
+        "fine-tune: train only the last N layers and the readouts",
+        int,
+    ),
+    _Flag(
+        "replay",
+        ("fine_tuning.replay_paths",),
+        "fine-tune: pretraining data files to replay",
+    ),
+    _Flag(
+        "replay-fraction",
+        ("fine_tuning.replay_fraction",),
+        "fine-tune: replay structures per new training structure",
+    ),
+    _Flag(
+        "replay-weight",
+        ("fine_tuning.replay_weight",),
+        "fine-tune: loss weight of the replay structures",
+    ),
 )
 
 
@@ -351,7 +408,7 @@ def _parser() -> argparse.ArgumentParser:
             train.add_argument(
                 f"--{flag.name}",
                 dest=dest,
-                type=type(default),
+                type=flag.value_type or type(default),
                 help=f"{flag.help} ({where}; default: {default})",
             )
     evaluate = commands.add_parser(
@@ -468,13 +525,32 @@ def _reader(settings: TrainSettings):
         if settings.predict_stress
         else ("energy", "forces")
     )
-    return reader_class(
+    reader = reader_class(
         reader_class.Config(
             train_dataset_paths=list(paths[0]),
             valid_dataset_paths=list(paths[1]) or None,
             test_dataset_paths=list(paths[2]) or None,
             required_labels=labels,
         )
+    )
+    fine_tuning = settings.fine_tuning
+    if not fine_tuning.replay_paths:
+        return reader
+    from mlip_eqx.data import ReplayReader
+
+    replay_class = _reader_class(list(fine_tuning.replay_paths))
+    replay = replay_class(
+        replay_class.Config(
+            train_dataset_paths=list(fine_tuning.replay_paths),
+            required_labels=labels,
+        )
+    )
+    return ReplayReader(
+        reader,
+        replay,
+        fine_tuning.replay_fraction,
+        fine_tuning.replay_weight,
+        seed=settings.graph_dataset.split_seed,
     )
 
 
@@ -488,15 +564,26 @@ def _reader_class(paths: list[str]):
     return Hdf5Reader if all(is_hdf5) else ExtxyzReader
 
 
-def build_datasets(settings: TrainSettings):
+def build_datasets(settings: TrainSettings, dataset_info=None):
     """Reads the structures and builds the graph datasets.
+
+    Args:
+        settings: The job's settings.
+        dataset_info: The DatasetInfo of a pretrained model to use (its E0
+            refitted if ``settings.fine_tuning`` says so); None: computed from the
+            training set.
 
     Returns:
         ``(train_set, validation_set, test_set, dataset_info)``.
     """
     from mlip_eqx.data import GraphDatasetBuilder
 
-    builder = GraphDatasetBuilder(_reader(settings), settings.graph_dataset)
+    builder = GraphDatasetBuilder(
+        _reader(settings),
+        settings.graph_dataset,
+        dataset_info,
+        refit_atomic_energies=settings.fine_tuning.refit_atomic_energies,
+    )
     builder.prepare_datasets()
     train_set, validation_set, test_set = builder.get_splits()
     logger.info(
@@ -506,6 +593,63 @@ def build_datasets(settings: TrainSettings):
         len(test_set.graphs),
     )
     return train_set, validation_set, test_set, builder.dataset_info
+
+
+def load_pretrained(path: str | Path):
+    """The force field of a model zip, or of a training run's output directory
+    (the EMA parameters of its latest checkpoint, the architecture from its
+    ``config.json`` and ``dataset_info.json``).
+
+    Raises:
+        SystemExit: Naming the path if it is neither.
+    """
+    from mlip_eqx.data import DatasetInfo
+    from mlip_eqx.models.model_io import load_model_from_zip
+    from mlip_eqx.models.params_loading import (
+        load_parameters_from_checkpoint,
+        saved_epochs,
+    )
+
+    path = Path(path)
+    if path.is_file():
+        return load_model_from_zip(None, path)
+    run_files = [path / "config.json", path / "dataset_info.json"]
+    if not (path.is_dir() and all(f.is_file() for f in run_files)):
+        raise SystemExit(
+            f"{path}: not a model zip nor a training run's output directory (with "
+            "config.json, dataset_info.json and checkpoints in model/)."
+        )
+    settings = settings_from_dict(json.loads(run_files[0].read_text()))
+    dataset_info = DatasetInfo.from_dict(json.loads(run_files[1].read_text()))
+    force_field = build_force_field(settings, dataset_info)
+    try:
+        epochs = saved_epochs(path)
+    except FileNotFoundError:
+        epochs = []
+    if not epochs:
+        raise SystemExit(f"{path}: the run has no checkpoint yet.")
+    epoch = epochs[-1]
+    params = load_parameters_from_checkpoint(
+        path, force_field.params, epoch, load_ema_params=True
+    )
+    logger.info("Pretrained model: %s, epoch %d (EMA parameters).", path, epoch)
+    return force_field.with_params(params)
+
+
+def pretrained_settings(settings: TrainSettings, pretrained) -> TrainSettings:
+    """The settings with the pretrained model's architecture and cutoff (a
+    fine-tuning run trains that model, whatever the model section said)."""
+    return dataclasses.replace(
+        settings,
+        model_type=type(pretrained.network).__name__,
+        model=pretrained.config,
+        # An element the model lacks is an error, not a dropped structure.
+        graph_dataset=dataclasses.replace(
+            settings.graph_dataset,
+            graph_cutoff_angstrom=pretrained.cutoff_distance,
+            strict_elements=True,
+        ),
+    )
 
 
 def build_force_field(settings: TrainSettings, dataset_info):
@@ -583,23 +727,30 @@ def write_outputs(settings: TrainSettings, best_model, final_set, metrics_log) -
 
 def train(settings: TrainSettings) -> dict[str, float]:
     """Runs the training job; returns the test metrics (or validation if no test)."""
-    from mlip_eqx.training import TrainingLoop, get_default_mlip_optimizer
+    from mlip_eqx.training import TrainingLoop
     from mlip_eqx.training.metric_units import for_display
 
     output_dir = Path(settings.output_dir)
+    pretrained = None
+    if settings.fine_tuning.init_from is not None:
+        pretrained = load_pretrained(settings.fine_tuning.init_from)
+        settings = pretrained_settings(settings, pretrained)
     # The data is read before anything is written: bad data changes nothing.
-    train_set, validation_set, test_set, dataset_info = build_datasets(settings)
+    train_set, validation_set, test_set, dataset_info = build_datasets(
+        settings, None if pretrained is None else pretrained.dataset_info
+    )
     # Locks the directory and refuses an earlier run's checkpoints unless asked.
     io_handler, metrics_log = build_io_handler(settings)
     remove_stale_temporaries(output_dir)
     with atomic_write(output_dir / "config.json", "w") as file:
         json.dump(settings_to_dict(settings), file, indent=2)
+    force_field, optimizer = _model_and_optimizer(settings, dataset_info, pretrained)
     loop = TrainingLoop(
         train_set,
         validation_set,
-        build_force_field(settings, dataset_info),
+        force_field,
         build_loss(settings),
-        get_default_mlip_optimizer(settings.optimizer),
+        optimizer,
         settings.training_loop,
         io_handler=io_handler,
         should_parallelize=False,
@@ -628,6 +779,35 @@ def train(settings: TrainSettings) -> dict[str, float]:
         "Done. %s set: %s. Written to %s: %s.", which, summary, output_dir, written
     )
     return results
+
+
+def _model_and_optimizer(settings: TrainSettings, dataset_info, pretrained):
+    """The force field to train (fresh, or the pretrained one with the run's
+    DatasetInfo and stress setting) and the optimizer (freezing what
+    ``settings.fine_tuning`` says)."""
+    from mlip_eqx.models import ForceField
+    from mlip_eqx.models.params_transfer import with_dataset_info
+    from mlip_eqx.training import get_default_mlip_optimizer
+    from mlip_eqx.training.fine_tuning import trainable_predicate
+    from mlip_eqx.training.freezing import freeze_parameters
+    from mlip_eqx.utils.trees import flatten_with_key_paths
+
+    optimizer = get_default_mlip_optimizer(settings.optimizer)
+    if pretrained is None:
+        return build_force_field(settings, dataset_info), optimizer
+    force_field = ForceField(pretrained.network, settings.predict_stress)
+    if dataset_info != pretrained.dataset_info:
+        force_field = with_dataset_info(force_field, dataset_info)
+    if settings.fine_tuning.freezes:
+        trainable = trainable_predicate(settings.fine_tuning, force_field.params)
+        optimizer = freeze_parameters(optimizer, trainable, force_field.params)
+        paths = [path for path, _ in flatten_with_key_paths(force_field.params)]
+        logger.info(
+            "Fine-tuning: %d of %d parameter arrays train.",
+            sum(map(trainable, paths)),
+            len(paths),
+        )
+    return force_field, optimizer
 
 
 def evaluate(

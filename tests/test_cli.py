@@ -16,6 +16,7 @@ from mlip_eqx.cli import (
 from mlip_eqx.data.demo import get_demo_dataset
 from mlip_eqx.models import Mace
 from mlip_eqx.models.model_io import load_model_from_zip
+from mlip_eqx.utils.trees import flatten_with_key_paths
 
 TINY = [
     "--demo-structures",
@@ -68,6 +69,45 @@ def test_train_command_end_to_end(tmp_path, monkeypatch):
     assert force_field.config.num_channels == 8
     check_evaluate_command(output, test_record)
     check_simulate_command(output)
+    check_fine_tuning(output)
+
+
+def check_fine_tuning(pretrained_run):
+    """``--init-from`` a model zip (frozen interactions, replayed data) and a
+    run directory (last layer only); an unknown element is an error."""
+    pretrained = load_model_from_zip(Mace, pretrained_run / "model.zip")
+    demo = get_demo_dataset(num_structures=24)
+    output = pretrained_run.parent / "fine_tuned"
+    command = ["train", "--output-dir", str(output), "--init-from",
+               str(pretrained_run / "model.zip"), "--freeze", ".interaction.",
+               "--replay", str(demo.train_path), "--replay-fraction", "0.5",
+               "--num-channels", "16", *TINY[:4], "--no-plots"]  # fmt: skip
+    assert main(command) == 0
+    settings = json.loads((output / "config.json").read_text())
+    assert settings["model"]["num_channels"] == 8  # the pretrained model's
+    assert settings["fine_tuning"]["frozen"] == [".interaction."]
+    tuned = load_model_from_zip(Mace, output / "model.zip")
+    before = dict(flatten_with_key_paths(pretrained.params))
+    after = dict(flatten_with_key_paths(tuned.params))
+    frozen = [path for path in before if ".interaction." in path]
+    assert frozen and len(frozen) < len(before)
+    for path in before:
+        if path in frozen:  # the exported EMA of a constant: equal to rounding
+            np.testing.assert_allclose(after[path], before[path], rtol=1e-6)
+        else:
+            assert not np.allclose(after[path], before[path]), path
+    from_run = pretrained_run.parent / "from_run"
+    assert main(["train", "--output-dir", str(from_run), "--init-from",
+                 str(pretrained_run), "--train-last-layers", "1", *TINY[:4],
+                 "--no-plots"]) == 0  # fmt: skip
+    oxide = pretrained_run.parent / "oxide.xyz"
+    atoms = ase.io.read(demo.train_path, index=0)
+    atoms.numbers[0] = 8
+    ase.io.write(oxide, atoms)
+    with pytest.raises(SystemExit, match=r"O \(Z=8\)"):
+        main(["train", "--output-dir", str(pretrained_run.parent / "bad"),
+              "--init-from", str(pretrained_run / "model.zip"), "--train",
+              str(oxide), "--valid", str(oxide)])  # fmt: skip
 
 
 def check_simulate_command(output):
@@ -222,3 +262,22 @@ def test_bad_data_is_a_message_and_writes_nothing(tmp_path):
     with pytest.raises(SystemExit, match="bad.xyz, frame 0: positions contains NaN"):
         main(["train", "--train", str(data), "--output-dir", str(output)])
     assert not output.exists()
+
+
+def test_model_flag_and_config_file_select_nequip_in_any_case(tmp_path):
+    from mlip_eqx.models import NequipConfig
+
+    arguments = ["train", "--model", "nequip", "--num-layers", "1"]
+    settings = _settings(_parser().parse_args(arguments))
+    assert settings.model_type == "Nequip"
+    assert settings.model == NequipConfig(num_layers=1)
+    config = tmp_path / "settings.json"
+    config.write_text(
+        json.dumps({"model_type": "NEQUIP", "model": {"node_irreps": "8x0e + 4x1o"}})
+    )
+    settings = _settings(_parser().parse_args(["train", "--config", str(config)]))
+    assert settings.model_type == "Nequip"
+    assert settings.model == NequipConfig(node_irreps="8x0e + 4x1o")
+    assert settings_from_dict(settings_to_dict(settings)) == settings
+    with pytest.raises(SystemExit, match="NequipConfig: unknown fields.*num_channels"):
+        _settings(_parser().parse_args([*arguments, "--num-channels", "8"]))

@@ -44,7 +44,10 @@ from mlip_eqx.utils.trees import flatten_with_key_paths
 MODEL_SUBDIR_NAME = "model"
 DATASET_INFO_FILENAME = "dataset_info.json"
 # Version 2 adds the checksums; version 1 checkpoints are read without checking.
-CHECKPOINT_FORMAT_VERSION = 2
+# Version 3: the training state's EMA holds the bias-corrected average (before:
+# the plain one, converted when restored).
+CHECKPOINT_FORMAT_VERSION = 3
+FIRST_VERSION_WITH_DEBIASED_EMA = 3
 
 # The items of one checkpoint (subdirectories of <dir>/model/<epoch>/).
 PARAMS_ITEM = "params"

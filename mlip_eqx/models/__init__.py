@@ -1,8 +1,10 @@
-"""Models: the MLIPNetwork interface, MACE, and the ForceField that wraps them."""
+"""Models: the MLIPNetwork interface, MACE, NequIP, and the ForceField that wraps
+them."""
 
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.mace import Mace, MaceConfig
 from mlip_eqx.models.mlip_network import MLIPNetwork
+from mlip_eqx.models.nequip import Nequip, NequipConfig
 from mlip_eqx.models.params_loading import load_parameters_from_checkpoint
 from mlip_eqx.models.prediction import Prediction
 from mlip_eqx.models.registry import get_network_class, register_network
@@ -12,6 +14,8 @@ __all__ = [
     "MLIPNetwork",
     "Mace",
     "MaceConfig",
+    "Nequip",
+    "NequipConfig",
     "Prediction",
     "get_network_class",
     "load_parameters_from_checkpoint",

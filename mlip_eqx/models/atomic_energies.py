@@ -7,6 +7,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.utils.config import ConfigError
 
 AtomicEnergiesChoice = Literal["average", "zero"] | dict[int, float] | None
 
@@ -44,3 +45,26 @@ def atomic_energies_per_species(
         raise ValueError(f"atomic_energies: no energy given for {names}.")
     energies[: len(elements)] = [source[z] for z in elements]
     return energies
+
+
+def with_float_energies(choice: object) -> object:
+    """The choice with integer energies of a {Z: eV} map converted to floats (so
+    that the config's type check accepts them); other values are returned as
+    they are."""
+    if not isinstance(choice, dict):
+        return choice
+    return {
+        z: float(energy)
+        if isinstance(energy, int) and not isinstance(energy, bool)
+        else energy
+        for z, energy in choice.items()
+    }
+
+
+def check_atomic_numbers(choice: AtomicEnergiesChoice, field: str) -> None:
+    """Raises a ConfigError naming ``field`` (e.g. "MaceConfig.atomic_energies")
+    if a {Z: eV} map has keys that are not atomic numbers."""
+    if isinstance(choice, dict):
+        bad = [z for z in choice if not 1 <= z <= 118]
+        if bad:
+            raise ConfigError(f"{field}: {bad} are not atomic numbers.")

@@ -47,12 +47,9 @@ def load_parameters_from_checkpoint(
             parameters but they were asked for, or the checkpoint does not fit
             ``initial_params`` (another model config, elements or dtype).
     """
-    directory = Path(local_checkpoint_dir).resolve()
-    if (directory / MODEL_SUBDIR_NAME).is_dir():
-        directory = directory / MODEL_SUBDIR_NAME
-    if not directory.is_dir():
-        raise FileNotFoundError(f"No checkpoint directory {directory}.")
-    manager = open_checkpoint_manager(directory, create=False)
+    manager = open_checkpoint_manager(
+        _model_directory(local_checkpoint_dir), create=False
+    )
     item = PARAMS_EMA_ITEM if load_ema_params else PARAMS_ITEM
     try:
         arrays = restore_checkpoint_item(
@@ -61,3 +58,30 @@ def load_parameters_from_checkpoint(
     finally:
         manager.close()
     return jax.tree.unflatten(jax.tree.structure(initial_params), arrays)
+
+
+def saved_epochs(local_checkpoint_dir: str | os.PathLike) -> list[int]:
+    """The epochs with a checkpoint, sorted (see
+    :func:`load_parameters_from_checkpoint` for the directory).
+
+    Raises:
+        FileNotFoundError: If the directory does not exist.
+    """
+    manager = open_checkpoint_manager(
+        _model_directory(local_checkpoint_dir), create=False
+    )
+    try:
+        return sorted(manager.all_steps())
+    finally:
+        manager.close()
+
+
+def _model_directory(local_checkpoint_dir: str | os.PathLike) -> Path:
+    """The directory of the epochs' checkpoints: ``model/`` of an output
+    directory, or the given one."""
+    directory = Path(local_checkpoint_dir).resolve()
+    if (directory / MODEL_SUBDIR_NAME).is_dir():
+        directory = directory / MODEL_SUBDIR_NAME
+    if not directory.is_dir():
+        raise FileNotFoundError(f"No checkpoint directory {directory}.")
+    return directory

@@ -1,4 +1,10 @@
-"""Exponential moving average (EMA) of parameters, with bias correction."""
+"""Exponential moving average (EMA) of parameters, with bias correction.
+
+The state holds the bias-corrected average itself, updated as
+``average += (1 - decay) / (1 - decay**step) * (params - average)``: the same
+numbers as dividing the plain average by ``1 - decay**step``, but exact for
+parameters that do not change (frozen ones stay bit-identical in the average).
+"""
 
 import equinox as eqx
 import jax
@@ -10,7 +16,8 @@ class EMAState(eqx.Module):
     """Running average of the parameters, with its decay.
 
     Attributes:
-        params_ema: The biased average: starts at zero and approaches the parameters.
+        params_ema: The bias-corrected average (zeros before the first update,
+            then the first parameters, ...).
         step: Number of updates so far.
         decay: The decay of the average (fixed when the state is made).
     """
@@ -36,23 +43,31 @@ def ema_init(params: PyTree, decay: float) -> EMAState:
 
 
 def ema_update(state: EMAState, params: PyTree) -> EMAState:
-    """One EMA step: average <- decay * average + (1 - decay) * params."""
-    decay = state.decay
+    """One EMA step of the bias-corrected average (see the module docstring)."""
+    step = state.step + 1
+    decay = jnp.float32(state.decay)
+    # Exactly 1 at the first step: the average starts as the parameters.
+    weight = jnp.where(step == 1, 1.0, (1.0 - decay) / (1.0 - decay**step))
     params_ema = jax.tree.map(
-        lambda average, new: decay * average + (1.0 - decay) * new,
+        lambda average, new: average + weight.astype(average.dtype) * (new - average),
         state.params_ema,
         params,
     )
-    return EMAState(params_ema=params_ema, step=state.step + 1, decay=decay)
+    return EMAState(params_ema=params_ema, step=step, decay=state.decay)
 
 
 def debiased_ema_params(state: EMAState) -> PyTree:
-    """The bias-corrected average, average / (1 - decay**step).
+    """The bias-corrected average (what the state holds; zeros before the
+    first update)."""
+    return state.params_ema
 
-    Before the first update (step 0) this is the (zero) average itself.
-    """
+
+def biased_to_debiased(state: EMAState) -> EMAState:
+    """An EMA state of checkpoints before format 3, which held the plain
+    average, in this module's form (average / (1 - decay**step))."""
     correction = 1.0 - state.decay ** state.step.astype(jnp.float32)
     correction = jnp.where(state.step > 0, correction, 1.0)
-    return jax.tree.map(
+    params_ema = jax.tree.map(
         lambda average: average / correction.astype(average.dtype), state.params_ema
     )
+    return EMAState(params_ema=params_ema, step=state.step, decay=state.decay)

@@ -18,10 +18,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import orbax.checkpoint as ocp
 
 from mlip_eqx.checkpoint.format import (
     DATASET_INFO_FILENAME,
+    FIRST_VERSION_WITH_DEBIASED_EMA,
     MODEL_SUBDIR_NAME,
     PARAMS_ITEM,
     TRAINING_STATE_ITEM,
@@ -33,13 +35,14 @@ from mlip_eqx.checkpoint.format import (
     empty_trash,
     merge_state,
     open_checkpoint_manager,
+    read_checkpoint_layout,
     remove_directory,
     restore_checkpoint_item,
     save_arguments,
     split_state,
 )
 from mlip_eqx.data.dataset_info import DatasetInfo
-from mlip_eqx.training.ema import debiased_ema_params
+from mlip_eqx.training.ema import biased_to_debiased, debiased_ema_params
 from mlip_eqx.training.training_state import TrainingState
 from mlip_eqx.utils.config import Config, ConfigError, NonNegativeInt, PositiveInt
 from mlip_eqx.utils.directory_lock import DirectoryLockedError, lock_directory
@@ -428,6 +431,11 @@ class TrainingIOHandler:
                 self._manager, epoch, rest, TRAINING_STATE_ITEM
             )
         state = merge_state(template, restored)
+        version = read_checkpoint_layout(self._manager, epoch)["format_version"]
+        if whole_state and version < FIRST_VERSION_WITH_DEBIASED_EMA:
+            state = eqx.tree_at(
+                lambda s: s.ema_state, state, biased_to_debiased(state.ema_state)
+            )
         logger.info(
             "Restored the %s of epoch %d from %s in %.2f s.",
             "training state" if whole_state else "parameters",

@@ -73,6 +73,17 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+def config_hash(config: Config) -> int:
+    """Hash of a frozen config whose fields may hold dicts (hashed as their sorted
+    items); use it as the ``__hash__`` of such a config."""
+    return hash(
+        tuple(
+            tuple(sorted(value.items())) if isinstance(value, dict) else value
+            for value in dataclasses.astuple(config)
+        )
+    )
+
+
 def _describe(hint) -> str:
     """The values that ``hint`` accepts, in words."""
     if hint in _DESCRIPTIONS:

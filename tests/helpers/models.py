@@ -9,7 +9,7 @@ import functools
 import jax
 
 from mlip_eqx.data.dataset_info import DatasetInfo
-from mlip_eqx.models import ForceField, Mace
+from mlip_eqx.models import ForceField, Mace, Nequip
 
 ELEMENTS = (29, 47, 79)  # those of tests.helpers.structures.random_system
 CUTOFF = 4.0  # Å
@@ -49,6 +49,30 @@ NETWORK_CONFIGS = {
             symmetric_tensor_product_basis=True,
             num_readout_heads=2,
             readout_irreps=("4x0e + 2x1o", "0e"),
+        ),
+    ),
+    "nequip": (
+        Nequip,
+        Nequip.Config(
+            node_irreps="8x0e + 8x0o + 4x1o + 4x1e",
+            l_max=2,
+            num_bessel=6,
+            radial_net_n_hidden=8,
+        ),
+    ),
+    # Unsorted irreps of different multiplicities; the odd scalars first become
+    # nonzero in the third layer.
+    "nequip-3-layers-soft": (
+        Nequip,
+        Nequip.Config(
+            num_layers=3,
+            node_irreps="6x0e + 4x0o + 4x1e + 2x1o + 2x2e + 2x2o",
+            l_max=2,
+            num_bessel=4,
+            radial_net_nonlinearity="tanh",
+            radial_net_n_hidden=8,
+            radial_net_n_layers=1,
+            radial_envelope="soft_envelope",
         ),
     ),
 }

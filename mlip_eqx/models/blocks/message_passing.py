@@ -50,15 +50,19 @@ class MessageCoupling:
     path gets its own radial weight per channel.
 
     Attributes:
+        source_irreps: Irreps of the sender features (regrouped).
         num_channels: Multiplicity of every irrep of the sender features.
         harmonics_dim: Number of harmonic components (degrees 0..l_max).
         path_irreps: Output irrep of each path, in message order.
+        path_sources: (sender irrep, harmonic degree) of each path, in message order.
         groups: The components computed from each source irrep.
     """
 
+    source_irreps: e3nn.Irreps
     num_channels: int
     harmonics_dim: int
     path_irreps: tuple[e3nn.Irrep, ...]
+    path_sources: tuple[tuple[e3nn.Irrep, int], ...]
     groups: tuple[SourceGroup, ...]
 
     @property
@@ -101,6 +105,9 @@ def message_coupling(
     # [source comp, harmonic comp, message comp]
     coefficients = np.asarray(coupled.array, dtype=np.float64)
     path_irreps = tuple(ir for mul, ir in coupled.irreps for _ in range(mul))
+    path_sources = _path_sources(per_channel, l_max, e3nn.Irreps(target_irreps))
+    if tuple(ir for ir, _ in path_sources) != path_irreps:
+        raise RuntimeError("The message paths are not in e3nn's order.")
     path_of_component = np.repeat(
         np.arange(len(path_irreps)), [ir.dim for ir in path_irreps]
     )
@@ -120,11 +127,49 @@ def message_coupling(
             )
         )
     return MessageCoupling(
+        source_irreps=source_irreps,
         num_channels=multiplicities.pop(),
         harmonics_dim=harmonics_irreps.dim,
         path_irreps=path_irreps,
+        path_sources=tuple(source for _, source in path_sources),
         groups=tuple(groups),
     )
+
+
+def _path_sources(
+    per_channel: e3nn.Irreps, l_max: int, target_irreps: e3nn.Irreps
+) -> list[tuple[e3nn.Irrep, tuple[e3nn.Irrep, int]]]:
+    """(output irrep, (sender irrep, harmonic degree)) of every path in the order
+    of :func:`reference_messages`: generated as e3nn's tensor products do, then
+    sorted stably by output irrep (the regrouping)."""
+    generated = [(ir, (ir, 0)) for _, ir in per_channel if ir in target_irreps]
+    for _, source in per_channel:
+        for degree in range(1, l_max + 1):
+            for ir_out in source * e3nn.Irrep(degree, (-1) ** degree):
+                if ir_out in target_irreps:
+                    generated.append((ir_out, (source, degree)))
+    return sorted(generated, key=lambda path: path[0])
+
+
+@functools.lru_cache(maxsize=32)
+def message_couplings(
+    source_irreps: e3nn.Irreps, l_max: int, target_irreps: e3nn.Irreps
+) -> tuple[MessageCoupling, ...]:
+    """The couplings of sender features whose irreps have different multiplicities
+    (e.g. NequIP's ``128x0e + 64x1o``): one :func:`message_coupling` per
+    multiplicity, in the order in which the multiplicities first appear in the
+    regrouped ``source_irreps``; multiplicities whose irreps have no path to
+    ``target_irreps`` are left out. Evaluate them with :func:`summed_grouped_messages`.
+    """
+    source_irreps = e3nn.Irreps(source_irreps).regroup()
+    target_irreps = e3nn.Irreps(target_irreps)
+    couplings = []
+    for mul in dict.fromkeys(mul for mul, _ in source_irreps):
+        group = e3nn.Irreps([(m, ir) for m, ir in source_irreps if m == mul])
+        per_channel = e3nn.Irreps([ir for _, ir in group])
+        if _path_sources(per_channel, l_max, target_irreps):
+            couplings.append(message_coupling(group, l_max, target_irreps))
+    return tuple(couplings)
 
 
 def reference_messages(
@@ -256,3 +301,42 @@ def _to_irreps_array(
         chunks.append(jnp.swapaxes(block, 2, 3).reshape(num_nodes, mul, ir.dim))
         first += num_paths * ir.dim
     return e3nn.from_chunks(coupling.irreps, chunks, (num_nodes,), summed.dtype)
+
+
+def summed_grouped_messages(
+    couplings: tuple[MessageCoupling, ...],
+    node_features: e3nn.IrrepsArray,
+    harmonics: Float[Array, "n_edge harmonics"],
+    radial_weights: Float[Array, "n_edge weights"],
+    senders: Int[Array, " n_edge"],
+    receivers: Int[Array, " n_edge"],
+) -> e3nn.IrrepsArray:
+    """:func:`summed_messages` of the couplings of :func:`message_couplings`.
+
+    Args:
+        couplings: One coupling per multiplicity of the sender irreps.
+        node_features: [n_node, sender irreps] (any order of the irreps).
+        harmonics: Spherical harmonics of each edge's direction.
+        radial_weights: The weights of each coupling (one per path and channel,
+            path-major), concatenated in the order of ``couplings``.
+        senders: Sending node of each edge.
+        receivers: Receiving node of each edge.
+
+    Returns:
+        [n_node, messages], the couplings' messages concatenated in their order
+        (not regrouped), unnormalised neighbour sums.
+    """
+    sizes = [coupling.num_paths * coupling.num_channels for coupling in couplings]
+    weights = jnp.split(radial_weights, np.cumsum(sizes)[:-1], axis=1)
+    summed = [
+        summed_messages(
+            coupling,
+            node_features.filter(keep=coupling.source_irreps).regroup(),
+            harmonics,
+            coupling_weights,
+            senders,
+            receivers,
+        )
+        for coupling, coupling_weights in zip(couplings, weights)
+    ]
+    return e3nn.concatenate(summed)

@@ -7,6 +7,7 @@ import e3nn_jax as e3nn
 from beartype.vale import Is
 
 from mlip_eqx.models.activations import ActivationName
+from mlip_eqx.models.atomic_energies import check_atomic_numbers, with_float_energies
 from mlip_eqx.models.blocks.radial import RadialEnvelope
 from mlip_eqx.utils.config import (
     Config,
@@ -14,6 +15,7 @@ from mlip_eqx.utils.config import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    config_hash,
 )
 
 CorrelationOrder = Annotated[int, Is[lambda value: 1 <= value < 5]]
@@ -70,9 +72,8 @@ class MaceConfig(Config):
     num_species: PositiveInt | None = None
 
     def __post_init__(self) -> None:
-        energies = self.atomic_energies
-        if isinstance(energies, dict):
-            object.__setattr__(self, "atomic_energies", _float_values(energies))
+        energies = with_float_energies(self.atomic_energies)
+        object.__setattr__(self, "atomic_energies", energies)
         super().__post_init__()
         name = type(self).__name__
         if self.node_symmetry is not None and self.node_symmetry > self.l_max:
@@ -80,12 +81,7 @@ class MaceConfig(Config):
                 f"{name}.node_symmetry: invalid value {self.node_symmetry!r} "
                 f"(expected at most l_max={self.l_max})."
             )
-        if isinstance(self.atomic_energies, dict):
-            bad = [z for z in self.atomic_energies if not 1 <= z <= 118]
-            if bad:
-                raise ConfigError(
-                    f"{name}.atomic_energies: {bad} are not atomic numbers."
-                )
+        check_atomic_numbers(self.atomic_energies, f"{name}.atomic_energies")
         for irreps in self.readout_irreps:
             try:
                 e3nn.Irreps(irreps)
@@ -102,23 +98,9 @@ class MaceConfig(Config):
             )
 
     def __hash__(self) -> int:
-        return hash(
-            tuple(
-                tuple(sorted(value.items())) if isinstance(value, dict) else value
-                for value in dataclasses.astuple(self)
-            )
-        )
+        return config_hash(self)
 
     @property
     def resolved_node_symmetry(self) -> int:
         """``node_symmetry``, or ``l_max`` when it is None."""
         return self.l_max if self.node_symmetry is None else self.node_symmetry
-
-
-def _float_values(energies: dict) -> dict:
-    converted = {}
-    for z, energy in energies.items():
-        if isinstance(energy, int) and not isinstance(energy, bool):
-            energy = float(energy)
-        converted[z] = energy
-    return converted

@@ -10,9 +10,8 @@ from jaxtyping import Array, Float, Int, PyTree
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.atomic_energies import atomic_energies_per_species
-from mlip_eqx.models.blocks.harmonics import edge_harmonics, parity_signs
+from mlip_eqx.models.blocks.edge_embedding import embed_edges
 from mlip_eqx.models.blocks.linear import EquivariantLinear
-from mlip_eqx.models.blocks.radial import radial_embedding, safe_norm
 from mlip_eqx.models.blocks.readouts import LinearReadout, NonLinearReadout
 from mlip_eqx.models.initialisers import normal
 from mlip_eqx.models.mace.blocks import InteractionBlock, ProductBasisBlock
@@ -223,27 +222,17 @@ class Mace(MLIPNetwork):
         radial basis, radial MLPs and harmonics are evaluated for the first half.
         """
         dtype = self.embedding.dtype
-        edge_vectors = edge_vectors.astype(dtype)
         with jax.named_scope("edge_embedding"):
-            # With paired edges, radial functions are evaluated once per pair and
-            # the reversed edges' harmonics are the pair's times (-1)^l.
-            pair_vectors = edge_vectors[: edge_vectors.shape[0] // 2]
-            vectors = pair_vectors if paired_edges else edge_vectors
-            lengths, is_zero = safe_norm(vectors)
-            radial_features = radial_embedding(
-                lengths,
-                is_zero,
+            radial_features, harmonics = embed_edges(
+                edge_vectors.astype(dtype),
+                paired_edges=paired_edges,
                 cutoff=self.dataset_info.cutoff_distance_angstrom,
                 num_basis=self.config.num_bessel,
                 envelope=self.config.radial_envelope,
                 r_min=self.avg_r_min,
+                l_max=self.config.l_max,
+                reverse_directions=True,
             )
-            safe_vectors = jnp.where(is_zero[:, None], 1.0, vectors)
-            harmonics = edge_harmonics(-safe_vectors, self.config.l_max)
-            if paired_edges:
-                harmonics = jnp.concatenate(
-                    [harmonics, harmonics * parity_signs(self.config.l_max, dtype)]
-                )
         node_features = e3nn.IrrepsArray(
             self.config.num_channels * e3nn.Irreps("0e"),
             self.embedding[node_species] * self.num_species**-0.5,

@@ -37,8 +37,9 @@ class MLIPForceFieldASECalculator(Calculator):
     ``energies`` (eV per atom, computed only when asked for). Stress is always
     available, whether or not the force field was built with
     ``predict_stress``, and computed only when asked for (``get_stress``), so
-    that MD and relaxations skip its strain derivative. Periodic, partly periodic and non-periodic structures
-    work; the graph is rebuilt (on the host) at every calculation.
+    that MD and relaxations skip its strain derivative. Periodic, partly
+    periodic and non-periodic structures work; the graph is rebuilt (on the
+    host) at every calculation.
 
     The structure is padded to a node and an edge capacity, so that the jitted
     prediction compiles once per capacity: a capacity grows (to the multiplier

@@ -9,7 +9,9 @@ import pytest
 from mlip_eqx.models.blocks.harmonics import edge_harmonics
 from mlip_eqx.models.blocks.message_passing import (
     message_coupling,
+    message_couplings,
     reference_messages,
+    summed_grouped_messages,
     summed_messages,
 )
 
@@ -93,3 +95,60 @@ def test_gradients_equal_e3nn_tensor_product():
 def test_sender_irreps_with_different_multiplicities_are_rejected():
     with pytest.raises(ValueError, match="one multiplicity"):
         message_coupling(e3nn.Irreps("4x0e+2x1o"), 2, e3nn.Irreps("4x0e"))
+
+
+@pytest.mark.parametrize(
+    ("source", "l_max", "target"),
+    [
+        ("6x0e+4x0o+4x1e+2x1o+2x2e", 2, "6x0e+4x0o+7x0e+4x1e+2x1o+2x2e"),
+        ("3x1o+5x0e", 3, "2x0e+1x1o+1x1e+1x2e+2x3o"),
+    ],
+)
+def test_grouped_messages_of_mixed_multiplicities_equal_e3nn(source, l_max, target):
+    """Per path (sender irrep, harmonic degree, output irrep) and channel, the
+    messages are e3nn's tensor products weighted by the radial weights."""
+    num_nodes, num_edges = 6, 30
+    keys = jax.random.split(jax.random.key(3), 5)
+    target = e3nn.Irreps(target)
+    couplings = message_couplings(e3nn.Irreps(source), l_max, target)
+    assert len(couplings) == len({mul for mul, _ in e3nn.Irreps(source)})
+    features = e3nn.normal(source, keys[0], (num_nodes,))
+    vectors = jax.random.normal(keys[1], (num_edges, 3))
+    senders = jax.random.randint(keys[2], (num_edges,), 0, num_nodes)
+    receivers = jax.random.randint(keys[3], (num_edges,), 0, num_nodes)
+    num_weights = sum(c.num_paths * c.num_channels for c in couplings)
+    weights = jax.random.normal(keys[4], (num_edges, num_weights))
+    harmonics = edge_harmonics(vectors, l_max)
+
+    ours = summed_grouped_messages(
+        couplings, features, harmonics, weights, senders, receivers
+    )
+
+    sh = e3nn.IrrepsArray(e3nn.Irreps.spherical_harmonics(l_max), harmonics)
+    expected, offset = [], 0
+    for coupling in couplings:
+        for target_ir, (source_ir, degree) in zip(
+            coupling.path_irreps, coupling.path_sources
+        ):
+            sender = features.filter(keep=[source_ir])[senders]
+            product = e3nn.tensor_product(
+                sender,
+                sh.filter(keep=[e3nn.Irrep(degree, (-1) ** degree)]),
+                filter_ir_out=[target_ir],
+                irrep_normalization="component",
+            )
+            channels = coupling.num_channels
+            weighted = (
+                product.mul_to_axis(channels).array
+                * (weights[:, offset : offset + channels, None])
+            )
+            offset += channels
+            expected.append(
+                (target_ir, jax.ops.segment_sum(weighted, receivers, num_nodes))
+            )
+    assert offset == num_weights
+    got = ours.regroup()
+    for ir in {ir for ir, _ in expected}:
+        want = jnp.concatenate([x for t, x in expected if t == ir], axis=1)
+        chunk = got.filter(keep=[ir]).chunks[0]
+        np.testing.assert_allclose(chunk, want, atol=2e-5, rtol=1e-5)
