@@ -1,7 +1,8 @@
-"""Training speed and accuracy of MACE: mlip_eqx against mlip and mace-torch.
+"""Training speed and accuracy of MACE or NequIP: mlip_eqx against mlip and
+mace-torch.
 
 Usage:
-    python benchmarks/train_vs_peers.py [--epochs 3]
+    python benchmarks/train_vs_peers.py [--epochs 3] [--model mace|nequip]
         [--mlip-python /tmp/peer_mlip/bin/python]
         [--mace-python /tmp/peer_mace/bin/python]
         [--work-dir /tmp/train_vs_peers] [--threads 2] [--seeds 42 7 1] [--skip-ours]
@@ -11,7 +12,9 @@ Data: 1000 EMT-labelled 32-atom fcc Cu/Ag/Au/Ni cells from our demo generator
 (seed 0), split 800 train / 100 validation / 100 test (test unused), written as
 extxyz with both ``REF_energy``/``REF_forces`` and calculator ``energy``/``forces``
 so that every library reads the same labels. Model: MACE, 32 channels, l_max 2,
-correlation 3, 2 layers, 8 Bessel functions, cutoff 5 Å; batch size 8, float32,
+correlation 3, 2 layers, 8 Bessel functions, cutoff 5 Å, or (``--model nequip``,
+against mlip only: its ``models_v1.Nequip``) NequIP with node irreps 32x0e +
+32x0o + 16x1o + 16x1e, l_max 2, 2 layers, 8 Bessel functions; batch size 8, float32,
 MSE loss with energy weight 1 and forces weight 25, AMSGrad at lr 0.01 without
 warm-up, EMA 0.99 (validation with the EMA parameters).
 
@@ -85,8 +88,39 @@ def prepare_data(work_dir: Path) -> dict:
 
 
 # ------------------------------------------------------------- JAX libraries (child)
+def network(package: str, model: str, dataset_info, new_api: bool):
+    """The benchmarked network of ``package``: MACE (see the module docstring) or
+    NequIP (32x0e + 32x0o + 16x1o + 16x1e, l_max 2, 2 layers, 8 Bessel
+    functions; mlip's ``models_v1.Nequip``, the architecture ours follows)."""
+    import importlib
+
+    models = importlib.import_module(f"{package}.models")
+    if model == "mace":
+        radial_basis = {"num_rbf" if new_api else "num_bessel": 8}
+        return models.Mace(
+            models.Mace.Config(
+                num_channels=32, l_max=2, correlation=3, num_layers=2, **radial_basis
+            ),
+            dataset_info,
+        )
+    nequip_class = (
+        importlib.import_module("mlip.models_v1").Nequip
+        if package == "mlip"
+        else models.Nequip
+    )
+    return nequip_class(
+        nequip_class.Config(
+            num_layers=2,
+            node_irreps="32x0e + 32x0o + 16x1o + 16x1e",
+            l_max=2,
+            num_bessel=8,
+        ),
+        dataset_info,
+    )
+
+
 def train_jax_library(
-    package: str, work_dir: Path, epochs: int, seed: int = MODEL_SEED
+    package: str, work_dir: Path, epochs: int, seed: int = MODEL_SEED, model="mace"
 ) -> dict:
     """Trains with ``package`` ("mlip_eqx" or "mlip") through its public API.
 
@@ -135,14 +169,9 @@ def train_jax_library(
         builder.prepare_datasets()
         train_set, validation_set, _ = builder.get_splits()
     preprocessing_s = time.perf_counter() - start
-    radial_basis = {"num_rbf" if new_api else "num_bessel": 8}
-    mace = models.Mace(
-        models.Mace.Config(
-            num_channels=32, l_max=2, correlation=3, num_layers=2, **radial_basis
-        ),
-        builder.dataset_info,
+    force_field = models.ForceField.from_mlip_network(
+        network(package, model, builder.dataset_info, new_api), seed=seed
     )
-    force_field = models.ForceField.from_mlip_network(mace, seed=seed)
     loss = loss_module.MSELoss(
         optax.constant_schedule(ENERGY_WEIGHT),
         optax.constant_schedule(FORCES_WEIGHT),
@@ -222,9 +251,15 @@ def run_child(command: list[str], threads: int, log_path: Path) -> tuple[float, 
 
 
 def run_jax_child(
-    python: str, package: str, work_dir: Path, epochs: int, threads: int, seed: int
+    python: str,
+    package: str,
+    work_dir: Path,
+    epochs: int,
+    threads: int,
+    seed: int,
+    model: str = "mace",
 ) -> dict:
-    out = work_dir / f"{package}.json"
+    out = work_dir / f"{package}_{model}.json"
     wall, rss = run_child(
         [
             python,
@@ -239,9 +274,11 @@ def run_jax_child(
             str(out),
             "--seed",
             str(seed),
+            "--model",
+            model,
         ],
         threads,
-        work_dir / f"{package}.log",
+        work_dir / f"{package}_{model}.log",
     )
     result = json.loads(out.read_text())
     result.update(wall_s=wall, peak_rss_mib=rss)
@@ -429,6 +466,7 @@ def print_table(rows: list[dict], runs: dict[str, list[dict]], sizes: dict) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--model", choices=("mace", "nequip"), default="mace")
     parser.add_argument("--mlip-python", help="interpreter with mlip installed")
     parser.add_argument("--mace-python", help="interpreter with mace-torch installed")
     parser.add_argument("--skip-ours", action="store_true")
@@ -449,7 +487,9 @@ def main() -> None:
     parser.add_argument("--child-output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        result = train_jax_library(args.child, args.work_dir, args.epochs, args.seed)
+        result = train_jax_library(
+            args.child, args.work_dir, args.epochs, args.seed, args.model
+        )
         args.child_output.write_text(json.dumps(result))
         return
 
@@ -461,12 +501,18 @@ def main() -> None:
             children.append((run_jax_child, sys.executable, "mlip_eqx"))
         if args.mlip_python:
             children.append((run_jax_child, args.mlip_python, "mlip"))
-        if args.mace_python:
+        if args.mace_python and args.model == "mace":
             children.append((run_mace_child, args.mace_python, "mace-torch"))
         for run, python, library in children:
             if run is run_jax_child:
                 result = run(
-                    python, library, args.work_dir, args.epochs, args.threads, seed
+                    python,
+                    library,
+                    args.work_dir,
+                    args.epochs,
+                    args.threads,
+                    seed,
+                    args.model,
                 )
             else:
                 result = run(python, args.work_dir, args.epochs, args.threads, seed)
@@ -476,6 +522,7 @@ def main() -> None:
     write_record(
         args.output,
         {
+            "model": args.model,
             "threads": args.threads,
             "epochs": args.epochs,
             "seeds": args.seeds,
