@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 import pytest
 
+from mlip_eqx.checkpoint import format as checkpoint_format
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import ForceField
 from mlip_eqx.models.params_loading import load_parameters_from_checkpoint
@@ -199,6 +200,29 @@ def test_restore_chosen_epoch_with_optimizer_state(template, three_epochs):
     assert not jnp.array_equal(state.optimizer_state[0].mu.network.first_layer, 0.0)
     for restored, reference in zip(jax.tree.leaves(state), jax.tree.leaves(template)):
         assert restored.sharding == reference.sharding
+
+
+def test_a_format_2_checkpoint_of_the_plain_ema_average_is_converted(
+    template, tmp_path, monkeypatch
+):
+    # Format 2 stored the plain average; format 3 the bias-corrected one.
+    state = state_of_epoch(template, 1)
+    ema = state.ema_state
+    plain = jax.tree.map(
+        lambda average: average * (1.0 - ema.decay ** int(ema.step)), ema.params_ema
+    )
+    old_state = eqx.tree_at(lambda s: s.ema_state.params_ema, state, plain)
+    monkeypatch.setattr(checkpoint_format, "CHECKPOINT_FORMAT_VERSION", 2)
+    handler = handler_for(tmp_path)
+    handler.save_checkpoint(old_state, 1)
+    handler.wait_until_finished()
+    monkeypatch.undo()
+    restored, _ = handler_for(
+        tmp_path, restore_checkpoint_if_exists=True, restore_optimizer_state=True
+    ).restore_training_state(template)
+    assert_trees_close(
+        restored.ema_state.params_ema, ema.params_ema, rtol=1e-6, atol=1e-7
+    )
 
 
 def test_restore_of_a_missing_epoch_names_the_saved_ones(template, three_epochs):
