@@ -169,9 +169,16 @@ def train_jax_library(
         builder.prepare_datasets()
         train_set, validation_set, _ = builder.get_splits()
     preprocessing_s = time.perf_counter() - start
-    force_field = models.ForceField.from_mlip_network(
-        network(package, model, builder.dataset_info, new_api), seed=seed
-    )
+    backbone = network(package, model, builder.dataset_info, new_api)
+    if package == "mlip" and model == "nequip":
+        # mlip 0.2.5 runs its 0.1 networks through their own predictor.
+        predictor = module("models_v1").ForceFieldPredictorV1(
+            mlip_network=backbone,
+            required_properties=module("typing.properties").Properties(),
+        )
+        force_field = models.ForceField.init(predictor, seed=seed)
+    else:
+        force_field = models.ForceField.from_mlip_network(backbone, seed=seed)
     loss = loss_module.MSELoss(
         optax.constant_schedule(ENERGY_WEIGHT),
         optax.constant_schedule(FORCES_WEIGHT),
