@@ -5,7 +5,7 @@ Usage:
     mlip-eqx train --output-dir runs/demo   # once: the pretrained demo model
     python benchmarks/fine_tuning.py [--pretrained runs/demo/model.zip]
         [--epochs 20] [--work-dir /tmp/fine_tuning]
-        [--output benchmarks/results/fine_tuning.json]
+        [--output benchmarks/results/fine_tuning.json] [--runs a b c d e f]
 
 Pretrained model: the main job's MACE (32 channels, l_max 2), trained on the
 demo set (Cu/Ag/Au/Ni fcc cells under EMT). New task: 100 new demo-generator
@@ -16,10 +16,16 @@ weight 25, constant learning rate as given):
 (a) from scratch (the same architecture, fresh weights, statistics of the new
 data); (b) fine-tuned from the pretrained model; (c) fine-tuned with MACE's
 interaction blocks frozen (``--freeze .interaction.``); (d) fine-tuned with
-replay of 50 demo training cells (``--replay``, fraction 1, weight 1).
-Reported per run: the validation force MAE on the new task after every epoch
-(the EMA parameters), and the final model's force MAE on the new validation set
-and on the original demo validation set, next to the pretrained model's.
+replay of 50 demo training cells (``--replay``, fraction 1, weight 1);
+(e) as (d), with a readout head of its own for the new data (``--new-head
+compressed``; the replayed cells keep head 0); (f) a new head alone trains
+(``--new-head compressed --train-new-head-only``, no replay). ``--runs``
+chooses some of them (e.g. ``--runs e f``).
+Multi-head runs are evaluated with head "compressed" on the new task and head
+"pretrained" on the original set. Reported per run: the validation force MAE on
+the new task after every epoch (the EMA parameters), and the final model's force
+MAE on the new validation set and on the original demo validation set, next to
+the pretrained model's.
 Prints a table and writes JSON.
 """
 
@@ -35,6 +41,7 @@ from mlip_eqx.cli import settings_from_dict, train
 from mlip_eqx.data import ExtxyzReader
 from mlip_eqx.data.demo import generate_demo_structures, get_demo_dataset
 from mlip_eqx.evaluation import evaluate_force_field
+from mlip_eqx.models import InferenceContext
 from mlip_eqx.models.model_io import load_model_from_zip
 
 VOLUME_FRACTION = 0.85
@@ -59,9 +66,12 @@ def compressed_task(work_dir: Path) -> tuple[Path, Path]:
     return train_path, valid_path
 
 
-def force_mae(model_path: Path, data_path: Path) -> float:
-    """The force MAE in meV/Å of a model zip on a labelled file."""
+def force_mae(model_path: Path, data_path: Path, head: str | None = None) -> float:
+    """The force MAE in meV/Å of a model zip (with the head of this name, if
+    it has several) on a labelled file."""
     model = load_model_from_zip(None, model_path)
+    if head is not None and model.dataset_info.num_datasets > 1:
+        model = model.replace_inference_context(InferenceContext(dataset_name=head))
     systems = ExtxyzReader(ExtxyzReader.Config(train_dataset_paths=str(data_path)))
     return 1e3 * evaluate_force_field(model, systems.load()[0]).metrics["mae_f"]
 
@@ -96,8 +106,26 @@ def run(name: str, fine_tuning: dict, args, data: dict) -> dict:
     return {
         "name": name,
         "validation_mae_f_by_epoch": curve,
-        "new_validation_mae_f": force_mae(output / "model.zip", data["valid"]),
-        "original_validation_mae_f": force_mae(output / "model.zip", data["original"]),
+        "new_validation_mae_f": force_mae(
+            output / "model.zip", data["valid"], "compressed"
+        ),
+        "original_validation_mae_f": force_mae(
+            output / "model.zip", data["original"], "pretrained"
+        ),
+    }
+
+
+def runs(pretrained: str, demo) -> dict[str, dict]:
+    """The fine-tuning settings of every run, by name."""
+    replay = {"replay_paths": [str(demo.train_path)], "replay_fraction": 1.0}
+    new_head = {"init_from": pretrained, "new_head": "compressed"}
+    return {
+        "a_scratch": {},
+        "b_fine_tuned": {"init_from": pretrained},
+        "c_frozen_interactions": {"init_from": pretrained, "frozen": [".interaction."]},
+        "d_replay": {"init_from": pretrained, **replay},
+        "e_new_head_replay": {**new_head, **replay},
+        "f_new_head_only": {**new_head, "train_new_head_only": True},
     }
 
 
@@ -109,6 +137,9 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/fine_tuning"))
     parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/fine_tuning.json")
+    )
+    parser.add_argument(
+        "--runs", nargs="+", choices=tuple("abcdef"), default=list("abcdef")
     )
     args = parser.parse_args()
     if not args.pretrained.exists():
@@ -131,24 +162,9 @@ def main() -> None:
             ),
         },
         "runs": [
-            run("a_scratch", {}, args, data),
-            run("b_fine_tuned", {"init_from": pretrained}, args, data),
-            run(
-                "c_frozen_interactions",
-                {"init_from": pretrained, "frozen": [".interaction."]},
-                args,
-                data,
-            ),
-            run(
-                "d_replay",
-                {
-                    "init_from": pretrained,
-                    "replay_paths": [str(demo.train_path)],
-                    "replay_fraction": 1.0,
-                },
-                args,
-                data,
-            ),
+            run(name, fine_tuning, args, data)
+            for name, fine_tuning in runs(pretrained, demo).items()
+            if name[0] in args.runs
         ],
     }
     before = record["pretrained"]

@@ -325,8 +325,8 @@ def map_nequip_weights(network, params: dict):
             )
     (hidden,) = module(block + "Linear_1/").values()
     (output,) = module(block + "Linear_2/").values()
-    network = _set(network, lambda n: n.readout_hidden.weights[0], hidden)
-    return _set(network, lambda n: n.readout_output.weights[0], output)
+    network = _set(network, lambda n: n.readouts[0].hidden.weights[0], hidden)
+    return _set(network, lambda n: n.readouts[0].output.weights[0], output)
 
 
 def _gate_chunks_of_mlip(irreps):

@@ -358,6 +358,17 @@ _FLAGS = (
         ("fine_tuning.replay_weight",),
         "fine-tune: loss weight of the replay structures",
     ),
+    _Flag(
+        "new-head",
+        ("fine_tuning.new_head",),
+        "fine-tune: a new readout head of this name for the new data",
+        str,
+    ),
+    _Flag(
+        "train-new-head-only",
+        ("fine_tuning.train_new_head_only",),
+        "fine-tune: train only the new head",
+    ),
 )
 
 
@@ -372,6 +383,12 @@ def _set_path(values: dict, path: str, value: Any) -> None:
     for key in sections:
         values = values.setdefault(key, {})
     values[name] = value
+
+
+HEAD_HELP = (
+    "the data set (readout head and reference energies) of a multi-head model "
+    "to predict with, by name (default: data set 0)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -430,6 +447,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--batch-size", type=int, default=16, help="structures per batch"
     )
+    evaluate.add_argument("--head", help=HEAD_HELP)
     evaluate.add_argument(
         "--plots",
         action=argparse.BooleanOptionalAction,
@@ -448,6 +466,7 @@ def _parser() -> argparse.ArgumentParser:
         "--structure", type=Path, required=True, help="structure file (extxyz, ...)"
     )
     simulate.add_argument("--steps", type=int, default=1000, help="number of steps")
+    simulate.add_argument("--head", help=HEAD_HELP)
     simulate.add_argument(
         "--temperature", type=float, default=300.0, help="temperature in K"
     )
@@ -506,7 +525,9 @@ def _settings(arguments: argparse.Namespace) -> TrainSettings:
         raise SystemExit(f"{source}{error}") from error
 
 
-def _reader(settings: TrainSettings):
+def _reader(settings: TrainSettings, new_dataset_idx: int = 0):
+    """The reader of the job's data: the new data in data set
+    ``new_dataset_idx``, with the replayed data (data set 0) if any."""
     from mlip_eqx.data.demo import get_demo_dataset
 
     data = settings.data
@@ -533,10 +554,13 @@ def _reader(settings: TrainSettings):
             required_labels=labels,
         )
     )
+    from mlip_eqx.data import DatasetIndexReader, ReplayReader
+
+    if new_dataset_idx:
+        reader = DatasetIndexReader(reader, new_dataset_idx)
     fine_tuning = settings.fine_tuning
     if not fine_tuning.replay_paths:
         return reader
-    from mlip_eqx.data import ReplayReader
 
     replay_class = _reader_class(list(fine_tuning.replay_paths))
     replay = replay_class(
@@ -570,19 +594,27 @@ def build_datasets(settings: TrainSettings, dataset_info=None):
     Args:
         settings: The job's settings.
         dataset_info: The DatasetInfo of a pretrained model to use (its E0
-            refitted if ``settings.fine_tuning`` says so); None: computed from the
-            training set.
+            refitted if ``settings.fine_tuning`` says so; with a new head, one
+            more data set for the new data, its E0 fitted to it); None:
+            computed from the training set.
 
     Returns:
         ``(train_set, validation_set, test_set, dataset_info)``.
     """
     from mlip_eqx.data import GraphDatasetBuilder
 
+    fine_tuning = settings.fine_tuning
+    new_dataset_idx = 0
+    refit: bool | set[int] = fine_tuning.refit_atomic_energies
+    if dataset_info is not None and fine_tuning.new_head is not None:
+        new_dataset_idx = dataset_info.num_datasets
+        dataset_info = dataset_info.with_new_dataset(fine_tuning.new_head)
+        refit = set(range(new_dataset_idx + 1)) if refit is True else {new_dataset_idx}
     builder = GraphDatasetBuilder(
-        _reader(settings),
+        _reader(settings, new_dataset_idx),
         settings.graph_dataset,
         dataset_info,
-        refit_atomic_energies=settings.fine_tuning.refit_atomic_energies,
+        refit_atomic_energies=refit,
     )
     builder.prepare_datasets()
     train_set, validation_set, test_set = builder.get_splits()
@@ -786,7 +818,10 @@ def _model_and_optimizer(settings: TrainSettings, dataset_info, pretrained):
     DatasetInfo and stress setting) and the optimizer (freezing what
     ``settings.fine_tuning`` says)."""
     from mlip_eqx.models import ForceField
-    from mlip_eqx.models.params_transfer import with_dataset_info
+    from mlip_eqx.models.params_transfer import (
+        with_dataset_info,
+        with_new_readout_head,
+    )
     from mlip_eqx.training import get_default_mlip_optimizer
     from mlip_eqx.training.fine_tuning import trainable_predicate
     from mlip_eqx.training.freezing import freeze_parameters
@@ -796,10 +831,22 @@ def _model_and_optimizer(settings: TrainSettings, dataset_info, pretrained):
     if pretrained is None:
         return build_force_field(settings, dataset_info), optimizer
     force_field = ForceField(pretrained.network, settings.predict_stress)
-    if dataset_info != pretrained.dataset_info:
+    new_head_index = None
+    if dataset_info.num_datasets > pretrained.dataset_info.num_datasets:
+        force_field = with_new_readout_head(force_field, dataset_info)
+        new_head_index = dataset_info.num_datasets - 1
+        logger.info(
+            "Fine-tuning: new readout head %d (%r) for the new data, started as a "
+            "copy of head 0.",
+            new_head_index,
+            settings.fine_tuning.new_head,
+        )
+    elif dataset_info != pretrained.dataset_info:
         force_field = with_dataset_info(force_field, dataset_info)
     if settings.fine_tuning.freezes:
-        trainable = trainable_predicate(settings.fine_tuning, force_field.params)
+        trainable = trainable_predicate(
+            settings.fine_tuning, force_field.params, new_head_index
+        )
         optimizer = freeze_parameters(optimizer, trainable, force_field.params)
         paths = [path for path, _ in flatten_with_key_paths(force_field.params)]
         logger.info(
@@ -816,17 +863,19 @@ def evaluate(
     output_dir: Path | None = None,
     batch_size: int = 16,
     plots: bool = True,
+    head: str | None = None,
 ) -> dict[str, float]:
     """Runs ``mlip-eqx evaluate``: prints the metrics table, writes
     ``predictions.extxyz``, ``metrics.json`` and parity plots to ``output_dir``
     (default: ``evaluation/`` next to the model). Returns the metrics (eV units).
+    ``head`` names the data set of a multi-head model to predict with.
     """
     from mlip_eqx.evaluation import evaluate_force_field, write_predictions
     from mlip_eqx.models.model_io import load_model_from_zip
     from mlip_eqx.training.metric_units import for_display
     from mlip_eqx.training.training_loggers import print_metrics_table
 
-    force_field = load_model_from_zip(None, model_path)
+    force_field = with_head(load_model_from_zip(None, model_path), head)
     reader_class = _reader_class(data_paths)
     reader = reader_class(
         reader_class.Config(train_dataset_paths=data_paths, required_labels=())
@@ -870,6 +919,20 @@ def evaluate(
     return result.metrics
 
 
+def with_head(force_field, head: str | None):
+    """The force field predicting with the data set called ``head`` (None: as
+    it is).
+
+    Raises:
+        ValueError: The model has no data set of that name.
+    """
+    from mlip_eqx.models import InferenceContext
+
+    if head is None:
+        return force_field
+    return force_field.replace_inference_context(InferenceContext(dataset_name=head))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mlip-eqx`` console script."""
     arguments = _parser().parse_args(argv)
@@ -897,6 +960,7 @@ def main(argv: list[str] | None = None) -> int:
                 arguments.output_dir,
                 arguments.batch_size,
                 arguments.plots,
+                arguments.head,
             )
         except (*_user_facing_errors(), ValueError) as error:
             raise SystemExit(f"mlip-eqx evaluate: {error}") from error
@@ -920,6 +984,7 @@ def main(argv: list[str] | None = None) -> int:
                 friction=arguments.friction,
                 seed=arguments.seed,
                 plot=arguments.plots,
+                head=arguments.head,
             )
         except (
             *_user_facing_errors(),

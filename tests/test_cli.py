@@ -100,6 +100,7 @@ def check_fine_tuning(pretrained_run):
     assert main(["train", "--output-dir", str(from_run), "--init-from",
                  str(pretrained_run), "--train-last-layers", "1", *TINY[:4],
                  "--no-plots"]) == 0  # fmt: skip
+    check_new_head(pretrained_run, pretrained, demo)
     oxide = pretrained_run.parent / "oxide.xyz"
     atoms = ase.io.read(demo.train_path, index=0)
     atoms.numbers[0] = 8
@@ -108,6 +109,38 @@ def check_fine_tuning(pretrained_run):
         main(["train", "--output-dir", str(pretrained_run.parent / "bad"),
               "--init-from", str(pretrained_run / "model.zip"), "--train",
               str(oxide), "--valid", str(oxide)])  # fmt: skip
+
+
+def check_new_head(pretrained_run, pretrained, demo):
+    """``--new-head`` with ``--train-new-head-only``: a second head trains on
+    the new data, everything else stays the pretrained model's; ``evaluate
+    --head`` selects a head by name."""
+    output = pretrained_run.parent / "new_head"
+    assert main(["train", "--output-dir", str(output), "--init-from",
+                 str(pretrained_run / "model.zip"), "--new-head", "compressed",
+                 "--train-new-head-only", "--replay", str(demo.train_path),
+                 *TINY[:4], "--no-plots"]) == 0  # fmt: skip
+    tuned = load_model_from_zip(None, output / "model.zip")
+    assert tuned.dataset_info.dataset_names == ("pretrained", "compressed")
+    assert tuned.config.num_readout_heads == 2
+    before = dict(flatten_with_key_paths(pretrained.params))
+    for path, value in flatten_with_key_paths(tuned.params):
+        if ".readouts[1]" in path:
+            assert not np.allclose(
+                value, before[path.replace(".readouts[1]", ".readouts[0]")]
+            ), path
+        else:
+            np.testing.assert_allclose(value, before[path], rtol=1e-6, err_msg=path)
+    metrics = {}
+    for head in ("pretrained", "compressed"):
+        assert main(["evaluate", "--model", str(output / "model.zip"), "--data",
+                     str(demo.test_path), "--head", head, "--output-dir",
+                     str(output / head), "--no-plots"]) == 0  # fmt: skip
+        metrics[head] = json.loads((output / head / "metrics.json").read_text())
+    assert metrics["pretrained"]["mae_f"] != metrics["compressed"]["mae_f"]
+    with pytest.raises(SystemExit, match="No data set is called 'pbe'"):
+        main(["evaluate", "--model", str(output / "model.zip"), "--data",
+              str(demo.test_path), "--head", "pbe"])  # fmt: skip
 
 
 def check_simulate_command(output):

@@ -83,6 +83,10 @@ class ChemicalSystem(eqx.Module):
             accepted, a single bool stands for all three and None for
             ``(False, False, False)``. Use ``np.asarray(system.pbc)`` for an array.
         weight: Weight of this structure in the loss (dimensionless, >= 0).
+        dataset_idx: Index of the data set the structure belongs to (>= 0): it
+            selects the readout head and reference energies of a multi-head
+            model (see :class:`~mlip_eqx.data.dataset_info.DatasetInfo`); 0 for
+            a single data set.
         source: Where the structure came from, e.g. ``"data.xyz, frame 3"``; used in
             error messages.
         atomic_species: Accepted and ignored, for code written for the original
@@ -106,6 +110,7 @@ class ChemicalSystem(eqx.Module):
         static=True, default=(False, False, False), converter=_as_pbc
     )
     weight: float = eqx.field(default=1.0, converter=float)
+    dataset_idx: int = eqx.field(default=0, converter=int)
     source: str = eqx.field(static=True, default="structure")
     atomic_species: dataclasses.InitVar[object] = None
 
@@ -156,6 +161,10 @@ class ChemicalSystem(eqx.Module):
         if self.weight < 0:
             raise InvalidStructureError(
                 f"{source}: weight must be >= 0, got {self.weight}."
+            )
+        if self.dataset_idx < 0:
+            raise InvalidStructureError(
+                f"{source}: dataset_idx must be >= 0, got {self.dataset_idx}."
             )
         if np.any(self.pbc):
             periodic_vectors = self.cell[np.asarray(self.pbc)]

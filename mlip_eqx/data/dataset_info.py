@@ -19,33 +19,67 @@ logger = logging.getLogger("mlip_eqx")
 class DatasetInfo:
     """Statistics of the training data, stored with every model.
 
+    A model trained on several data sets at once (e.g. fine-tuning data and
+    replayed pretraining data computed with different reference energies) has
+    one E0 map per data set, and one readout head per data set when its network
+    has several (``num_readout_heads``): a structure's ``dataset_idx`` selects
+    both. As in the original library, ``dataset_name`` and
+    ``atomic_energies_map`` are then lists of equal length; every map covers
+    the same elements.
+
     Attributes:
-        atomic_energies_map: Reference energy per element {Z: eV} (E0).
+        atomic_energies_map: Reference energy per element {Z: eV} (E0), or one
+            such map per data set (a tuple of maps; lists are accepted).
         cutoff_distance_angstrom: Graph cutoff in Å used to build the neighbour lists.
         avg_num_neighbors: Mean number of neighbours per atom.
         avg_r_min_angstrom: Mean over structures of the shortest edge length in Å,
             or None if unknown.
         scaling_mean: Shift of the per-atom energy readout in eV.
         scaling_stdev: Scale of the per-atom energy readout in eV.
+        dataset_name: Name of the data set, or one name per data set (a tuple;
+            lists are accepted); None: unnamed (a single data set). Inference
+            and the ASE calculator select a head by this name.
     """
 
-    atomic_energies_map: Mapping[int, float]
+    atomic_energies_map: Mapping[int, float] | tuple[Mapping[int, float], ...]
     cutoff_distance_angstrom: float
     avg_num_neighbors: float = 1.0
     avg_r_min_angstrom: float | None = None
     scaling_mean: float = 0.0
     scaling_stdev: float = 1.0
+    dataset_name: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        energies = {int(z): float(e) for z, e in dict(self.atomic_energies_map).items()}
-        for z, energy in energies.items():
-            if not 1 <= z <= 118:
-                raise ValueError(f"atomic_energies_map: {z} is not an atomic number.")
-            if not np.isfinite(energy):
+        is_multi = isinstance(self.atomic_energies_map, (list, tuple))
+        maps = (
+            list(self.atomic_energies_map) if is_multi else [self.atomic_energies_map]
+        )
+        if not maps:
+            raise ValueError("atomic_energies_map: the list of maps is empty.")
+        checked = [
+            _checked_energies(
+                energies,
+                f"atomic_energies_map[{index}]" if is_multi else "atomic_energies_map",
+            )
+            for index, energies in enumerate(maps)
+        ]
+        for index, energies in enumerate(checked[1:], start=1):
+            if energies.keys() != checked[0].keys():
+                differ = sorted(set(energies) ^ set(checked[0]))
                 raise ValueError(
-                    f"atomic_energies_map: E0 of Z={z} is not finite ({energy})."
+                    f"atomic_energies_map[{index}] and atomic_energies_map[0] cover "
+                    f"different elements (they differ in "
+                    f"{', '.join(chemical_symbols[z] for z in differ)}); every data "
+                    "set needs an E0 for each element of the model."
                 )
-        object.__setattr__(self, "atomic_energies_map", dict(sorted(energies.items())))
+        object.__setattr__(
+            self, "atomic_energies_map", tuple(checked) if is_multi else checked[0]
+        )
+        object.__setattr__(
+            self,
+            "dataset_name",
+            _checked_names(self.dataset_name, len(checked) if is_multi else None),
+        )
         for name in ("cutoff_distance_angstrom", "avg_num_neighbors", "scaling_stdev"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
@@ -58,33 +92,107 @@ class DatasetInfo:
     def __hash__(self) -> int:
         return hash(
             (
-                tuple(self.atomic_energies_map.items()),
+                tuple(
+                    tuple(energies.items()) for energies in self.atomic_energies_maps
+                ),
                 self.cutoff_distance_angstrom,
                 self.avg_num_neighbors,
                 self.avg_r_min_angstrom,
                 self.scaling_mean,
                 self.scaling_stdev,
+                self.dataset_name,
             )
+        )
+
+    @property
+    def num_datasets(self) -> int:
+        """Number of data sets (E0 maps), at least 1."""
+        return len(self.atomic_energies_maps)
+
+    @property
+    def atomic_energies_maps(self) -> tuple[dict[int, float], ...]:
+        """The E0 map of every data set (one for a single data set)."""
+        if isinstance(self.atomic_energies_map, tuple):
+            return self.atomic_energies_map
+        return (self.atomic_energies_map,)
+
+    @property
+    def dataset_names(self) -> tuple[str | None, ...]:
+        """The name of every data set (None where unnamed)."""
+        if isinstance(self.dataset_name, tuple):
+            return self.dataset_name
+        return (self.dataset_name,) * self.num_datasets
+
+    def dataset_index(self, name: str) -> int:
+        """The index of the data set (and readout head) called ``name``.
+
+        Raises:
+            ValueError: No data set has that name; the message lists the names.
+        """
+        names = self.dataset_names
+        if name not in names:
+            known = [n for n in names if n is not None]
+            raise ValueError(
+                f"No data set is called {name!r}; this model's data sets are "
+                f"{known if known else 'unnamed'}."
+            )
+        return names.index(name)
+
+    def with_new_dataset(
+        self, name: str, atomic_energies: Mapping[int, float] | None = None
+    ) -> "DatasetInfo":
+        """This info with one more data set (its index is ``num_datasets``).
+
+        Args:
+            name: Its name; it must differ from the existing names. Unnamed data
+                sets are called "pretrained" (the first) and "dataset_<index>".
+            atomic_energies: Its E0 map; None: a copy of data set 0's.
+        """
+        names = tuple(
+            existing
+            if existing is not None
+            else ("pretrained" if index == 0 else f"dataset_{index}")
+            for index, existing in enumerate(self.dataset_names)
+        )
+        if name in names:
+            raise ValueError(f"DatasetInfo already has a data set called {name!r}.")
+        energies = dict(
+            self.atomic_energies_maps[0] if atomic_energies is None else atomic_energies
+        )
+        return dataclasses.replace(
+            self,
+            atomic_energies_map=(*self.atomic_energies_maps, energies),
+            dataset_name=(*names, name),
         )
 
     @property
     def allowed_atomic_numbers(self) -> list[int]:
         """Sorted atomic numbers of the elements the model knows; species index i
         is the i-th of them."""
-        return list(self.atomic_energies_map)
+        return list(self.atomic_energies_maps[0])
 
     def __str__(self) -> str:
-        energies = ", ".join(
-            f"{chemical_symbols[z]}: {e:.4f} eV"
-            for z, e in self.atomic_energies_map.items()
-        )
+        def energies(mapping: Mapping[int, float]) -> str:
+            listed = ", ".join(
+                f"{chemical_symbols[z]}: {e:.4f} eV" for z, e in mapping.items()
+            )
+            return f"{{{listed}}}"
+
+        if self.num_datasets == 1:
+            atomic = energies(self.atomic_energies_maps[0])
+        else:
+            atomic = "; ".join(
+                f"{name}: {energies(mapping)}"
+                for name, mapping in zip(self.dataset_names, self.atomic_energies_maps)
+            )
         r_min = (
             "unknown"
             if self.avg_r_min_angstrom is None
             else f"{self.avg_r_min_angstrom:.3f} Å"
         )
+        name = "" if self.dataset_name is None else f"data sets: {self.dataset_name}, "
         return (
-            f"DatasetInfo(atomic energies: {{{energies}}}, "
+            f"DatasetInfo({name}atomic energies: {atomic}, "
             f"cutoff: {self.cutoff_distance_angstrom:.3f} Å, "
             f"avg. neighbours: {self.avg_num_neighbors:.3f}, avg. r_min: {r_min}, "
             f"scaling mean: {self.scaling_mean:.4f} eV, "
@@ -92,11 +200,19 @@ class DatasetInfo:
         )
 
     def to_dict(self) -> dict:
-        """A JSON-serialisable dict (atomic numbers become string keys)."""
+        """A JSON-serialisable dict (atomic numbers become string keys; several
+        data sets give lists, as in the original library)."""
         as_dict = dataclasses.asdict(self)
-        as_dict["atomic_energies_map"] = {
-            str(z): e for z, e in self.atomic_energies_map.items()
-        }
+        maps = [
+            {str(z): e for z, e in mapping.items()}
+            for mapping in self.atomic_energies_maps
+        ]
+        multi = isinstance(self.atomic_energies_map, tuple)
+        as_dict["atomic_energies_map"] = maps if multi else maps[0]
+        if isinstance(self.dataset_name, tuple):
+            as_dict["dataset_name"] = list(self.dataset_name)
+        if self.dataset_name is None:
+            del as_dict["dataset_name"]  # readable by versions without the field
         return as_dict
 
     @classmethod
@@ -112,10 +228,12 @@ class DatasetInfo:
                 "'cutoff_distance_angstrom'."
             )
         data = dict(data)
+        maps = data["atomic_energies_map"]
         try:
-            data["atomic_energies_map"] = {
-                int(z): float(e) for z, e in dict(data["atomic_energies_map"]).items()
-            }
+            if isinstance(maps, list):
+                data["atomic_energies_map"] = tuple(_float_map(m) for m in maps)
+            else:
+                data["atomic_energies_map"] = _float_map(maps)
         except (TypeError, ValueError) as error:
             raise ValueError(
                 f"DatasetInfo.atomic_energies_map must map atomic numbers to "
@@ -140,6 +258,57 @@ class DatasetInfo:
                     f"{path}: not a valid DatasetInfo JSON: {error}"
                 ) from error
         return cls.from_dict(data)
+
+
+def _float_map(mapping: Mapping) -> dict[int, float]:
+    return {int(z): float(e) for z, e in dict(mapping).items()}
+
+
+def _checked_energies(energies: Mapping, field: str) -> dict[int, float]:
+    """The map with int keys and float values, sorted by Z; raises ValueError
+    naming ``field`` for a bad atomic number or a non-finite energy."""
+    try:
+        checked = {int(z): float(e) for z, e in dict(energies).items()}
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{field} must map atomic numbers to energies in eV: {error}"
+        ) from error
+    for z, energy in checked.items():
+        if not 1 <= z <= 118:
+            raise ValueError(f"{field}: {z} is not an atomic number.")
+        if not np.isfinite(energy):
+            raise ValueError(f"{field}: E0 of Z={z} is not finite ({energy}).")
+    return dict(sorted(checked.items()))
+
+
+def _checked_names(
+    names: str | Sequence[str] | None, num_datasets: int | None
+) -> str | tuple[str, ...] | None:
+    """``dataset_name`` as stored: None, a str (one data set) or a tuple of
+    distinct str, one per data set (``num_datasets``; None for a single map)."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        if num_datasets is not None:
+            raise ValueError(
+                f"DatasetInfo.dataset_name is a single name ({names!r}) but there "
+                f"are {num_datasets} E0 maps; give one name per data set."
+            )
+        return names
+    names = tuple(names)
+    if not all(isinstance(name, str) and name for name in names):
+        raise ValueError(
+            f"DatasetInfo.dataset_name: names must be non-empty strings, got {names}."
+        )
+    if num_datasets is None or len(names) != num_datasets:
+        raise ValueError(
+            f"DatasetInfo.dataset_name has {len(names)} names but there are "
+            f"{num_datasets or 1} E0 maps (atomic_energies_map); give one per data "
+            "set."
+        )
+    if len(set(names)) != len(names):
+        raise ValueError(f"DatasetInfo.dataset_name has duplicates: {names}.")
+    return names
 
 
 def fit_atomic_energies(
@@ -193,17 +362,23 @@ def average_min_edge_length(graphs: Sequence[Graph]) -> float | None:
 
 
 def rms_forces_scaling(
-    graphs: Sequence[Graph], atomic_energies: Mapping[int, float]
+    graphs: Sequence[Graph], atomic_energies: np.ndarray
 ) -> tuple[float, float]:
     """Energy scaling as in MACE's ``rms_forces_scaling``.
+
+    Args:
+        graphs: Unpadded single-structure graphs.
+        atomic_energies: E0 in eV of every data set and species,
+            [num_datasets, num_species] (a graph uses its ``dataset_idx``'s row).
 
     Returns:
         (mean per-atom energy after subtracting E0 in eV, RMS of force components in
         eV/Å, used as an energy scale).
     """
-    e0 = np.array(list(atomic_energies.values()))
+    table = np.atleast_2d(atomic_energies)
     residuals = [
-        (float(g.energy[0]) - e0[g.species].sum()) / int(g.n_node[0])
+        (float(g.energy[0]) - table[int(g.dataset_idx[0])][g.species].sum())
+        / int(g.n_node[0])
         for g in graphs
         if bool(g.has_energy[0])
     ]

@@ -93,6 +93,7 @@ def graph_from_chemical_system(
             np.zeros((1, 3, 3)) if system.stress is None else system.stress[None].copy()
         ),
         weight=np.array([system.weight]),
+        dataset_idx=np.array([system.dataset_idx], dtype=np.int32),
         has_energy=np.array([system.energy is not None]),
         has_forces=np.array([system.forces is not None]),
         has_stress=np.array([system.stress is not None]),

@@ -3,7 +3,7 @@
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal
 
 import numpy as np
@@ -126,7 +126,7 @@ class GraphDatasetBuilder:
         reader: ChemicalSystemsReader,
         config: GraphDatasetBuilderConfig | None = None,
         dataset_info: DatasetInfo | None = None,
-        refit_atomic_energies: bool = False,
+        refit_atomic_energies: bool | Collection[int] = False,
     ):
         """Constructor.
 
@@ -140,7 +140,13 @@ class GraphDatasetBuilder:
                 energies (E0) to the training set, keeping the given ones for
                 elements it lacks and every other statistic (for fine-tuning
                 on data computed with other reference energies, e.g. another
-                DFT setup).
+                DFT setup). True refits every data set that has training
+                structures (each on its own, by ``dataset_idx``); a collection
+                of data set indices refits those.
+
+        Every structure's ``dataset_idx`` must name a data set: one of
+        ``dataset_info``'s, or, when the info is computed, one with training
+        structures (the data sets are 0, 1, ... and each gets its own E0 fit).
         """
         if refit_atomic_energies and dataset_info is None:
             raise ValueError(
@@ -232,17 +238,35 @@ class GraphDatasetBuilder:
             (test_graphs, test, "test"),
         ):
             _check_neighbours(graphs, systems, split, config.graph_cutoff_angstrom)
+        num_datasets = (
+            self._given_dataset_info.num_datasets
+            if self._given_dataset_info is not None
+            else 1 + max(system.dataset_idx for system in train)
+        )
+        for systems, split in (
+            (train, "train"),
+            (validation, "validation"),
+            (test, "test"),
+        ):
+            _check_dataset_indices(systems, split, num_datasets)
         if self._given_dataset_info is None:
-            self._dataset_info = self._compute_dataset_info(train_graphs, elements)
-        elif self._refit_atomic_energies:
+            self._dataset_info = self._compute_dataset_info(
+                train_graphs, elements, num_datasets
+            )
+        elif self._refit_atomic_energies is not False:
+            refitted = (
+                range(num_datasets)
+                if self._refit_atomic_energies is True
+                else self._refit_atomic_energies
+            )
             self._dataset_info = _with_refitted_atomic_energies(
-                self._given_dataset_info, train_graphs
+                self._given_dataset_info, train_graphs, refitted
             )
         else:
             self._dataset_info = self._given_dataset_info
         logger.info("%s", self._dataset_info)
         if config.use_formation_energies:
-            e0 = np.array(list(self._dataset_info.atomic_energies_map.values()))
+            e0 = atomic_energies_table(self._dataset_info)
             train_graphs, validation_graphs, test_graphs = (
                 [_subtract_atomic_energies(g, e0) for g in graphs]
                 for graphs in (train_graphs, validation_graphs, test_graphs)
@@ -269,15 +293,29 @@ class GraphDatasetBuilder:
         )
 
     def _compute_dataset_info(
-        self, train_graphs: list[Graph], elements: list[int]
+        self, train_graphs: list[Graph], elements: list[int], num_datasets: int
     ) -> DatasetInfo:
         config = self._config
-        atomic_energies = fit_atomic_energies(train_graphs, elements)
+        empty = [
+            index
+            for index in range(num_datasets)
+            if not _graphs_of_dataset(train_graphs, index)
+        ]
+        if empty:
+            raise ValueError(
+                f"Data sets {empty} have no training structures, but structures of "
+                f"data set {num_datasets - 1} exist: number the data sets 0, 1, ... "
+                "without gaps (ChemicalSystem.dataset_idx)."
+            )
+        per_dataset = [
+            fit_atomic_energies(_graphs_of_dataset(train_graphs, index), elements)
+            for index in range(num_datasets)
+        ]
+        atomic_energies = per_dataset[0] if num_datasets == 1 else tuple(per_dataset)
         scaling_mean, scaling_stdev = 0.0, 1.0
         if config.energy_scaling == "rms_forces":
-            scaling_mean, scaling_stdev = rms_forces_scaling(
-                train_graphs, atomic_energies
-            )
+            table = np.array([list(energies.values()) for energies in per_dataset])
+            scaling_mean, scaling_stdev = rms_forces_scaling(train_graphs, table)
         return DatasetInfo(
             atomic_energies_map=atomic_energies,
             cutoff_distance_angstrom=config.graph_cutoff_angstrom,
@@ -292,23 +330,70 @@ class GraphDatasetBuilder:
         )
 
 
-def _with_refitted_atomic_energies(
-    dataset_info: DatasetInfo, train_graphs: list[Graph]
-) -> DatasetInfo:
-    """``dataset_info`` with E0 fitted to the training graphs for the elements
-    they contain (the others keep theirs)."""
-    elements = dataset_info.allowed_atomic_numbers
-    fitted = fit_atomic_energies(train_graphs, elements)
-    present = set(np.concatenate([g.species for g in train_graphs]).tolist())
-    old = dataset_info.atomic_energies_map
-    energies = {
-        z: fitted[z] if index in present else old[z] for index, z in enumerate(elements)
-    }
-    logger.info(
-        "Reference energies refitted to the training set (eV): %s",
-        ", ".join(f"Z={z}: {old[z]:.4f} -> {energies[z]:.4f}" for z in elements),
+def atomic_energies_table(dataset_info: DatasetInfo) -> np.ndarray:
+    """The E0 of every data set and species in eV, [num_datasets, num_elements]."""
+    return np.array(
+        [list(energies.values()) for energies in dataset_info.atomic_energies_maps]
     )
-    return dataclasses.replace(dataset_info, atomic_energies_map=energies)
+
+
+def _graphs_of_dataset(graphs: list[Graph], dataset_idx: int) -> list[Graph]:
+    return [graph for graph in graphs if int(graph.dataset_idx[0]) == dataset_idx]
+
+
+def _check_dataset_indices(
+    systems: list[ChemicalSystem], split: str, num_datasets: int
+) -> None:
+    """Raises ValueError naming the first structure whose ``dataset_idx`` is not
+    below ``num_datasets``."""
+    for system in systems:
+        if system.dataset_idx >= num_datasets:
+            raise ValueError(
+                f"{split}: {system.source} has dataset_idx={system.dataset_idx}, but "
+                f"there are {num_datasets} data sets (indices 0 to "
+                f"{num_datasets - 1}; a data set is given by the model's "
+                "DatasetInfo, or by the training structures that carry its index)."
+            )
+
+
+def _with_refitted_atomic_energies(
+    dataset_info: DatasetInfo, train_graphs: list[Graph], datasets: Collection[int]
+) -> DatasetInfo:
+    """``dataset_info`` with E0 fitted to the training graphs of each of
+    ``datasets`` (by ``dataset_idx``) for the elements they contain (the others,
+    and the other data sets, keep theirs)."""
+    elements = dataset_info.allowed_atomic_numbers
+    maps = list(dataset_info.atomic_energies_maps)
+    for index in sorted(set(datasets)):
+        if not 0 <= index < len(maps):
+            raise ValueError(
+                f"refit_atomic_energies: there is no data set {index} (the "
+                f"DatasetInfo has {len(maps)})."
+            )
+        graphs = _graphs_of_dataset(train_graphs, index)
+        if not graphs:
+            continue
+        fitted = fit_atomic_energies(graphs, elements)
+        present = set(np.concatenate([g.species for g in graphs]).tolist())
+        old = maps[index]
+        maps[index] = {
+            z: fitted[z] if species in present else old[z]
+            for species, z in enumerate(elements)
+        }
+        logger.info(
+            "Reference energies of data set %d (%s) refitted to its %d training "
+            "structures (eV): %s",
+            index,
+            dataset_info.dataset_names[index] or "unnamed",
+            len(graphs),
+            ", ".join(f"Z={z}: {old[z]:.4f} -> {maps[index][z]:.4f}" for z in elements),
+        )
+    refitted = (
+        maps[0]
+        if len(maps) == 1 and not isinstance(dataset_info.atomic_energies_map, tuple)
+        else tuple(maps)
+    )
+    return dataclasses.replace(dataset_info, atomic_energies_map=refitted)
 
 
 def _hold_out(
@@ -408,5 +493,8 @@ def _check_neighbours(
 
 
 def _subtract_atomic_energies(graph: Graph, atomic_energies: np.ndarray) -> Graph:
-    formation = graph.energy - atomic_energies[graph.species].sum() * graph.has_energy
+    """The graph with its data set's E0 ([num_datasets, num_elements]) subtracted
+    from its energy label."""
+    e0 = atomic_energies[int(graph.dataset_idx[0])]
+    formation = graph.energy - e0[graph.species].sum() * graph.has_energy
     return dataclasses.replace(graph, energy=formation)

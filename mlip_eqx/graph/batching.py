@@ -102,6 +102,7 @@ def batch_graphs(
         forces=cat("forces", (pad_nodes, 3), dtype=np.float64),
         stress=cat("stress", (pad_graphs, 3, 3), dtype=np.float64),
         weight=cat("weight", (pad_graphs,), dtype=np.float64),
+        dataset_idx=cat("dataset_idx", (pad_graphs,), dtype=np.int32),
         has_energy=cat("has_energy", (pad_graphs,), False, dtype=bool),
         has_forces=cat("has_forces", (pad_graphs,), False, dtype=bool),
         has_stress=cat("has_stress", (pad_graphs,), False, dtype=bool),

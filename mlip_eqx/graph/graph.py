@@ -40,6 +40,10 @@ class Graph(eqx.Module):
         forces: Reference forces in eV/Å, [n_node, 3].
         stress: Reference stress in eV/Å³ (ASE sign convention), [n_graph, 3, 3].
         weight: Loss weight per graph (0 for padding graphs), [n_graph].
+        dataset_idx: The data set of each graph (0 for padding graphs): it
+            selects the readout head and reference energies of multi-head
+            models (see :class:`~mlip_eqx.data.dataset_info.DatasetInfo`),
+            [n_graph].
         has_energy: Whether each graph has an energy label, [n_graph].
         has_forces: Whether each graph has force labels, [n_graph].
         has_stress: Whether each graph has a stress label, [n_graph].
@@ -61,6 +65,7 @@ class Graph(eqx.Module):
     forces: Float[ArrayLike, "n_node 3"]
     stress: Float[ArrayLike, "n_graph 3 3"]
     weight: Float[ArrayLike, " n_graph"]
+    dataset_idx: Int[ArrayLike, " n_graph"]
     has_energy: Bool[ArrayLike, " n_graph"]
     has_forces: Bool[ArrayLike, " n_graph"]
     has_stress: Bool[ArrayLike, " n_graph"]

@@ -11,6 +11,7 @@ from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.inference.atoms_graphs import check_known_elements, graph_from_atoms
 from mlip_eqx.inference.predictor import make_predictor
 from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.models.inference_context import InferenceContext
 from mlip_eqx.models.prediction import Prediction
 from mlip_eqx.utils.progress import track
 
@@ -21,6 +22,7 @@ def run_batched_inference(
     batch_size: int = 16,
     max_n_node: int | None = None,
     max_n_edge: int | None = None,
+    dataset_name: str | None = None,
 ) -> list[Prediction]:
     """Predicts energy, forces and (if the force field predicts it) stress of every
     structure.
@@ -40,6 +42,10 @@ def run_batched_inference(
         max_n_edge: If given, a batch holds at most ``2 * batch_size *
             max_n_edge`` directed edges (``max_n_edge`` counts neighbour pairs);
             None: no limit.
+        dataset_name: The data set (readout head and reference energies) of a
+            multi-head model to predict every structure with; None: the force
+            field's inference context, or else each graph's ``dataset_idx``
+            (0 for ``ase.Atoms``).
 
     Returns:
         One Prediction per structure, in input order (``dataset.graphs`` for a
@@ -58,6 +64,9 @@ def run_batched_inference(
         StructureTooLargeError: A structure does not fit ``max_n_node`` /
             ``max_n_edge``.
     """
+    if dataset_name is not None:
+        context = InferenceContext(dataset_name=dataset_name)
+        force_field = force_field.replace_inference_context(context)
     if isinstance(structures, GraphDataset):
         _check_species(structures, force_field)
         dataset = structures

@@ -2,6 +2,7 @@
 them."""
 
 from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.models.inference_context import InferenceContext
 from mlip_eqx.models.mace import Mace, MaceConfig
 from mlip_eqx.models.mlip_network import MLIPNetwork
 from mlip_eqx.models.nequip import Nequip, NequipConfig
@@ -11,6 +12,7 @@ from mlip_eqx.models.registry import get_network_class, register_network
 
 __all__ = [
     "ForceField",
+    "InferenceContext",
     "MLIPNetwork",
     "Mace",
     "MaceConfig",

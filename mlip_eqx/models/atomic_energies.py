@@ -15,18 +15,19 @@ AtomicEnergiesChoice = Literal["average", "zero"] | dict[int, float] | None
 def atomic_energies_per_species(
     choice: AtomicEnergiesChoice, dataset_info: DatasetInfo, num_species: int
 ) -> np.ndarray:
-    """The E0 of every species index in eV.
+    """The E0 of every data set and species index in eV.
 
     Args:
-        choice: None or "average" for the dataset's fitted E0, "zero" for none, or a
-            {Z: eV} map that must cover every element of the dataset.
+        choice: None or "average" for the dataset's fitted E0 (one row per data
+            set of the DatasetInfo), "zero" for none, or a {Z: eV} map that must
+            cover every element of the dataset (the same for every data set).
         dataset_info: Gives the element table (species index i is the i-th smallest
-            atomic number) and the fitted E0.
+            atomic number), the data sets and their fitted E0.
         num_species: Number of species slots of the model (>= number of elements);
             slots beyond the dataset's elements get 0.
 
     Returns:
-        Array of shape [num_species], float64.
+        Array of shape [num_datasets, num_species], float64.
     """
     elements = dataset_info.allowed_atomic_numbers
     if len(elements) > num_species:
@@ -34,16 +35,20 @@ def atomic_energies_per_species(
             f"num_species={num_species} is smaller than the {len(elements)} elements "
             "of the dataset."
         )
-    energies = np.zeros(num_species, dtype=np.float64)
+    energies = np.zeros((dataset_info.num_datasets, num_species), dtype=np.float64)
     if choice == "zero":
         return energies
-    source: Mapping[int, float]
-    source = dataset_info.atomic_energies_map if choice in (None, "average") else choice
-    missing = [z for z in elements if z not in source]
+    sources: tuple[Mapping[int, float], ...]
+    if choice in (None, "average"):
+        sources = dataset_info.atomic_energies_maps
+    else:
+        sources = (choice,) * dataset_info.num_datasets
+    missing = [z for z in elements if z not in sources[0]]
     if missing:
         names = ", ".join(chemical_symbols[z] for z in missing)
         raise ValueError(f"atomic_energies: no energy given for {names}.")
-    energies[: len(elements)] = [source[z] for z in elements]
+    for row, source in zip(energies, sources):
+        row[: len(elements)] = [source[z] for z in elements]
     return energies
 
 

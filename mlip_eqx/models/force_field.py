@@ -1,5 +1,7 @@
 """ForceField: an MLIPNetwork turned into energies, forces and stress of graphs."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -7,6 +9,7 @@ from jaxtyping import Array, Float, Int
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.graph.graph import Graph
+from mlip_eqx.models.inference_context import InferenceContext
 from mlip_eqx.models.mlip_network import MLIPNetwork
 from mlip_eqx.models.prediction import Prediction
 from mlip_eqx.utils.config import Config
@@ -23,13 +26,46 @@ class ForceField(eqx.Module):
     convention) and the pressure is -trace(stress)/3. Padding nodes and graphs get
     zeros.
 
+    A multi-head network predicts each graph with the head and reference
+    energies of the graph's ``dataset_idx``, or, with an ``inference_context``
+    (see :meth:`replace_inference_context`), of that data set for every graph.
+
     Attributes:
         network: The energy model.
         predict_stress: Whether to compute stress and pressure.
+        inference_context: The data set to predict every graph with (resolved
+            against the DatasetInfo), or None: each graph's own.
     """
 
     network: MLIPNetwork
     predict_stress: bool = eqx.field(static=True, default=False)
+    inference_context: InferenceContext | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self) -> None:
+        if self.inference_context is not None:
+            resolved = self.inference_context.resolve(self.dataset_info)
+            if resolved != self.inference_context:
+                raise ValueError(
+                    "ForceField.inference_context must be resolved against the "
+                    "DatasetInfo; use replace_inference_context()."
+                )
+
+    def replace_inference_context(
+        self, inference_context: InferenceContext | None
+    ) -> "ForceField":
+        """This force field predicting every graph with the data set (readout
+        head and E0) of ``inference_context``, e.g.
+        ``InferenceContext(dataset_name="pbe")``; None: each graph's own.
+
+        Raises:
+            ValueError: The context names no data set of the model.
+        """
+        resolved = (
+            None
+            if inference_context is None
+            else inference_context.resolve(self.dataset_info)
+        )
+        return dataclasses.replace(self, inference_context=resolved)
 
     @classmethod
     def from_mlip_network(
@@ -119,7 +155,7 @@ class ForceField(eqx.Module):
             graph: A padded batch (numpy or jax leaves).
         """
         positions = jnp.asarray(graph.positions, self.dtype)
-        return _node_energies(self.network, graph, positions, strain=None)
+        return _node_energies(self, graph, positions, strain=None)
 
     def __call__(self, graph: Graph) -> Prediction:
         """Predicts energy, forces and, if asked, stress of every graph.
@@ -134,7 +170,7 @@ class ForceField(eqx.Module):
         positions = jnp.asarray(graph.positions, dtype)
 
         def total_energy(positions, strain):
-            node_energies = _node_energies(self.network, graph, positions, strain)
+            node_energies = _node_energies(self, graph, positions, strain)
             energies = _sum_per_graph(graph, node_energies)
             return jnp.sum(energies), energies
 
@@ -165,7 +201,7 @@ def _sum_per_graph(
 
 
 def _node_energies(
-    network: MLIPNetwork,
+    force_field: ForceField,
     graph: Graph,
     positions: Float[Array, "n_node 3"],
     strain: Float[Array, "n_graph 3 3"] | None,
@@ -176,14 +212,34 @@ def _node_energies(
     vectors = graph.edge_vectors(positions=positions, cell=cell)
     if strain is not None:
         vectors = _apply_strain(vectors, strain, graph.edge_graph_index())
-    node_energies = network(
+    node_dataset_idx = _node_dataset_idx(force_field, graph)
+    # Passed only when needed, so that networks written for a single data set
+    # need not take the argument.
+    heads = {} if node_dataset_idx is None else {"node_dataset_idx": node_dataset_idx}
+    node_energies = force_field.network(
         vectors,
         jnp.asarray(graph.species),
         jnp.asarray(graph.senders),
         jnp.asarray(graph.receivers),
         paired_edges=graph.paired_edges,
+        **heads,
     )
     return jnp.where(jnp.asarray(graph.node_mask), node_energies, 0.0)
+
+
+def _node_dataset_idx(
+    force_field: ForceField, graph: Graph
+) -> Int[Array, " n_node"] | None:
+    """The data set of every node: the inference context's, else its graph's;
+    None for data set 0 everywhere (a model of a single data set)."""
+    context = force_field.inference_context
+    if context is not None:
+        if context.dataset_idx == 0:
+            return None
+        return jnp.full(graph.num_nodes, context.dataset_idx, jnp.int32)
+    if force_field.dataset_info.num_datasets == 1:
+        return None
+    return jnp.asarray(graph.dataset_idx)[graph.node_graph_index()]
 
 
 def _apply_strain(

@@ -36,6 +36,7 @@ class MLIPNetwork(eqx.Module):
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
         paired_edges: bool = False,
+        node_dataset_idx: Int[Array, " n_node"] | None = None,
     ) -> Float[Array, " n_node"]:
         """Energy of each node in eV.
 
@@ -49,6 +50,12 @@ class MLIPNetwork(eqx.Module):
                 (edge ``k + n_edge / 2`` reverses edge ``k``), so that a network
                 may evaluate per-pair functions once; a network that does not use
                 the layout ignores it (the edges are valid either way). Static.
+            node_dataset_idx: The data set of each node's structure: it selects
+                the node's readout head and E0 (see
+                :func:`~mlip_eqx.models.energy_heads.node_energies_from_heads`);
+                None: data set 0. A network that knows a single data set may
+                leave the argument out of its signature: force fields pass it
+                only to models of several data sets.
 
         Returns:
             The energy contribution of every node (including the E0 reference) in eV.

@@ -1,5 +1,6 @@
 """Parameters of one force field carried into another: fine-tuning's start."""
 
+import dataclasses
 import re
 
 import jax
@@ -80,20 +81,69 @@ def with_dataset_info(force_field: ForceField, dataset_info: DatasetInfo) -> For
         ValueError: The new DatasetInfo has other elements or another cutoff
             (the parameters would not fit or not mean the same).
     """
-    old = force_field.dataset_info
-    if dataset_info.allowed_atomic_numbers != old.allowed_atomic_numbers:
-        raise ValueError(
-            "with_dataset_info: the elements differ: "
-            f"{dataset_info.allowed_atomic_numbers} instead of the model's "
-            f"{old.allowed_atomic_numbers}."
-        )
-    if dataset_info.cutoff_distance_angstrom != old.cutoff_distance_angstrom:
-        raise ValueError(
-            f"with_dataset_info: cutoff {dataset_info.cutoff_distance_angstrom} Å "
-            f"instead of the model's {old.cutoff_distance_angstrom} Å."
-        )
+    _check_same_elements_and_cutoff(
+        force_field.dataset_info, dataset_info, "with_dataset_info"
+    )
     network = force_field.network
     rebuilt = ForceField(
         type(network)(network.config, dataset_info), force_field.predict_stress
     )
     return rebuilt.with_params(transfer_params(force_field.params, rebuilt.params))
+
+
+def with_new_readout_head(
+    force_field: ForceField, dataset_info: DatasetInfo, scale_factor: float = 1.0
+) -> ForceField:
+    """The force field with one readout head per data set of ``dataset_info``
+    (which has more data sets than the force field's, e.g. from
+    :meth:`DatasetInfo.with_new_dataset
+    <mlip_eqx.data.dataset_info.DatasetInfo.with_new_dataset>`): its config's
+    ``num_readout_heads`` raised to that number, the existing heads and every
+    other array kept, and new heads warm-started from head 0 (see
+    :func:`transfer_params`; ``scale_factor`` 0 starts them at zero).
+
+    Raises:
+        ValueError: The network's config has no ``num_readout_heads``, the new
+            info has no more data sets, or other elements or another cutoff.
+    """
+    network = force_field.network
+    config = network.config
+    old_info = force_field.dataset_info
+    if not hasattr(config, "num_readout_heads"):
+        raise ValueError(
+            f"with_new_readout_head: {type(config).__name__} has no "
+            "num_readout_heads; this network cannot have several heads."
+        )
+    if dataset_info.num_datasets <= old_info.num_datasets:
+        raise ValueError(
+            f"with_new_readout_head: the new DatasetInfo has "
+            f"{dataset_info.num_datasets} data sets, no more than the model's "
+            f"{old_info.num_datasets}."
+        )
+    _check_same_elements_and_cutoff(old_info, dataset_info, "with_new_readout_head")
+    num_heads = max(config.num_readout_heads, dataset_info.num_datasets)
+    new_config = dataclasses.replace(config, num_readout_heads=num_heads)
+    rebuilt = ForceField(
+        type(network)(new_config, dataset_info),
+        force_field.predict_stress,
+    )
+    return rebuilt.with_params(
+        transfer_params(force_field.params, rebuilt.params, scale_factor)
+    )
+
+
+def _check_same_elements_and_cutoff(
+    old: DatasetInfo, new: DatasetInfo, caller: str
+) -> None:
+    """Raises ValueError if the infos differ in elements or cutoff (the
+    parameters would not fit or not mean the same)."""
+    if new.allowed_atomic_numbers != old.allowed_atomic_numbers:
+        raise ValueError(
+            f"{caller}: the elements differ: {new.allowed_atomic_numbers} instead "
+            f"of the model's {old.allowed_atomic_numbers}."
+        )
+    if new.cutoff_distance_angstrom != old.cutoff_distance_angstrom:
+        raise ValueError(
+            f"{caller}: cutoff {new.cutoff_distance_angstrom} Å instead of the "
+            f"model's {old.cutoff_distance_angstrom} Å."
+        )

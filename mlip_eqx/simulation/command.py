@@ -9,6 +9,7 @@ from typing import Literal
 import ase
 import ase.io
 
+from mlip_eqx.models.inference_context import InferenceContext
 from mlip_eqx.models.model_io import load_model_from_zip
 from mlip_eqx.simulation.enums import MDIntegrator, SimulationType
 from mlip_eqx.simulation.state import SimulationState
@@ -49,6 +50,7 @@ def simulate(
     friction: float = 0.01,
     seed: int = 42,
     plot: bool = True,
+    head: str | None = None,
 ) -> SimulationState:
     """Runs MD (or a minimisation) of the first frame of ``structure_path``.
 
@@ -70,11 +72,16 @@ def simulate(
         friction: Langevin friction in 1/fs.
         seed: Seed of the initial velocities and of the thermostat.
         plot: Write the PNG.
+        head: The data set (readout head and E0) of a multi-head model to
+            simulate with, by name; None: data set 0.
 
     Returns:
         The simulation's state (all snapshots).
     """
     force_field = load_model_from_zip(None, model_path)
+    if head is not None:
+        context = InferenceContext(dataset_name=head)
+        force_field = force_field.replace_inference_context(context)
     atoms = read_structure(structure_path)
     settings = dict(
         simulation_type=SimulationType.MINIMIZATION if minimise else SimulationType.MD,

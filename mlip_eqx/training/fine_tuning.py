@@ -4,7 +4,7 @@ which pretraining data is replayed."""
 import dataclasses
 from collections.abc import Callable
 
-from mlip_eqx.training.freezing import last_layers
+from mlip_eqx.training.freezing import last_layers, readout_heads
 from mlip_eqx.utils.config import Config, ConfigError, NonNegativeFloat, PositiveFloat
 
 
@@ -31,6 +31,12 @@ class FineTuningConfig(Config):
             their training structures joins every epoch's training data.
         replay_fraction: Replay structures per new training structure.
         replay_weight: Loss weight of the replay structures.
+        new_head: Give the new data a readout head of its own, named so (the
+            name inference and the calculator select it by), with reference
+            energies fitted to it; the pretrained heads keep their data sets
+            (replayed structures use head 0). The head starts as a copy of head
+            0. None: the new data trains the pretrained head(s).
+        train_new_head_only: With ``new_head``: only the new head trains.
     """
 
     init_from: str | None = None
@@ -40,6 +46,8 @@ class FineTuningConfig(Config):
     replay_paths: tuple[str, ...] = ()
     replay_fraction: PositiveFloat = 0.5
     replay_weight: NonNegativeFloat = 1.0
+    new_head: str | None = None
+    train_new_head_only: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -49,11 +57,24 @@ class FineTuningConfig(Config):
             or self.frozen
             or self.train_last_layers is not None
             or self.replay_paths
+            or self.new_head is not None
         ):
             raise ConfigError(
-                "FineTuningConfig: refit_atomic_energies, frozen, train_last_layers "
-                "and replay_paths need init_from (a pretrained model)."
+                "FineTuningConfig: refit_atomic_energies, frozen, train_last_layers, "
+                "replay_paths and new_head need init_from (a pretrained model)."
             )
+        if self.train_new_head_only and self.new_head is None:
+            raise ConfigError(
+                "FineTuningConfig.train_new_head_only needs new_head (the head "
+                "to train)."
+            )
+        if self.train_new_head_only and self.train_last_layers is not None:
+            raise ConfigError(
+                "FineTuningConfig: train_new_head_only and train_last_layers "
+                "exclude each other."
+            )
+        if self.new_head is not None and not self.new_head.strip():
+            raise ConfigError("FineTuningConfig.new_head: the name is empty.")
         if self.train_last_layers is not None and self.train_last_layers < 0:
             raise ConfigError(
                 "FineTuningConfig.train_last_layers: must be >= 0, got "
@@ -63,12 +84,26 @@ class FineTuningConfig(Config):
     @property
     def freezes(self) -> bool:
         """Whether some parameters do not train."""
-        return bool(self.frozen) or self.train_last_layers is not None
+        return (
+            bool(self.frozen)
+            or self.train_last_layers is not None
+            or self.train_new_head_only
+        )
 
 
-def trainable_predicate(config: FineTuningConfig, params) -> Callable[[str], bool]:
+def trainable_predicate(
+    config: FineTuningConfig, params, new_head_index: int | None = None
+) -> Callable[[str], bool]:
     """The parameter paths that train under ``config`` (see
-    :func:`mlip_eqx.training.freezing.freeze_parameters`)."""
+    :func:`mlip_eqx.training.freezing.freeze_parameters`); ``new_head_index``
+    is the index of ``config.new_head`` among the model's heads."""
+    if config.train_new_head_only:
+        if new_head_index is None:
+            raise ValueError("train_new_head_only needs the new head's index.")
+        only_new_head = readout_heads(new_head_index)
+        return lambda path: (
+            only_new_head(path) and not any(text in path for text in config.frozen)
+        )
     in_last_layers = (
         last_layers(params, config.train_last_layers)
         if config.train_last_layers is not None

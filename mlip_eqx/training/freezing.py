@@ -23,9 +23,24 @@ _LAYER_INDEX = re.compile(r"\.layers\[(\d+)\]")
 TRAINED, FROZEN = "trained", "frozen"
 
 
+_READOUT_HEAD = re.compile(r"\.readouts\[(\d+)\]")
+
+
 def readouts_only(path: str) -> bool:
-    """Trains the readouts (paths with ``.readouts[``): MACE's energy heads."""
+    """Trains the readouts (paths with ``.readouts[``): every network's energy
+    heads."""
     return ".readouts[" in path
+
+
+def readout_heads(*heads: int) -> PathPredicate:
+    """Trains the readout heads with these indices (``.readouts[k]``), e.g. a
+    new fine-tuning head, and nothing else."""
+
+    def predicate(path: str) -> bool:
+        match = _READOUT_HEAD.search(path)
+        return match is not None and int(match.group(1)) in heads
+
+    return predicate
 
 
 def last_layers(params: PyTree, num_layers: int) -> PathPredicate:

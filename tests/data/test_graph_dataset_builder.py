@@ -286,3 +286,58 @@ def test_too_close_atoms_name_the_structure_and_the_threshold_is_a_setting():
     lenient = make_builder(train, min_interatomic_distance_angstrom=0.0)
     lenient.prepare_datasets()
     assert lenient.config.min_interatomic_distance_angstrom == 0.0
+
+
+def shifted_atoms(atoms_list, shift):
+    """Copies with every atom's energy raised by ``shift`` (eV): another
+    reference, e.g. another DFT setup."""
+    shifted = []
+    for atoms in atoms_list:
+        copy = atoms.copy()
+        copy.info["REF_energy"] = atoms.info["REF_energy"] + shift * len(atoms)
+        copy.arrays["REF_forces"] = atoms.arrays["REF_forces"]
+        shifted.append(copy)
+    return shifted
+
+
+def test_each_data_set_gets_its_own_fitted_atomic_energies(atoms_lists):
+    from mlip_eqx.data import DatasetIndexReader, ReplayReader
+
+    train, validation, _ = atoms_lists
+    reader = ReplayReader(
+        DatasetIndexReader(ASEAtomsReader(shifted_atoms(train[:15], 0.5)), 1),
+        ASEAtomsReader(train[15:]),
+        replay_fraction=1.0,
+    )
+    config = GraphDatasetBuilder.Config(
+        graph_cutoff_angstrom=3.5, batch_size=4, validation_fraction=0.2
+    )
+    builder = GraphDatasetBuilder(reader, config)
+    builder.prepare_datasets()
+    info = builder.dataset_info
+    assert info.num_datasets == 2
+    for z in (29, 47, 79):
+        assert info.atomic_energies_maps[0][z] == pytest.approx(E0[z], abs=1e-9)
+        assert info.atomic_energies_maps[1][z] == pytest.approx(E0[z] + 0.5, abs=1e-9)
+    batch = next(builder.get_splits()[0].iter_batches(0))
+    assert set(np.asarray(batch.dataset_idx)[batch.graph_mask].tolist()) <= {0, 1}
+    # A given info: one data set refitted, the other kept; indices checked.
+    given = DatasetInfo(
+        atomic_energies_map=({29: 1.0, 47: 2.0, 79: 3.0},) * 2,
+        cutoff_distance_angstrom=3.5,
+        dataset_name=("old", "new"),
+    )
+    refitted = GraphDatasetBuilder(reader, config, given, refit_atomic_energies={1})
+    refitted.prepare_datasets()
+    maps = refitted.dataset_info.atomic_energies_maps
+    assert maps[0] == {29: 1.0, 47: 2.0, 79: 3.0}
+    assert maps[1][29] == pytest.approx(E0[29] + 0.5, abs=1e-9)
+    assert refitted.dataset_info.dataset_name == ("old", "new")
+    too_high = GraphDatasetBuilder(
+        DatasetIndexReader(ASEAtomsReader(train, validation), 2), config, given
+    )
+    with pytest.raises(ValueError, match=r"train: train atoms\[0\] has dataset_idx=2"):
+        too_high.prepare_datasets()
+    gap = GraphDatasetBuilder(DatasetIndexReader(ASEAtomsReader(train), 1), config)
+    with pytest.raises(ValueError, match=r"Data sets \[0\] have no training"):
+        gap.prepare_datasets()

@@ -881,3 +881,22 @@ def test_replay_reader_adds_weighted_pretraining_structures_to_train_only():
     assert set(again) == replayed
     with pytest.raises(ValueError, match="replay_fraction must be > 0"):
         ReplayReader(reader.reader, reader.replay_reader, 0.0)
+
+
+def test_dataset_index_and_replay_readers_assign_data_sets():
+    from mlip_eqx.data import DatasetIndexReader, ReplayReader
+
+    rng = np.random.default_rng(6)
+    new = ASEAtomsReader(
+        [labelled_atoms(random_system(rng, 4)) for _ in range(4)],
+        [labelled_atoms(random_system(rng, 4)) for _ in range(2)],
+    )
+    old = ASEAtomsReader([labelled_atoms(random_system(rng, 6)) for _ in range(4)])
+    reader = ReplayReader(DatasetIndexReader(new, 2), old, 0.5, replay_dataset_idx=1)
+    train, validation, _ = reader.load()
+    assert [s.dataset_idx for s in train] == [2] * 4 + [1] * 2
+    assert [s.dataset_idx for s in validation] == [2, 2]
+    with pytest.raises(ValueError, match="dataset_idx must be >= 0"):
+        DatasetIndexReader(new, -1)
+    with pytest.raises(ValueError, match="replay_dataset_idx must be >= 0"):
+        ReplayReader(new, old, 0.5, replay_dataset_idx=-1)

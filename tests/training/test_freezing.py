@@ -10,6 +10,7 @@ from mlip_eqx.models.loss.reductions import reduce_metrics
 from mlip_eqx.training.freezing import (
     freeze_parameters,
     last_layers,
+    readout_heads,
     readouts_only,
     trainable_labels,
 )
@@ -42,6 +43,35 @@ def test_selectors_pick_readouts_and_the_last_layers():
     }
     with pytest.raises(ValueError, match="num_layers must be >= 0"):
         last_layers(params, -1)
+    second_head = {p for p in paths if readout_heads(1)(p)}
+    assert second_head and all(".readouts[1]." in p for p in second_head)
+    assert second_head | {p for p in paths if readout_heads(0)(p)} == set(readouts)
+
+
+def test_fine_tuning_config_checks_the_new_head_settings():
+    from mlip_eqx.training.fine_tuning import FineTuningConfig, trainable_predicate
+    from mlip_eqx.utils.config import ConfigError
+
+    config = FineTuningConfig(
+        init_from="model.zip", new_head="pbe", train_new_head_only=True
+    )
+    params = force_field("mace-3-layers-symmetric-basis").params
+    trainable = trainable_predicate(config, params, new_head_index=1)
+    paths = list(leaves_by_path(params))
+    assert {p for p in paths if trainable(p)} == {
+        p for p in paths if ".readouts[1]." in p
+    }
+    with pytest.raises(ConfigError, match="need init_from"):
+        FineTuningConfig(new_head="pbe")
+    with pytest.raises(ConfigError, match="train_new_head_only needs new_head"):
+        FineTuningConfig(init_from="model.zip", train_new_head_only=True)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        FineTuningConfig(
+            init_from="m.zip",
+            new_head="pbe",
+            train_new_head_only=True,
+            train_last_layers=1,
+        )
 
 
 @pytest.mark.parametrize("selector", ["readouts", "last layer"])

@@ -35,7 +35,9 @@ class MaceConfig(Config):
         correlation: Highest body order of the symmetric contraction (1 to 4).
         readout_irreps: Irreps of the hidden layer of the last, non-linear readout
             and of the readout output (whose first irrep must be 0e).
-        num_readout_heads: Number of readout heads (summed).
+        num_readout_heads: Number of readout heads: a structure's data set
+            (``dataset_idx``) selects its head, as in the original library's
+            0.2 (its 0.1 summed the heads); 1: one head for every data set.
         include_pseudotensors: Keep irreps of both parities in the messages; if
             False, only parity (-1)^l.
         num_bessel: Number of Bessel functions of the radial basis.

@@ -13,6 +13,7 @@ from mlip_eqx.models.atomic_energies import atomic_energies_per_species
 from mlip_eqx.models.blocks.edge_embedding import embed_edges
 from mlip_eqx.models.blocks.linear import EquivariantLinear
 from mlip_eqx.models.blocks.readouts import LinearReadout, NonLinearReadout
+from mlip_eqx.models.energy_heads import check_readout_heads, node_energies_from_heads
 from mlip_eqx.models.initialisers import normal
 from mlip_eqx.models.mace.blocks import InteractionBlock, ProductBasisBlock
 from mlip_eqx.models.mace.config import MaceConfig
@@ -115,8 +116,8 @@ class MaceLayer(eqx.Module):
         radial_features: Float[Array, "n_radial num_radial"],
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
-    ) -> tuple[Float[Array, " n_node"], e3nn.IrrepsArray]:
-        """Returns (sum of the readout heads' energies [n_node], new features)."""
+    ) -> tuple[Float[Array, "n_node num_heads"], e3nn.IrrepsArray]:
+        """Returns (the readout of every head [n_node, num_heads], new features)."""
         residual = None
         if not self.is_first:
             with jax.named_scope("residual"):
@@ -133,8 +134,9 @@ class MaceLayer(eqx.Module):
         if residual is not None:
             node_features = node_features + residual
         with jax.named_scope("readouts"):
-            energies = sum(
-                readout(node_features).array[:, 0] for readout in self.readouts
+            energies = jnp.stack(
+                [readout(node_features).array[:, 0] for readout in self.readouts],
+                axis=1,
             )
         return energies, node_features
 
@@ -143,8 +145,10 @@ class MaceLayer(eqx.Module):
 class Mace(MLIPNetwork):
     """The MACE network: per-node energies from edge vectors and species.
 
-    ``node_energy = scaling_mean + scaling_stdev * (sum over layers and heads of the
-    readouts) + E0(species)``, with scaling from the DatasetInfo.
+    ``node_energy = scaling_mean + scaling_stdev * (sum over layers of the
+    readouts of the node's head) + E0(data set, species)``, with scaling from the
+    DatasetInfo; the node's data set selects its head (see
+    :func:`~mlip_eqx.models.energy_heads.node_energies_from_heads`).
 
     Attributes:
         config: Hyperparameters (see :class:`MaceConfig`).
@@ -182,6 +186,7 @@ class Mace(MLIPNetwork):
         self.dataset_info = dataset_info
         num_species = self.num_species
         atomic_energies_per_species(config.atomic_energies, dataset_info, num_species)
+        check_readout_heads(config.num_readout_heads, dataset_info)
         key = jax.random.key(0) if key is None else key
         self.embedding, self.layers = _initial_parameters(
             config, num_species, self.avg_num_neighbors, key
@@ -215,6 +220,7 @@ class Mace(MLIPNetwork):
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
         paired_edges: bool = False,
+        node_dataset_idx: Int[Array, " n_node"] | None = None,
     ) -> Float[Array, " n_node"]:
         """Energy of each node in eV (see :class:`MLIPNetwork`).
 
@@ -237,7 +243,9 @@ class Mace(MLIPNetwork):
             self.config.num_channels * e3nn.Irreps("0e"),
             self.embedding[node_species] * self.num_species**-0.5,
         )
-        readout_sum = jnp.zeros(node_species.shape, dtype)
+        readout_sum = jnp.zeros(
+            (node_species.shape[0], self.config.num_readout_heads), dtype
+        )
         for index, layer in enumerate(self.layers):
             with jax.named_scope(f"layer_{index}"):
                 energies, node_features = layer(
@@ -249,14 +257,13 @@ class Mace(MLIPNetwork):
                     receivers,
                 )
             readout_sum = readout_sum + energies
-        info = self.dataset_info
-        atomic_energies = atomic_energies_per_species(
-            self.config.atomic_energies, info, self.num_species
-        )
-        return (
-            info.scaling_mean
-            + info.scaling_stdev * readout_sum
-            + jnp.asarray(atomic_energies, dtype)[node_species]
+        return node_energies_from_heads(
+            readout_sum,
+            node_species,
+            node_dataset_idx,
+            self.dataset_info,
+            self.config.atomic_energies,
+            self.num_species,
         )
 
     def weight_decay_mask(self) -> PyTree[bool]:

@@ -42,6 +42,9 @@ class NequipConfig(Config):
             "zero" for none, or a {Z: eV} map covering the dataset's elements.
         avg_num_neighbors: Normalisation of the neighbour sum; None takes the
             dataset's.
+        num_readout_heads: Number of readout heads: a structure's data set
+            (``dataset_idx``) selects its head, as in the original library's
+            0.2; 1: one head for every data set.
     """
 
     num_layers: PositiveInt = 2
@@ -55,6 +58,7 @@ class NequipConfig(Config):
     scalar_mlp_std: PositiveFloat = 4.0
     atomic_energies: AtomicEnergiesChoice = None
     avg_num_neighbors: PositiveFloat | None = None
+    num_readout_heads: PositiveInt = 1
 
     def __post_init__(self) -> None:
         energies = with_float_energies(self.atomic_energies)

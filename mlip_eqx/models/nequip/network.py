@@ -12,6 +12,7 @@ from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.atomic_energies import atomic_energies_per_species
 from mlip_eqx.models.blocks.edge_embedding import embed_edges
 from mlip_eqx.models.blocks.linear import EquivariantLinear
+from mlip_eqx.models.energy_heads import check_readout_heads, node_energies_from_heads
 from mlip_eqx.models.initialisers import normal
 from mlip_eqx.models.mlip_network import MLIPNetwork, default_float_dtype
 from mlip_eqx.models.nequip.config import NequipConfig
@@ -26,18 +27,19 @@ class Nequip(MLIPNetwork):
 
     The one-hot species are mapped linearly to the even scalars of
     ``node_irreps`` (``embedding``), the layers follow, then two linear maps of the
-    even scalars (to half as many, then to one) give the readout;
-    ``node_energy = scaling_mean + scaling_stdev * readout + E0(species)``, with
-    scaling from the DatasetInfo. The spherical harmonics are those of the edge
-    vectors (sender to receiver), as in the original library.
+    even scalars (to half as many, then to one) give the readout of each head;
+    ``node_energy = scaling_mean + scaling_stdev * readout + E0(data set,
+    species)``, with scaling from the DatasetInfo; the node's data set selects
+    its head (see :func:`~mlip_eqx.models.energy_heads.node_energies_from_heads`).
+    The spherical harmonics are those of the edge vectors (sender to receiver),
+    as in the original library.
 
     Attributes:
         config: Hyperparameters (see :class:`NequipConfig`).
         dataset_info: Cutoff, neighbour statistics, energy scaling and E0.
         embedding: Species embedding, [num_species, even scalars of node_irreps].
         layers: The NequIP layers.
-        readout_hidden: Even scalars to half as many.
-        readout_output: To the energy.
+        readouts: One readout per head.
     """
 
     Config = NequipConfig
@@ -46,8 +48,7 @@ class Nequip(MLIPNetwork):
     dataset_info: DatasetInfo = eqx.field(static=True)
     embedding: Float[Array, "num_species scalars"]
     layers: tuple[NequipLayer, ...]
-    readout_hidden: EquivariantLinear
-    readout_output: EquivariantLinear
+    readouts: tuple["NequipReadout", ...]
 
     def __init__(
         self,
@@ -70,10 +71,11 @@ class Nequip(MLIPNetwork):
         self.dataset_info = dataset_info
         num_species = self.num_species
         atomic_energies_per_species(config.atomic_energies, dataset_info, num_species)
+        check_readout_heads(config.num_readout_heads, dataset_info)
         dtype = default_float_dtype()
         key = jax.random.key(0) if key is None else key
-        embedding_key, hidden_key, output_key, *layer_keys = jax.random.split(
-            key, 3 + config.num_layers
+        embedding_key, readout_key, *layer_keys = jax.random.split(
+            key, 2 + config.num_layers
         )
         node_irreps = e3nn.Irreps(config.node_irreps)
         num_scalars = node_irreps.count("0e")
@@ -99,12 +101,9 @@ class Nequip(MLIPNetwork):
             )
             labelled, nonzero = irreps.labelled_out, irreps.nonzero_out
         self.layers = tuple(layers)
-        hidden = e3nn.Irreps(f"{nonzero.count('0e') // 2}x0e")
-        self.readout_hidden = EquivariantLinear(
-            nonzero, hidden, dtype=dtype, key=hidden_key
-        )
-        self.readout_output = EquivariantLinear(
-            hidden, e3nn.Irreps("0e"), dtype=dtype, key=output_key
+        self.readouts = tuple(
+            NequipReadout(nonzero, dtype, head_key)
+            for head_key in jax.random.split(readout_key, config.num_readout_heads)
         )
 
     @property
@@ -126,6 +125,7 @@ class Nequip(MLIPNetwork):
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
         paired_edges: bool = False,
+        node_dataset_idx: Int[Array, " n_node"] | None = None,
     ) -> Float[Array, " n_node"]:
         """Energy of each node in eV (see :class:`MLIPNetwork`).
 
@@ -158,19 +158,45 @@ class Nequip(MLIPNetwork):
                     senders,
                     receivers,
                 )
-        with jax.named_scope("readout"):
-            readout = self.readout_output(self.readout_hidden(node_features))
-        info = self.dataset_info
-        atomic_energies = atomic_energies_per_species(
-            self.config.atomic_energies, info, self.num_species
-        )
-        return (
-            info.scaling_mean
-            + info.scaling_stdev * readout.array[:, 0]
-            + jnp.asarray(atomic_energies, dtype)[node_species]
+        with jax.named_scope("readouts"):
+            head_outputs = jnp.stack(
+                [readout(node_features) for readout in self.readouts], axis=1
+            )
+        return node_energies_from_heads(
+            head_outputs,
+            node_species,
+            node_dataset_idx,
+            self.dataset_info,
+            self.config.atomic_energies,
+            self.num_species,
         )
 
     def weight_decay_mask(self) -> PyTree[bool]:
         """True for every array: the original library decays all of NequIP's
         parameters."""
         return jax.tree.map(lambda _: True, self)
+
+
+class NequipReadout(eqx.Module):
+    """One readout head: two linear maps of the even scalars, to half as many,
+    then to one number per node."""
+
+    hidden: EquivariantLinear
+    output: EquivariantLinear
+
+    def __init__(self, irreps_in: e3nn.Irreps, dtype, key: jax.Array):
+        """Args:
+        irreps_in: Irreps of the last layer's (nonzero) node features.
+        dtype: Dtype of the weights.
+        key: Random key.
+        """
+        hidden_key, output_key = jax.random.split(key)
+        hidden = e3nn.Irreps(f"{irreps_in.count('0e') // 2}x0e")
+        self.hidden = EquivariantLinear(irreps_in, hidden, dtype=dtype, key=hidden_key)
+        self.output = EquivariantLinear(
+            hidden, e3nn.Irreps("0e"), dtype=dtype, key=output_key
+        )
+
+    def __call__(self, node_features: e3nn.IrrepsArray) -> Float[Array, " n_node"]:
+        """The head's output for every node."""
+        return self.output(self.hidden(node_features)).array[:, 0]

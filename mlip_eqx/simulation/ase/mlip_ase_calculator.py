@@ -1,5 +1,6 @@
 """MLIPForceFieldASECalculator: a force field as an ASE calculator."""
 
+import dataclasses
 import logging
 import math
 import os
@@ -15,6 +16,7 @@ from mlip_eqx.graph.graph import Graph
 from mlip_eqx.inference.atoms_graphs import graph_from_atoms
 from mlip_eqx.inference.predictor import make_node_energies_predictor, make_predictor
 from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.models.inference_context import InferenceContext
 from mlip_eqx.models.mlip_network import MLIPNetwork
 from mlip_eqx.models.model_io import load_model_from_zip
 
@@ -59,6 +61,7 @@ class MLIPForceFieldASECalculator(Calculator):
         force_field: ForceField,
         allow_nodes_to_change: bool = False,
         node_capacity_multiplier: float = 1.0,
+        dataset_name: str | None = None,
     ) -> None:
         """Constructor.
 
@@ -74,9 +77,13 @@ class MLIPForceFieldASECalculator(Calculator):
             node_capacity_multiplier: The node capacity is this times the number
                 of atoms, when set and whenever it is exceeded; >= 1. 1.0 (no
                 spare nodes) suits a fixed number of atoms.
+            dataset_name: The data set (readout head and reference energies) of
+                a multi-head model to predict with; None: the force field's
+                inference context, or data set 0.
 
         Raises:
-            ValueError: A multiplier is below 1.
+            ValueError: A multiplier is below 1, or the model has no data set
+                called ``dataset_name``.
             UnseenElementsError: ``atoms`` has an element the model does not know.
         """
         for name, value in (
@@ -88,6 +95,9 @@ class MLIPForceFieldASECalculator(Calculator):
                     f"MLIPForceFieldASECalculator: {name} must be >= 1, got {value}."
                 )
         super().__init__()
+        if dataset_name is not None:
+            context = InferenceContext(dataset_name=dataset_name)
+            force_field = force_field.replace_inference_context(context)
         self.force_field = force_field
         self.edge_capacity_multiplier = float(edge_capacity_multiplier)
         self.node_capacity_multiplier = float(node_capacity_multiplier)
@@ -103,10 +113,10 @@ class MLIPForceFieldASECalculator(Calculator):
         # The strain derivative only when the stress is asked for: MD and
         # relaxations of positions ask for energy and forces alone.
         self._predict = make_predictor(
-            ForceField(force_field.network, predict_stress=False)
+            dataclasses.replace(force_field, predict_stress=False)
         )
         self._predict_with_stress = make_predictor(
-            ForceField(force_field.network, predict_stress=True)
+            dataclasses.replace(force_field, predict_stress=True)
         )
         self._predict_node_energies = make_node_energies_predictor(force_field)
 
@@ -119,6 +129,7 @@ class MLIPForceFieldASECalculator(Calculator):
         model_type: type[MLIPNetwork] | None = None,
         allow_nodes_to_change: bool = False,
         node_capacity_multiplier: float = 1.0,
+        dataset_name: str | None = None,
     ) -> "MLIPForceFieldASECalculator":
         """The calculator of a model archive (see
         :func:`~mlip_eqx.models.model_io.load_model_from_zip`).
@@ -131,6 +142,7 @@ class MLIPForceFieldASECalculator(Calculator):
                 names from the registry.
             allow_nodes_to_change: See the constructor.
             node_capacity_multiplier: See the constructor.
+            dataset_name: See the constructor.
         """
         force_field = load_model_from_zip(model_type, path)
         return cls(
@@ -139,6 +151,7 @@ class MLIPForceFieldASECalculator(Calculator):
             force_field,
             allow_nodes_to_change=allow_nodes_to_change,
             node_capacity_multiplier=node_capacity_multiplier,
+            dataset_name=dataset_name,
         )
 
     def calculate(

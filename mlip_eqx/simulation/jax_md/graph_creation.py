@@ -97,6 +97,7 @@ def graph_from_verlet_list(
         forces=np.zeros((num_nodes, 3)),
         stress=np.zeros((num_graphs, 3, 3)),
         weight=np.zeros(num_graphs),
+        dataset_idx=np.zeros(num_graphs, np.int32),
         has_energy=np.zeros(num_graphs, bool),
         has_forces=np.zeros(num_graphs, bool),
         has_stress=np.zeros(num_graphs, bool),
