@@ -49,6 +49,8 @@ def _user_facing_errors() -> tuple[type[Exception], ...]:
     from mlip_eqx.data.chemical_system import InvalidStructureError
     from mlip_eqx.data.graph_dataset import StructureTooLargeError
     from mlip_eqx.data.graph_dataset_builder import UnseenElementsError
+    from mlip_eqx.data.graph_shards import InvalidShardError
+    from mlip_eqx.data.preprocess import PreprocessedDataError
     from mlip_eqx.data.readers.labels import MissingLabelError
     from mlip_eqx.training.training_io_handler import (
         CheckpointSaveError,
@@ -61,9 +63,12 @@ def _user_facing_errors() -> tuple[type[Exception], ...]:
         CheckpointSaveError,
         DirectoryLockedError,
         ExistingCheckpointsError,
+        FileExistsError,
         FileNotFoundError,
         IncompatibleCheckpointError,
+        InvalidShardError,
         InvalidStructureError,
+        PreprocessedDataError,
         MissingLabelError,
         StructureTooLargeError,
         UnseenElementsError,
@@ -81,12 +86,22 @@ class DataSettings(Config):
             own default holds out nothing).
         test: Test files (none: the final evaluation uses the validation set).
         demo_structures: Size of the demo data set (when no files are given).
+        preprocessed: A directory written by ``mlip-eqx preprocess`` to train on
+            instead of files (read lazily: the graphs need not fit in memory).
     """
 
     train: tuple[str, ...] = ()
     valid: tuple[str, ...] = ()
     test: tuple[str, ...] = ()
     demo_structures: PositiveInt = 300
+    preprocessed: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.preprocessed is not None and (self.train or self.valid or self.test):
+            raise ConfigError(
+                "DataSettings: give data files or a preprocessed directory, not both."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +295,12 @@ _FLAGS = (
     _Flag("valid", ("data.valid",), "validation data files"),
     _Flag("test", ("data.test",), "test data files"),
     _Flag("demo-structures", ("data.demo_structures",), "size of the demo data set"),
+    _Flag(
+        "preprocessed",
+        ("data.preprocessed",),
+        "a directory of mlip-eqx preprocess to train on (instead of files)",
+        str,
+    ),
     _Flag("epochs", ("training_loop.num_epochs",), "number of epochs"),
     _Flag("batch-size", ("graph_dataset.batch_size",), "structures per batch"),
     _Flag("cutoff", ("graph_dataset.graph_cutoff_angstrom",), "graph cutoff in Å"),
@@ -391,17 +412,10 @@ HEAD_HELP = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mlip-eqx", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser(
-        "train",
-        help="train a force field",
-        description="Train a force field on the built-in demo data or on "
-        "extxyz/HDF5 files.",
-    )
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and one flag per entry of ``_FLAGS``."""
     defaults = settings_to_dict(default_train_settings())
-    train.add_argument(
+    parser.add_argument(
         "--config",
         type=Path,
         help="JSON file of settings, nested by section as in config.json",
@@ -411,23 +425,47 @@ def _parser() -> argparse.ArgumentParser:
         dest = flag.name.replace("-", "_")
         where = ", ".join(flag.paths)
         if isinstance(default, list):
-            train.add_argument(
+            parser.add_argument(
                 f"--{flag.name}", dest=dest, nargs="+", help=f"{flag.help} ({where})"
             )
         elif isinstance(default, bool):
-            train.add_argument(
+            parser.add_argument(
                 f"--{flag.name}",
                 dest=dest,
                 action=argparse.BooleanOptionalAction,
                 help=f"{flag.help} ({where}; default: {default})",
             )
         else:
-            train.add_argument(
+            parser.add_argument(
                 f"--{flag.name}",
                 dest=dest,
                 type=flag.value_type or type(default),
                 help=f"{flag.help} ({where}; default: {default})",
             )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlip-eqx", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser(
+        "train",
+        help="train a force field",
+        description="Train a force field on the built-in demo data or on "
+        "extxyz/HDF5 files.",
+    )
+    _add_setting_flags(train)
+    preprocess = commands.add_parser(
+        "preprocess",
+        help="build the graphs of a data set once and store them as HDF5 shards",
+        description="Reads the data (the train command's data and graph "
+        "settings: --train/--valid/--test, --cutoff, --config, ...), builds the "
+        "graphs and the DatasetInfo, and writes them to --output-dir as sharded "
+        "HDF5, for mlip-eqx train --preprocessed DIR.",
+    )
+    _add_setting_flags(preprocess)
+    preprocess.add_argument(
+        "--shard-size", type=int, default=10_000, help="structures per shard file"
+    )
     evaluate = commands.add_parser(
         "evaluate",
         help="evaluate a trained model on structures",
@@ -603,6 +641,8 @@ def build_datasets(settings: TrainSettings, dataset_info=None):
     """
     from mlip_eqx.data import GraphDatasetBuilder
 
+    if settings.data.preprocessed is not None:
+        return _preprocessed_datasets(settings, dataset_info)
     fine_tuning = settings.fine_tuning
     new_dataset_idx = 0
     refit: bool | set[int] = fine_tuning.refit_atomic_energies
@@ -625,6 +665,48 @@ def build_datasets(settings: TrainSettings, dataset_info=None):
         len(test_set.graphs),
     )
     return train_set, validation_set, test_set, builder.dataset_info
+
+
+def _preprocessed_datasets(settings: TrainSettings, dataset_info):
+    """The datasets of ``settings.data.preprocessed``, read lazily."""
+    from mlip_eqx.data.preprocess import load_preprocessed
+
+    train_set, validation_set, test_set, stored_info = load_preprocessed(
+        settings.data.preprocessed, settings.graph_dataset
+    )
+    if dataset_info is not None and stored_info != dataset_info:
+        raise SystemExit(
+            f"{settings.data.preprocessed}: its DatasetInfo is not the pretrained "
+            "model's; preprocess the data for fine-tuning with the model's "
+            "DatasetInfo (mlip_eqx.data.preprocess.preprocess(..., dataset_info=))."
+        )
+    logger.info(
+        "Preprocessed data %s: %d train, %d validation, %d test structures.",
+        settings.data.preprocessed,
+        len(train_set.graphs),
+        len(validation_set.graphs),
+        len(test_set.graphs),
+    )
+    return train_set, validation_set, test_set, stored_info
+
+
+def run_preprocess(settings: TrainSettings, shard_size: int) -> None:
+    """Runs ``mlip-eqx preprocess``: the graphs of the job's data to
+    ``settings.output_dir``."""
+    from mlip_eqx.data.preprocess import preprocess
+
+    info = preprocess(
+        _reader(settings),
+        settings.output_dir,
+        settings.graph_dataset,
+        shard_size=shard_size,
+    )
+    logger.info(
+        "Preprocessed to %s (train with mlip-eqx train --preprocessed %s): %s",
+        settings.output_dir,
+        settings.output_dir,
+        info,
+    )
 
 
 def load_pretrained(path: str | Path):
@@ -952,6 +1034,12 @@ def main(argv: list[str] | None = None) -> int:
                 "max_n_node, are fields of the graph_dataset section of a --config "
                 "file; see config.json of a run.)"
             ) from error
+    elif arguments.command == "preprocess":
+        settings = _settings(arguments)
+        try:
+            run_preprocess(settings, arguments.shard_size)
+        except (*_user_facing_errors(), ValueError) as error:
+            raise SystemExit(f"mlip-eqx preprocess: {error}") from error
     elif arguments.command == "evaluate":
         try:
             evaluate(

@@ -314,3 +314,25 @@ def test_model_flag_and_config_file_select_nequip_in_any_case(tmp_path):
     assert settings_from_dict(settings_to_dict(settings)) == settings
     with pytest.raises(SystemExit, match="NequipConfig: unknown fields.*num_channels"):
         _settings(_parser().parse_args([*arguments, "--num-channels", "8"]))
+
+
+def test_preprocess_then_train_on_the_shards(tmp_path):
+    """``mlip-eqx preprocess`` writes the demo set's graphs; ``train
+    --preprocessed`` trains on them with the same DatasetInfo as from files."""
+    store = tmp_path / "store"
+    assert main(["preprocess", "--output-dir", str(store), "--demo-structures",
+                 "24", "--shard-size", "5"]) == 0  # fmt: skip
+    assert len(list((store / "train").glob("shard_*.h5"))) >= 2
+    with pytest.raises(SystemExit, match="already holds a preprocessed"):
+        main(["preprocess", "--output-dir", str(store), "--demo-structures", "24"])
+    run = tmp_path / "run"
+    assert main(["train", "--output-dir", str(run), "--preprocessed", str(store),
+                 *TINY[2:], "--no-plots"]) == 0  # fmt: skip
+    stored = json.loads((store / "dataset_info.json").read_text())
+    assert json.loads((run / "dataset_info.json").read_text()) == stored
+    assert (run / "model.zip").stat().st_size > 0
+    with pytest.raises(SystemExit, match="graph_cutoff_angstrom=5.0"):
+        main(["train", "--output-dir", str(tmp_path / "bad"), "--preprocessed",
+              str(store), "--cutoff", "4.0"])  # fmt: skip
+    with pytest.raises(SystemExit, match="not both"):
+        main(["train", "--preprocessed", str(store), "--train", "x.xyz"])

@@ -71,7 +71,12 @@ class GraphDataset:
         """Constructor.
 
         Args:
-            graphs: Unpadded single-structure graphs with numpy leaves.
+            graphs: Unpadded single-structure graphs with numpy leaves: a list,
+                or a lazy sequence that gives the sizes up front as
+                ``num_nodes_per_graph`` and ``num_edges_per_graph`` arrays (and
+                may give ``sources``), such as
+                :class:`~mlip_eqx.data.graph_shards.ShardedGraphs`: its graphs
+                are then read only when a batch needs them.
             batch_size: Maximum number of structures per batch.
             max_n_node: If given, a batch holds at most ``batch_size * max_n_node``
                 real atoms (a memory limit); None: no limit.
@@ -106,7 +111,10 @@ class GraphDataset:
                 "target_padding_efficiency must be in [0, 1], got "
                 f"{target_padding_efficiency}."
             )
-        self._graphs = list(graphs)
+        is_lazy = hasattr(graphs, "num_nodes_per_graph")
+        self._graphs = graphs if is_lazy else list(graphs)
+        if sources is None and is_lazy:
+            sources = getattr(graphs, "sources", None)
         self.sources = (
             list(sources)
             if sources is not None
@@ -122,12 +130,16 @@ class GraphDataset:
         self.num_batch_prefetch = num_batch_prefetch
         self.max_batch_shapes = max_batch_shapes
         self.target_padding_efficiency = target_padding_efficiency
-        self._nodes_per_graph = np.array(
-            [int(g.n_node[0]) for g in self._graphs], dtype=np.int64
-        )
-        self._edges_per_graph = np.array(
-            [int(g.n_edge[0]) for g in self._graphs], dtype=np.int64
-        )
+        if is_lazy:
+            self._nodes_per_graph = np.asarray(graphs.num_nodes_per_graph, np.int64)
+            self._edges_per_graph = np.asarray(graphs.num_edges_per_graph, np.int64)
+        else:
+            self._nodes_per_graph = np.array(
+                [int(g.n_node[0]) for g in self._graphs], dtype=np.int64
+            )
+            self._edges_per_graph = np.array(
+                [int(g.n_edge[0]) for g in self._graphs], dtype=np.int64
+            )
         self._check_sizes()
         self._buckets = plan_buckets(
             self._nodes_per_graph,
@@ -197,8 +209,9 @@ class GraphDataset:
         )
 
     @property
-    def graphs(self) -> list[Graph]:
-        """The unpadded single-structure graphs (in their stored order)."""
+    def graphs(self) -> Sequence[Graph]:
+        """The unpadded single-structure graphs (in their stored order): a list,
+        or the lazy sequence the dataset was built from."""
         return self._graphs
 
     @property

@@ -272,24 +272,12 @@ class GraphDatasetBuilder:
                 for graphs in (train_graphs, validation_graphs, test_graphs)
             )
 
-        def dataset(graphs, systems, shuffle: bool) -> GraphDataset:
-            return GraphDataset(
-                graphs,
-                batch_size=config.batch_size,
-                max_n_node=config.max_n_node,
-                max_n_edge=config.max_n_edge,
-                should_shuffle=shuffle,
-                seed=config.shuffle_seed,
-                num_batch_prefetch=config.num_batch_prefetch,
-                sources=[system.source for system in systems],
-                max_batch_shapes=config.max_batch_shapes,
-                target_padding_efficiency=config.target_padding_efficiency,
-            )
-
         self._splits = (
-            dataset(train_graphs, train, True),
-            dataset(validation_graphs, validation, False),
-            dataset(test_graphs, test, False),
+            batched_dataset(train_graphs, config, True, [s.source for s in train]),
+            batched_dataset(
+                validation_graphs, config, False, [s.source for s in validation]
+            ),
+            batched_dataset(test_graphs, config, False, [s.source for s in test]),
         )
 
     def _compute_dataset_info(
@@ -328,6 +316,28 @@ class GraphDatasetBuilder:
             scaling_mean=scaling_mean,
             scaling_stdev=scaling_stdev,
         )
+
+
+def batched_dataset(
+    graphs: Sequence[Graph],
+    config: GraphDatasetBuilderConfig,
+    shuffle: bool,
+    sources: Sequence[str] | None = None,
+) -> GraphDataset:
+    """The GraphDataset of a split's graphs with the batching settings of
+    ``config`` (shuffled every epoch for training)."""
+    return GraphDataset(
+        graphs,
+        batch_size=config.batch_size,
+        max_n_node=config.max_n_node,
+        max_n_edge=config.max_n_edge,
+        should_shuffle=shuffle,
+        seed=config.shuffle_seed,
+        num_batch_prefetch=config.num_batch_prefetch,
+        sources=sources,
+        max_batch_shapes=config.max_batch_shapes,
+        target_padding_efficiency=config.target_padding_efficiency,
+    )
 
 
 def atomic_energies_table(dataset_info: DatasetInfo) -> np.ndarray:

@@ -1,0 +1,133 @@
+"""Preprocessed data sets: graphs built once, stored as sharded HDF5 with their
+DatasetInfo, and trained on without holding them in memory.
+
+    preprocess(reader, "data/pre", GraphDatasetBuilder.Config(...))
+    train_set, validation_set, test_set, info = load_preprocessed("data/pre", config)
+
+The directory holds ``dataset_info.json``, ``preprocessed.json`` (the format
+version, the cutoff and the sizes of the splits) and one directory of shards per
+split (``train/``, ``validation/``, ``test/``; see
+:mod:`mlip_eqx.data.graph_shards`). :func:`load_preprocessed` gives datasets
+whose batches equal those of :class:`~mlip_eqx.data.GraphDatasetBuilder` on the
+same data and settings: the same graphs, sizes and batching, read from the
+shards when a batch is made.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.data.graph_dataset import GraphDataset
+from mlip_eqx.data.graph_dataset_builder import (
+    GraphDatasetBuilder,
+    GraphDatasetBuilderConfig,
+    batched_dataset,
+)
+from mlip_eqx.data.graph_shards import ShardedGraphs, write_graph_shards
+from mlip_eqx.data.readers.reader import ChemicalSystemsReader
+from mlip_eqx.utils.files import atomic_write
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "validation", "test")
+MANIFEST = "preprocessed.json"
+
+
+class PreprocessedDataError(ValueError):
+    """A preprocessed directory is incomplete, of another format, or was built
+    with other settings than those asked for."""
+
+
+def preprocess(
+    reader: ChemicalSystemsReader,
+    output_dir: str | os.PathLike,
+    config: GraphDatasetBuilderConfig | None = None,
+    dataset_info: DatasetInfo | None = None,
+    shard_size: int = 10_000,
+) -> DatasetInfo:
+    """Builds the graphs of ``reader``'s splits and writes them as shards.
+
+    The structures are read and the graphs built as by
+    :class:`~mlip_eqx.data.GraphDatasetBuilder` (with ``config`` and
+    ``dataset_info``; held in memory once), then written split by split.
+    ``preprocessed.json`` is written last, so a directory without it is an
+    interrupted run; a directory that already holds a preprocessed set is
+    refused.
+
+    Returns:
+        The DatasetInfo (also written as ``dataset_info.json``).
+    """
+    config = config or GraphDatasetBuilderConfig()
+    output_dir = Path(output_dir)
+    if (output_dir / MANIFEST).exists():
+        raise FileExistsError(
+            f"{output_dir} already holds a preprocessed data set; use another "
+            "directory."
+        )
+    builder = GraphDatasetBuilder(reader, config, dataset_info)
+    builder.prepare_datasets()
+    info = builder.dataset_info
+    output_dir.mkdir(parents=True, exist_ok=True)
+    sizes = {}
+    for split, dataset in zip(SPLITS, builder.get_splits(), strict=True):
+        sizes[split] = write_graph_shards(
+            dataset.graphs, dataset.sources, output_dir / split, shard_size
+        )
+    info.save_json(output_dir / "dataset_info.json")
+    with atomic_write(output_dir / MANIFEST, "w") as file:
+        json.dump(
+            {
+                "format_version": FORMAT_VERSION,
+                "graph_cutoff_angstrom": config.graph_cutoff_angstrom,
+                "use_formation_energies": config.use_formation_energies,
+                "num_structures": sizes,
+            },
+            file,
+            indent=2,
+        )
+    return info
+
+
+def load_preprocessed(
+    directory: str | os.PathLike, config: GraphDatasetBuilderConfig | None = None
+) -> tuple[GraphDataset, GraphDataset, GraphDataset, DatasetInfo]:
+    """The (train, validation, test) datasets and the DatasetInfo of a
+    directory written by :func:`preprocess`, batched with ``config``'s settings
+    (its graph settings must be those the set was built with).
+
+    Raises:
+        PreprocessedDataError: The directory is not a complete preprocessed set,
+            or ``config`` asks for another cutoff or E0 treatment.
+    """
+    config = config or GraphDatasetBuilderConfig()
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise PreprocessedDataError(
+            f"{directory}: not a preprocessed data set (no {MANIFEST}; an "
+            "interrupted mlip-eqx preprocess leaves none)."
+        )
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise PreprocessedDataError(
+            f"{manifest_path}: format {manifest.get('format_version')}, expected "
+            f"{FORMAT_VERSION}."
+        )
+    for name in ("graph_cutoff_angstrom", "use_formation_energies"):
+        if manifest[name] != getattr(config, name):
+            raise PreprocessedDataError(
+                f"{directory} was preprocessed with {name}={manifest[name]}, but "
+                f"the settings ask for {getattr(config, name)}; preprocess again "
+                "or use its settings."
+            )
+    info = DatasetInfo.load_json(directory / "dataset_info.json")
+    datasets = []
+    for split in SPLITS:
+        graphs = ShardedGraphs(directory / split)
+        if len(graphs) != manifest["num_structures"][split]:
+            raise PreprocessedDataError(
+                f"{directory / split}: {len(graphs)} structures, the manifest says "
+                f"{manifest['num_structures'][split]}."
+            )
+        datasets.append(batched_dataset(graphs, config, split == "train"))
+    return (*datasets, info)

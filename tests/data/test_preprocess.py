@@ -1,0 +1,90 @@
+"""Preprocessed data sets: the shards give back the graphs, and the batches of
+every epoch equal those of the in-memory pipeline; bad directories are named."""
+
+import jax
+import numpy as np
+import pytest
+
+from mlip_eqx.data import ASEAtomsReader, GraphDatasetBuilder
+from mlip_eqx.data.graph_shards import InvalidShardError, ShardedGraphs
+from mlip_eqx.data.preprocess import (
+    PreprocessedDataError,
+    load_preprocessed,
+    preprocess,
+)
+from tests.data.test_graph_dataset_builder import make_atoms
+
+CONFIG = GraphDatasetBuilder.Config(
+    graph_cutoff_angstrom=3.5,
+    batch_size=3,
+    max_batch_shapes=2,
+    num_batch_prefetch=0,
+)
+
+
+@pytest.fixture(scope="module")
+def reader():
+    rng = np.random.default_rng(3)
+    splits = [
+        [make_atoms(rng, int(n)) for n in rng.integers(2, 12, count)]
+        for count in (23, 5, 4)
+    ]
+    return ASEAtomsReader(*splits)
+
+
+@pytest.fixture(scope="module")
+def preprocessed(reader, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("pre") / "set"
+    preprocess(reader, directory, CONFIG, shard_size=4)
+    return directory
+
+
+def assert_same_graph(first, second):
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+    assert first.paired_edges == second.paired_edges
+
+
+def test_batches_equal_those_of_the_in_memory_pipeline(reader, preprocessed):
+    builder = GraphDatasetBuilder(reader, CONFIG)
+    builder.prepare_datasets()
+    in_memory = builder.get_splits()
+    *streamed, info = load_preprocessed(preprocessed, CONFIG)
+    assert info == builder.dataset_info
+    assert len(list(preprocessed.glob("train/shard_*.h5"))) == 6  # 23 by 4
+    for memory, stream in zip(in_memory, streamed, strict=True):
+        assert len(stream.graphs) == len(memory.graphs)
+        assert stream.sources == memory.sources
+        assert stream.batch_shapes == memory.batch_shapes
+        for index in range(len(memory.graphs)):
+            assert_same_graph(stream.graphs[index], memory.graphs[index])
+        for epoch in (0, 1):
+            for devices in (None, 2):
+                pairs = zip(
+                    memory.iter_batches(epoch, devices),
+                    stream.iter_batches(epoch, devices),
+                    strict=True,
+                )
+                for expected, batch in pairs:
+                    assert_same_graph(batch, expected)
+
+
+def test_bad_directories_and_settings_are_named(reader, preprocessed, tmp_path):
+    with pytest.raises(FileExistsError, match="already holds a preprocessed"):
+        preprocess(reader, preprocessed, CONFIG)
+    with pytest.raises(PreprocessedDataError, match=r"not a preprocessed data set"):
+        load_preprocessed(tmp_path, CONFIG)
+    other_cutoff = GraphDatasetBuilder.Config(graph_cutoff_angstrom=4.0)
+    with pytest.raises(PreprocessedDataError, match="graph_cutoff_angstrom=3.5"):
+        load_preprocessed(preprocessed, other_cutoff)
+    with pytest.raises(InvalidShardError, match="no graph shards"):
+        ShardedGraphs(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "shard_00000.h5").write_bytes(b"not hdf5")
+    with pytest.raises(InvalidShardError, match=r"shard_00000.h5: not a readable"):
+        ShardedGraphs(broken)
+    graphs = ShardedGraphs(preprocessed / "validation")
+    with pytest.raises(IndexError, match="out of range"):
+        graphs[len(graphs)]
