@@ -39,6 +39,9 @@ MLIP_SEED = 3
 # mlip's initial weights times this: larger weights make the non-linear paths of
 # deeper layers matter more, so that a wrongly mapped weight shows.
 WEIGHT_SCALE = 1.25
+# Plus normal offsets of this standard deviation: biases and layer-norm offsets
+# start at zero (and layer-norm scales at one), which would hide a wrong mapping.
+WEIGHT_OFFSET = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -563,7 +566,14 @@ def run_child(work: Path) -> None:
             return output.nodes.features["energy"][:-_PADDING_NODES]
 
     params = network.init(jax.random.key(MLIP_SEED), *arguments[0])
-    params = jax.tree.map(lambda x: WEIGHT_SCALE * np.asarray(x, np.float64), params)
+    rng = np.random.default_rng(MLIP_SEED)
+    params = jax.tree.map(
+        lambda x: (
+            WEIGHT_SCALE * np.asarray(x, np.float64)
+            + WEIGHT_OFFSET * rng.standard_normal(np.shape(x))
+        ),
+        params,
+    )
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     names = ["/".join(str(key.key) for key in path) for path, _ in flat]
     energies = [np.asarray(node_energies(params, item)) for item in arguments]
