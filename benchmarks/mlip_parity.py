@@ -399,7 +399,7 @@ def _visnet_path(name: str) -> str:
             return f"readout_norm.{_VISNET_NAMES[parts[2]]}"
         head, block = re.fullmatch(r"output_networks_(\d+)_(\d+)", parts[1]).groups()
         rest = [_VISNET_NAMES[part] for part in parts[2:]]
-        return f"readout_heads[{head}].blocks[{block}]." + ".".join(filter(None, rest))
+        return f"readouts[{head}].blocks[{block}]." + ".".join(filter(None, rest))
     if parts[0] == "embedding_block" and parts[1] == "radial_embedding":
         return {"means": "rbf_centres", "betas": "rbf_widths"}[parts[2]]
     if parts[0] == "embedding_block":

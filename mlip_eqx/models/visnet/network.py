@@ -50,7 +50,7 @@ class Visnet(MLIPNetwork):
         embedding: Node and edge embedding.
         layers: The ViSNet layers.
         readout_norm: Layer normalisation of the scalars before the readout.
-        readout_heads: One readout per head (``num_readout_heads``); the energy
+        readouts: One readout per head (``num_readout_heads``); the energy
             is head 0's.
     """
 
@@ -63,7 +63,7 @@ class Visnet(MLIPNetwork):
     embedding: VisnetEmbedding
     layers: tuple[VisnetLayer, ...]
     readout_norm: eqx.nn.LayerNorm
-    readout_heads: tuple[VisnetReadoutHead, ...]
+    readouts: tuple[VisnetReadoutHead, ...]
 
     def __init__(
         self,
@@ -122,7 +122,7 @@ class Visnet(MLIPNetwork):
         self.readout_norm = eqx.nn.LayerNorm(
             channels, eps=LAYER_NORM_EPSILON, dtype=dtype
         )
-        self.readout_heads = tuple(
+        self.readouts = tuple(
             VisnetReadoutHead(
                 channels, activation=config.activation, dtype=dtype, key=head_key
             )
@@ -175,7 +175,7 @@ class Visnet(MLIPNetwork):
                     receivers,
                 )
         with jax.named_scope("readout"):
-            readout = self.readout_heads[0](
+            readout = self.readouts[0](
                 jax.vmap(self.readout_norm)(scalars),
                 normalise_vectors(vectors, self.config.vecnorm_type),
             )

@@ -52,7 +52,7 @@ def test_trained_radial_basis_and_extra_heads_add_their_parameters():
     assert num_parameters(trained) == num_parameters(base) + 2 * SMALL.num_rbf
     two_heads = Visnet(SMALL.replace(num_readout_heads=2), info)
     assert num_parameters(two_heads) == num_parameters(base) + num_parameters(
-        base.readout_heads[0]
+        base.readouts[0]
     )
 
 
@@ -88,9 +88,9 @@ def test_node_energy_is_scaled_readout_of_head_0_plus_atomic_energy():
     np.testing.assert_allclose(node_energies(full, system), expected, rtol=1e-5)
     assert np.abs(readout).max() > 1e-3
     other_head = eqx.tree_at(
-        lambda n: n.readout_heads[1],
+        lambda n: n.readouts[1],
         raw,
-        jax.tree.map(jnp.zeros_like, raw.readout_heads[1]),
+        jax.tree.map(jnp.zeros_like, raw.readouts[1]),
     )
     np.testing.assert_array_equal(node_energies(other_head, system), readout)
 
@@ -149,7 +149,7 @@ def test_vector_norms_are_equivariant_and_smooth_at_zero(norm_type):
         def total(vectors):
             return jnp.sum(normalise_vectors(vectors, norm_type) ** 2)
 
-        hessian = jax.hessian(total)(jnp.zeros((1, 8, 2)))
+        hessian = jax.jit(jax.hessian(total))(jnp.zeros((1, 8, 2)))
         assert bool(jnp.all(jnp.isfinite(hessian)))
 
 
