@@ -1,14 +1,16 @@
 """Same function as the original library: with mlip's weights mapped into ours, a
 network gives mlip's node energies.
 
-    python benchmarks/mlip_parity.py --model nequip \
+    python benchmarks/mlip_parity.py --model nequip|visnet|visnet-variants \
         --mlip-python /tmp/peer_mlip/bin/python
 
 The script runs itself in mlip's interpreter as a child (``--child``): the child
-builds mlip's network (``mlip.models_v1``, the 0.1 architecture that our configs
-follow) with random weights, evaluates it on the structures the parent wrote, and
-writes its weights and node energies to a temporary directory; the parent maps the
-weights into our network and evaluates it on the same edges, in float64. It prints
+builds mlip's network with random weights (from ``mlip.models_v1``, the 0.1
+architecture that our MACE and NequIP follow, called on edge arrays; or from
+``mlip.models``, the 0.2 networks such as ViSNet, called on a ``Graph``),
+evaluates it on the structures the parent wrote, and writes its weights and node
+energies to a temporary directory; the parent maps the weights into our network
+and evaluates it on the same edges, in float64. It prints
 both parameter counts and the largest |node energy difference| and writes JSON to
 ``benchmarks/results/mlip_parity_<model>.json``. A model is added with an entry
 in ``MODELS`` (its config, how the child builds mlip's network, how the weights
@@ -37,6 +39,9 @@ MLIP_SEED = 3
 # mlip's initial weights times this: larger weights make the non-linear paths of
 # deeper layers matter more, so that a wrongly mapped weight shows.
 WEIGHT_SCALE = 1.25
+# Plus normal offsets of this standard deviation: biases and layer-norm offsets
+# start at zero (and layer-norm scales at one), which would hide a wrong mapping.
+WEIGHT_OFFSET = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,17 +49,22 @@ class ParityModel:
     """One network compared with mlip.
 
     Attributes:
-        mlip_class: Attribute of ``mlip.models_v1`` that the child builds.
+        mlip_class: Attribute of ``mlip_module`` that the child builds.
         config: Config fields, named alike in mlip's and in our config.
         network_class: Our registered network name.
         map_weights: ``(our network, {mlip parameter path: array}) -> network``
             with mlip's weights.
+        mlip_module: "mlip.models_v1" (networks of edge arrays) or "mlip.models"
+            (networks of a ``Graph``).
+        mlip_only_config: Further fields of mlip's config (absent from ours).
     """
 
     mlip_class: str
     config: dict
     network_class: str
     map_weights: Callable
+    mlip_module: str = "mlip.models_v1"
+    mlip_only_config: dict = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- parent side
@@ -142,8 +152,9 @@ def run_parity(model_name: str, mlip_python: str) -> dict:
             json.dumps(
                 {
                     "num_structures": len(inputs),
-                    "config": model.config,
+                    "config": {**model.config, **model.mlip_only_config},
                     "dataset_info": {**DATASET_INFO, "graph_cutoff_angstrom": CUTOFF},
+                    "mlip_module": model.mlip_module,
                     "mlip_class": model.mlip_class,
                 }
             )
@@ -178,7 +189,8 @@ def run_parity(model_name: str, mlip_python: str) -> dict:
         interactions.append(float(np.max(np.abs(expected - e0[item["species"]]))))
     return {
         "model": model_name,
-        "mlip_class": f"mlip.models_v1.{model.mlip_class}",
+        "mlip_class": f"{model.mlip_module}.{model.mlip_class}",
+        "mlip_only_config": model.mlip_only_config,
         "mlip_version": child["mlip_version"],
         "config": model.config,
         "dtype": "float64",
@@ -340,6 +352,96 @@ def _gate_chunks_of_mlip(irreps):
     return e3nn.Irreps(scalars + gates + nonscalars)
 
 
+# mlip 0.2.5's ViSNet module names -> ours, per level of the parameter path.
+_VISNET_NAMES = {
+    "embedding_block": "embedding",
+    "node_embedding": "",
+    "embed": "",
+    "neighbor_embedding": "",
+    "edge_embedding": "",
+    "radial_embedding": "",
+    "distance_proj": "distance_projection",
+    "combine": "combine",
+    "edge_proj": "edge_projection",
+    "layernorm": "layer_norm",
+    "vec_proj": "vector_projection",
+    "q_proj": "query_projection",
+    "k_proj": "key_projection",
+    "v_proj": "value_projection",
+    "dk_proj": "distance_key",
+    "dv_proj": "distance_value",
+    "s_proj": "scalar_projection",
+    "o_proj": "output_projection",
+    "f_proj": "edge_update.edge_projection",
+    "w_src_proj": "edge_update.source_projection",
+    "w_trg_proj": "edge_update.target_projection",
+    "vec1_proj": "norm_projection",
+    "vec2_proj": "vector_projection",
+    "update_net": "",
+    "layers_0": "hidden",
+    "layers_1": "output",
+    "kernel": "weight",
+    "scale": "weight",
+    "bias": "bias",
+}
+_VISNET_LEAVES = {
+    ("node_embedding", "embedding"): "species_embedding",
+    ("neighbor_embedding", "embedding"): "neighbour_embedding",
+}
+
+
+def _visnet_path(name: str) -> str:
+    """Our attribute path (e.g. "layers[1].edge_update.edge_projection.weight") of
+    an mlip ViSNet parameter (e.g. "params/visnet_layers_1/f_proj/kernel")."""
+    parts = name.split("/")[1:]
+    if parts[0] == "readout_block":
+        if parts[1] == "layernorm":
+            return f"readout_norm.{_VISNET_NAMES[parts[2]]}"
+        head, block = re.fullmatch(r"output_networks_(\d+)_(\d+)", parts[1]).groups()
+        rest = [_VISNET_NAMES[part] for part in parts[2:]]
+        return f"readouts[{head}].blocks[{block}]." + ".".join(filter(None, rest))
+    if parts[0] == "embedding_block" and parts[1] == "radial_embedding":
+        return {"means": "rbf_centres", "betas": "rbf_widths"}[parts[2]]
+    if parts[0] == "embedding_block":
+        leaf = _VISNET_LEAVES.get((parts[1], parts[-1]))
+        if leaf is not None:
+            return f"embedding.{leaf}"
+        return "embedding." + ".".join(
+            filter(None, (_VISNET_NAMES[part] for part in parts[1:]))
+        )
+    (layer,) = re.fullmatch(r"visnet_layers_(\d+)", parts[0]).groups()
+    return f"layers[{layer}]." + ".".join(_VISNET_NAMES[part] for part in parts[1:])
+
+
+def _resolve(network, path: str):
+    """The attribute of ``network`` at a path such as "layers[1].key.weight"."""
+    node = network
+    for part in path.split("."):
+        match = re.fullmatch(r"(\w+)\[(\d+)\]", part)
+        if match is None:
+            node = getattr(node, part)
+        else:
+            node = getattr(node, match.group(1))[int(match.group(2))]
+    return node
+
+
+def map_visnet_weights(network, params: dict):
+    """mlip 0.2.5 ViSNet's weights (``params/visnet_layers_0/...``) into our
+    Visnet; every one of our arrays must receive one."""
+    import equinox as eqx
+    import jax
+
+    paths = {_visnet_path(name): value for name, value in params.items()}
+    if len(paths) != len(params):
+        raise ValueError("two mlip parameters map to the same array")
+    ours = len(jax.tree.leaves(eqx.filter(network, eqx.is_array)))
+    if ours != len(paths):
+        raise ValueError(f"{len(paths)} mlip arrays for our {ours}")
+    for path, value in paths.items():
+        network = _set(network, lambda n, path=path: _resolve(n, path), value)
+    return network
+
+
 MODELS = {
     "nequip": ParityModel(
         mlip_class="Nequip",
@@ -355,6 +457,57 @@ MODELS = {
         network_class="Nequip",
         map_weights=map_nequip_weights,
     ),
+    "visnet": ParityModel(
+        mlip_class="Visnet",
+        config={
+            "num_layers": 2,
+            "num_channels": 16,
+            "l_max": 2,
+            "num_heads": 2,
+            "num_rbf": 8,
+        },
+        network_class="Visnet",
+        map_weights=map_visnet_weights,
+        mlip_module="mlip.models",
+        mlip_only_config={"use_legacy_visnet": False},
+    ),
+    # The other code paths: l_max 1 (the edge update's rejection term does not
+    # cancel), a middle layer, trained radial basis, both vector norms, other
+    # activations, two readout heads.
+    "visnet-variants": ParityModel(
+        mlip_class="Visnet",
+        config={
+            "num_layers": 3,
+            "num_channels": 12,
+            "l_max": 1,
+            "num_heads": 3,
+            "num_rbf": 6,
+            "trainable_rbf": True,
+            "vecnorm_type": "rms",
+            "attn_activation": "tanh",
+            "num_readout_heads": 2,
+        },
+        network_class="Visnet",
+        map_weights=map_visnet_weights,
+        mlip_module="mlip.models",
+        mlip_only_config={"use_legacy_visnet": False},
+    ),
+    "visnet-max-min": ParityModel(
+        mlip_class="Visnet",
+        config={
+            "num_layers": 2,
+            "num_channels": 8,
+            "l_max": 2,
+            "num_heads": 4,
+            "num_rbf": 4,
+            "vecnorm_type": "max_min",
+            "activation": "tanh",
+        },
+        network_class="Visnet",
+        map_weights=map_visnet_weights,
+        mlip_module="mlip.models",
+        mlip_only_config={"use_legacy_visnet": False},
+    ),
 }
 
 
@@ -363,13 +516,13 @@ MODELS = {
 
 def run_child(work: Path) -> None:
     """In mlip's interpreter: mlip's network, its weights and node energies."""
+    import importlib
     import importlib.metadata
 
     import jax
     import numpy as np
 
     jax.config.update("jax_enable_x64", True)
-    import mlip.models_v1
     from mlip.data.dataset_info import DatasetInfo
 
     request = json.loads((work / "inputs.json").read_text())
@@ -377,7 +530,8 @@ def run_child(work: Path) -> None:
     info["atomic_energies_map"] = {
         int(z): e for z, e in info["atomic_energies_map"].items()
     }
-    network_class = getattr(mlip.models_v1, request["mlip_class"])
+    module = importlib.import_module(request["mlip_module"])
+    network_class = getattr(module, request["mlip_class"])
     network = network_class(
         network_class.Config(**request["config"]), DatasetInfo(**info)
     )
@@ -389,29 +543,40 @@ def run_child(work: Path) -> None:
             }
             for i in range(request["num_structures"])
         ]
-    first = inputs[0]
-    params = network.init(
-        jax.random.key(MLIP_SEED),
-        first["edge_vectors"],
-        first["species"],
-        first["senders"],
-        first["receivers"],
-    )
-    params = jax.tree.map(lambda x: WEIGHT_SCALE * np.asarray(x, np.float64), params)
-    flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    names = ["/".join(str(key.key) for key in path) for path, _ in flat]
-    energies = [
-        np.asarray(
-            network.apply(
-                params,
+    if request["mlip_module"] == "mlip.models_v1":
+        arguments = [
+            (
                 item["edge_vectors"],
                 item["species"],
                 item["senders"],
                 item["receivers"],
             )
-        )
-        for item in inputs
-    ]
+            for item in inputs
+        ]
+
+        def node_energies(params, item_arguments):
+            return network.apply(params, *item_arguments)
+
+    else:
+        arguments = [(_mlip_graph(item),) for item in inputs]
+
+        def node_energies(params, item_arguments):
+            (graph,) = item_arguments
+            output = network.apply(params, graph)
+            return output.nodes.features["energy"][:-_PADDING_NODES]
+
+    params = network.init(jax.random.key(MLIP_SEED), *arguments[0])
+    rng = np.random.default_rng(MLIP_SEED)
+    params = jax.tree.map(
+        lambda x: (
+            WEIGHT_SCALE * np.asarray(x, np.float64)
+            + WEIGHT_OFFSET * rng.standard_normal(np.shape(x))
+        ),
+        params,
+    )
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    names = ["/".join(str(key.key) for key in path) for path, _ in flat]
+    energies = [np.asarray(node_energies(params, item)) for item in arguments]
     np.savez(
         work / "mlip_arrays.npz",
         **{f"param_{i}": np.asarray(value) for i, (_, value) in enumerate(flat)},
@@ -425,6 +590,33 @@ def run_child(work: Path) -> None:
                 "mlip_version": importlib.metadata.version("mlip"),
             }
         )
+    )
+
+
+# mlip's batches end with a padding graph (jraph's convention); ours has one node.
+_PADDING_NODES = 1
+
+
+def _mlip_graph(item: dict):
+    """An mlip ``Graph`` of one structure whose edge vectors are exactly
+    ``item["edge_vectors"]``: all positions at the origin, the unit cell, and the
+    edge vectors as the cell shifts; then a padding graph."""
+    import numpy as np
+    from mlip.graph import Graph, GraphEdges, GraphGlobals, GraphNodes
+
+    num_nodes, num_edges = len(item["species"]), len(item["senders"])
+    atomic_numbers = np.asarray(ELEMENTS)[item["species"]]
+    return Graph(
+        nodes=GraphNodes(
+            positions=np.zeros((num_nodes + _PADDING_NODES, 3)),
+            atomic_numbers=np.concatenate([atomic_numbers, [ELEMENTS[0]]]),
+        ),
+        edges=GraphEdges(shifts=item["edge_vectors"]),
+        globals=GraphGlobals(cell=np.stack([np.eye(3)] * 2), weight=np.ones(2)),
+        n_node=np.array([num_nodes, _PADDING_NODES]),
+        n_edge=np.array([num_edges, 0]),
+        senders=item["senders"],
+        receivers=item["receivers"],
     )
 
 

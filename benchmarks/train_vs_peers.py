@@ -1,8 +1,8 @@
-"""Training speed and accuracy of MACE or NequIP: mlip_eqx against mlip and
-mace-torch.
+"""Training speed and accuracy of MACE, NequIP or ViSNet: mlip_eqx against mlip
+and mace-torch.
 
 Usage:
-    python benchmarks/train_vs_peers.py [--epochs 3] [--model mace|nequip]
+    python benchmarks/train_vs_peers.py [--epochs 3] [--model mace|nequip|visnet]
         [--mlip-python /tmp/peer_mlip/bin/python]
         [--mace-python /tmp/peer_mace/bin/python]
         [--work-dir /tmp/train_vs_peers] [--threads 2] [--seeds 42 7 1] [--skip-ours]
@@ -14,7 +14,10 @@ extxyz with both ``REF_energy``/``REF_forces`` and calculator ``energy``/``force
 so that every library reads the same labels. Model: MACE, 32 channels, l_max 2,
 correlation 3, 2 layers, 8 Bessel functions, cutoff 5 Å, or (``--model nequip``,
 against mlip only: its ``models_v1.Nequip``) NequIP with node irreps 32x0e +
-32x0o + 16x1o + 16x1e, l_max 2, 2 layers, 8 Bessel functions; batch size 8, float32,
+32x0o + 16x1o + 16x1e, l_max 2, 2 layers, 8 Bessel functions, or (``--model
+visnet``, against mlip only: its ``models.Visnet`` with ``use_legacy_visnet=False``)
+ViSNet with 64 channels, 2 layers and the other defaults (l_max 2, 8 heads, 32
+exp-normal functions); batch size 8, float32,
 MSE loss with energy weight 1 and forces weight 25, AMSGrad at lr 0.01 without
 warm-up, EMA 0.99 (validation with the EMA parameters).
 
@@ -89,12 +92,19 @@ def prepare_data(work_dir: Path) -> dict:
 
 # ------------------------------------------------------------- JAX libraries (child)
 def network(package: str, model: str, dataset_info, new_api: bool):
-    """The benchmarked network of ``package``: MACE (see the module docstring) or
+    """The benchmarked network of ``package``: MACE (see the module docstring),
     NequIP (32x0e + 32x0o + 16x1o + 16x1e, l_max 2, 2 layers, 8 Bessel
-    functions; mlip's ``models_v1.Nequip``, the architecture ours follows)."""
+    functions; mlip's ``models_v1.Nequip``, the architecture ours follows) or
+    ViSNet (64 channels, 2 layers; mlip's non-legacy ``models.Visnet``)."""
     import importlib
 
     models = importlib.import_module(f"{package}.models")
+    if model == "visnet":
+        mlip_only = {"use_legacy_visnet": False} if package == "mlip" else {}
+        return models.Visnet(
+            models.Visnet.Config(num_channels=64, num_layers=2, **mlip_only),
+            dataset_info,
+        )
     if model == "mace":
         radial_basis = {"num_rbf" if new_api else "num_bessel": 8}
         return models.Mace(
@@ -473,7 +483,7 @@ def print_table(rows: list[dict], runs: dict[str, list[dict]], sizes: dict) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--model", choices=("mace", "nequip"), default="mace")
+    parser.add_argument("--model", choices=("mace", "nequip", "visnet"), default="mace")
     parser.add_argument("--mlip-python", help="interpreter with mlip installed")
     parser.add_argument("--mace-python", help="interpreter with mace-torch installed")
     parser.add_argument("--skip-ours", action="store_true")

@@ -309,7 +309,7 @@ _FLAGS = (
         ("graph_dataset.max_batch_shapes",),
         "padded batch shapes per split, at most (one compilation each)",
     ),
-    _Flag("model", ("model_type",), "network: mace or nequip (any case)"),
+    _Flag("model", ("model_type",), "network: mace, nequip or visnet (any case)"),
     _Flag("num-channels", ("model.num_channels",), "channels of the network"),
     _Flag("l-max", ("model.l_max",), "highest degree of the spherical harmonics"),
     _Flag("correlation", ("model.correlation",), "body order of MACE's product"),

@@ -336,3 +336,29 @@ def test_preprocess_then_train_on_the_shards(tmp_path):
               str(store), "--cutoff", "4.0"])  # fmt: skip
     with pytest.raises(SystemExit, match="not both"):
         main(["train", "--preprocessed", str(store), "--train", "x.xyz"])
+
+
+def test_model_flag_and_config_file_select_visnet_in_any_case(tmp_path):
+    from mlip_eqx.models import VisnetConfig
+
+    arguments = ["train", "--model", "visnet", "--num-channels", "16", "--l-max", "1"]
+    settings = _settings(_parser().parse_args(arguments))
+    assert settings.model_type == "Visnet"
+    assert settings.model == VisnetConfig(num_channels=16, l_max=1)
+    config = tmp_path / "settings.json"
+    config.write_text(
+        json.dumps(
+            {
+                "model_type": "ViSNet",
+                "model": {"num_heads": 4, "vecnorm_type": "rms"},
+            }
+        )
+    )
+    settings = _settings(_parser().parse_args(["train", "--config", str(config)]))
+    assert settings.model_type == "Visnet"
+    assert settings.model == VisnetConfig(num_heads=4, vecnorm_type="rms")
+    assert settings_from_dict(settings_to_dict(settings)) == settings
+    with pytest.raises(SystemExit, match="VisnetConfig: unknown fields.*correlation"):
+        _settings(_parser().parse_args([*arguments, "--correlation", "2"]))
+    with pytest.raises(SystemExit, match="VisnetConfig.num_channels"):
+        _settings(_parser().parse_args([*arguments[:3], "--num-channels", "12"]))

@@ -9,7 +9,7 @@ import functools
 import jax
 
 from mlip_eqx.data.dataset_info import DatasetInfo
-from mlip_eqx.models import ForceField, Mace, Nequip
+from mlip_eqx.models import ForceField, Mace, Nequip, Visnet
 
 ELEMENTS = (29, 47, 79)  # those of tests.helpers.structures.random_system
 CUTOFF = 4.0  # Å
@@ -73,6 +73,26 @@ NETWORK_CONFIGS = {
             radial_net_n_hidden=8,
             radial_net_n_layers=1,
             radial_envelope="soft_envelope",
+        ),
+    ),
+    "visnet": (
+        Visnet,
+        Visnet.Config(num_layers=1, num_channels=8, num_heads=2, num_rbf=6),
+    ),
+    # l_max 1 (the edge update's rejection term does not cancel), trained radial
+    # basis, normalised vectors, a second readout head.
+    "visnet-l1-rms": (
+        Visnet,
+        Visnet.Config(
+            num_layers=2,
+            num_channels=6,
+            l_max=1,
+            num_heads=3,
+            num_rbf=4,
+            trainable_rbf=True,
+            vecnorm_type="rms",
+            attn_activation="tanh",
+            num_readout_heads=2,
         ),
     ),
 }

@@ -16,7 +16,7 @@ from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_tab
 from mlip_eqx.data.readers.dataset_index_reader import in_dataset
 from mlip_eqx.graph import batch_graphs
 from mlip_eqx.inference import run_batched_inference
-from mlip_eqx.models import ForceField, InferenceContext, Mace, Nequip
+from mlip_eqx.models import ForceField, InferenceContext, Mace, Nequip, Visnet
 from mlip_eqx.models.model_io import load_model_from_zip, save_model_to_zip
 from mlip_eqx.models.params_transfer import with_new_readout_head
 from mlip_eqx.simulation.ase.mlip_ase_calculator import MLIPForceFieldASECalculator
@@ -30,6 +30,10 @@ NETWORKS = {
         Nequip,
         Nequip.Config(node_irreps="8x0e + 4x1o", l_max=1, radial_net_n_hidden=8),
     ),
+    "visnet": (
+        Visnet,
+        Visnet.Config(num_layers=1, num_channels=8, num_heads=2, num_rbf=6),
+    ),
 }
 
 
@@ -42,7 +46,7 @@ def two_head_model(name: str) -> ForceField:
     def head_1(model):
         return (
             model.network.readouts[1]
-            if name == "nequip"
+            if name != "mace"
             else [layer.readouts[1] for layer in model.network.layers]
         )
 

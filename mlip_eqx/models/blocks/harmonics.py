@@ -1,5 +1,7 @@
 """Spherical harmonics of edge directions and their parity."""
 
+from typing import Literal
+
 import e3nn_jax as e3nn
 import numpy as np
 from jax.typing import DTypeLike
@@ -7,13 +9,18 @@ from jaxtyping import Array, Float
 
 
 def edge_harmonics(
-    directions: Float[Array, "n_edge 3"], l_max: int
+    directions: Float[Array, "n_edge 3"],
+    l_max: int,
+    normalization: Literal["component", "norm"] = "component",
 ) -> Float[Array, "n_edge harmonics"]:
-    """Spherical harmonics of degree 0..l_max ("component" normalisation).
+    """Spherical harmonics of degree 0..l_max of unit vectors.
 
     Args:
         directions: Vectors (any length but zero) whose directions are evaluated.
         l_max: Highest degree.
+        normalization: e3nn's: "component" (each component has unit mean square
+            over the sphere) or "norm" (the components of each degree form a unit
+            vector).
 
     Returns:
         The (l_max + 1)^2 components of each direction, degree-major.
@@ -22,7 +29,7 @@ def edge_harmonics(
         list(range(l_max + 1)),
         e3nn.IrrepsArray("1o", directions),
         normalize=True,
-        normalization="component",
+        normalization=normalization,
     ).array
 
 

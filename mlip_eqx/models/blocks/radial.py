@@ -1,4 +1,5 @@
-"""Radial functions of the edge length: Bessel basis, envelopes, safe norms."""
+"""Radial functions of the edge length: Bessel and exp-normal bases, envelopes,
+cutoffs, safe norms."""
 
 import functools
 from collections.abc import Callable
@@ -14,15 +15,17 @@ RadialEnvelope = Literal["polynomial_envelope", "soft_envelope"]
 
 
 def safe_norm(
-    vectors: Float[Array, "n_edge 3"],
-) -> tuple[Float[Array, " n_edge"], Bool[Array, " n_edge"]]:
-    """Lengths of vectors with finite, zero gradients for zero vectors.
+    vectors: Float[Array, "*batch components"],
+) -> tuple[Float[Array, "*batch"], Bool[Array, "*batch"]]:
+    """Euclidean norms over the last axis with finite, zero gradients (of every
+    order) for zero vectors.
 
     Args:
-        vectors: Edge vectors in Å.
+        vectors: Vectors along the last axis, e.g. edge vectors in Å.
 
     Returns:
-        (lengths in Å, mask that is True where a vector is exactly zero).
+        (norms, in the vectors' unit; mask that is True where a vector is exactly
+        zero).
     """
     squared = jnp.sum(vectors**2, axis=-1)
     is_zero = squared == 0.0
@@ -89,6 +92,62 @@ def soft_envelope(
     return e3nn.soft_envelope(
         lengths, cutoff, arg_multiplicator=2.0, value_at_origin=1.2
     )
+
+
+def cosine_cutoff(lengths: Float[Array, "..."], cutoff: float) -> Float[Array, "..."]:
+    """(cos(pi r / c) + 1) / 2 for r < c, else 0: 1 at r = 0; only its value and
+    first derivative vanish at the cutoff (C1).
+
+    Args:
+        lengths: Edge lengths r in Å.
+        cutoff: Cutoff c in Å.
+
+    Returns:
+        The cutoff function at each length.
+    """
+    values = 0.5 * (jnp.cos(lengths * (jnp.pi / cutoff)) + 1.0)
+    return jnp.where(lengths < cutoff, values, 0.0)
+
+
+def expnorm_parameters(cutoff: float, num_basis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Initial centres and widths of :func:`expnorm_basis` (as in TorchMD-Net and
+    mlip): centres evenly spaced in exp(-r) from exp(-c) to 1, all widths
+    (2 (1 - exp(-c)) / num_basis)^-2.
+
+    Args:
+        cutoff: Cutoff c in Å.
+        num_basis: Number of basis functions.
+
+    Returns:
+        (centres, widths), each [num_basis], float64.
+    """
+    start = np.exp(-cutoff)
+    centres = np.linspace(start, 1.0, num_basis)
+    widths = np.full(num_basis, (2.0 / num_basis * (1.0 - start)) ** -2)
+    return centres, widths
+
+
+def expnorm_basis(
+    lengths: Float[Array, " n_edge"],
+    cutoff: float,
+    centres: Float[Array, " num_basis"],
+    widths: Float[Array, " num_basis"],
+) -> Float[Array, "n_edge num_basis"]:
+    """Exponential-normal radial basis (PhysNet, TorchMD-Net) times the cosine
+    cutoff: cosine_cutoff(r) exp(-widths (exp(-5 r / c) - centres)^2).
+
+    Args:
+        lengths: Edge lengths r in Å.
+        cutoff: Cutoff c in Å.
+        centres: Centre of each function in exp(-5 r / c) (dimensionless).
+        widths: Inverse squared width of each function (dimensionless).
+
+    Returns:
+        The basis at each length, zero beyond the cutoff.
+    """
+    radii = lengths[:, None]
+    shifted = jnp.exp(-(5.0 / cutoff) * radii) - centres
+    return cosine_cutoff(radii, cutoff) * jnp.exp(-widths * shifted**2)
 
 
 ENVELOPES: dict[str, Callable[..., Array]] = {
