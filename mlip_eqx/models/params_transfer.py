@@ -20,7 +20,10 @@ class ParameterTransferImpossibleError(ValueError):
 
 
 def transfer_params(
-    source_params: PyTree, destination_params: PyTree, scale_factor: float = 1.0
+    source_params: PyTree,
+    destination_params: PyTree,
+    scale_factor: float = 1.0,
+    warm_start_heads: bool = True,
 ) -> PyTree:
     """The destination's parameters with every array the source shares copied in.
 
@@ -28,14 +31,17 @@ def transfer_params(
     ``.network.layers[0].interaction.linear_up.weights[0]``). An array of the
     destination that the source lacks is new: a new readout head
     (``.readouts[k]`` with k >= 1) starts as a copy of the source's head 0 (a
-    warm start) unless ``scale_factor`` is 0; any other new array keeps the
-    destination's initial values times ``scale_factor`` (0: zeros).
+    warm start) unless ``scale_factor`` is 0 or ``warm_start_heads`` is False;
+    any other new array (and a new head that is not warm-started) keeps the
+    destination's initial values times ``scale_factor`` (0: zeros; e.g. 0.1:
+    scaled random heads).
 
     Args:
         source_params: Trained parameters (``force_field.params``).
         destination_params: Parameters of the new model (its fresh
             ``force_field.params``), which may have more blocks.
         scale_factor: Scale of new arrays that are not warm-started heads.
+        warm_start_heads: Whether new heads start as copies of head 0.
 
     Returns:
         A PyTree of the destination's structure, dtypes and shapes.
@@ -58,7 +64,12 @@ def transfer_params(
     leaves = []
     for path, leaf in destination:
         origin = path if path in source else _READOUT_HEAD.sub(r"\g<1>0\3", path)
-        is_warm_head = origin != path and origin in source and scale_factor != 0.0
+        is_warm_head = (
+            warm_start_heads
+            and origin != path
+            and origin in source
+            and scale_factor != 0.0
+        )
         if path in source or is_warm_head:
             value = source[origin]
             if tuple(value.shape) != tuple(leaf.shape):

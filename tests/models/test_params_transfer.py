@@ -48,7 +48,7 @@ def test_shared_arrays_are_copied_and_new_heads_warm_started_from_head_0():
 
 
 def test_scale_factor_0_gives_new_heads_of_zeros_and_the_same_energies():
-    # MACE sums its readout heads: a zero new head leaves the function as it was.
+    # Data set 0's structures use head 0: a new head changes nothing for them.
     source = mace(seed=1)
     two_heads = mace(dataclasses.replace(CONFIG, num_readout_heads=2), seed=2)
     moved = two_heads.with_params(
@@ -60,6 +60,22 @@ def test_scale_factor_0_gives_new_heads_of_zeros_and_the_same_energies():
     np.testing.assert_allclose(
         moved.energies(graphs), source.energies(graphs), rtol=1e-6
     )
+
+
+def test_new_heads_without_warm_start_are_scaled_initial_values():
+    source = mace(seed=1)
+    two_heads = mace(dataclasses.replace(CONFIG, num_readout_heads=2), seed=2)
+    moved = by_path(
+        transfer_params(
+            source.params, two_heads.params, scale_factor=0.5, warm_start_heads=False
+        )
+    )
+    initial, original = by_path(two_heads.params), by_path(source.params)
+    for path, value in moved.items():
+        if ".readouts[1]." in path:
+            np.testing.assert_allclose(value, 0.5 * initial[path], rtol=1e-7)
+        else:
+            np.testing.assert_array_equal(value, original[path])
 
 
 def test_a_shape_mismatch_names_the_path_and_both_shapes():
