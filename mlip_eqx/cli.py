@@ -633,7 +633,8 @@ def build_datasets(settings: TrainSettings, dataset_info=None):
         settings: The job's settings.
         dataset_info: The DatasetInfo of a pretrained model to use (its E0
             refitted if ``settings.fine_tuning`` says so; with a new head, one
-            more data set for the new data, its E0 fitted to it); None:
+            more data set for the new data, with data set 0's E0, or, with
+            ``refit_atomic_energies``, E0 fitted to the new data); None:
             computed from the training set.
 
     Returns:
@@ -649,7 +650,8 @@ def build_datasets(settings: TrainSettings, dataset_info=None):
     if dataset_info is not None and fine_tuning.new_head is not None:
         new_dataset_idx = dataset_info.num_datasets
         dataset_info = dataset_info.with_new_dataset(fine_tuning.new_head)
-        refit = set(range(new_dataset_idx + 1)) if refit is True else {new_dataset_idx}
+        # The new head starts with head 0's E0; refitting concerns it alone.
+        refit = {new_dataset_idx} if refit else False
     builder = GraphDatasetBuilder(
         _reader(settings, new_dataset_idx),
         settings.graph_dataset,

@@ -20,7 +20,8 @@ class FineTuningConfig(Config):
             is an error naming the element.
         refit_atomic_energies: Fit new reference energies (E0) to the new
             training data (for labels from another reference, e.g. another DFT
-            setup); the other statistics stay the model's.
+            setup); the other statistics stay the model's. With ``new_head``,
+            only the new data set's E0 are fitted.
         frozen: Parameters whose path contains one of these texts do not train
             (e.g. ``".interaction."`` for MACE's interaction blocks,
             ``".network.embedding"``); paths as in
@@ -32,8 +33,10 @@ class FineTuningConfig(Config):
         replay_fraction: Replay structures per new training structure.
         replay_weight: Loss weight of the replay structures.
         new_head: Give the new data a readout head of its own, named so (the
-            name inference and the calculator select it by), with reference
-            energies fitted to it; the pretrained heads keep their data sets
+            name inference and the calculator select it by), and a data set
+            whose reference energies start as head 0's (with
+            ``refit_atomic_energies``: fitted to the new data, for labels from
+            another reference); the pretrained heads keep their data sets
             (replayed structures use head 0). The head starts as a copy of head
             0. None: the new data trains the pretrained head(s).
         train_new_head_only: With ``new_head``: only the new head trains.
