@@ -11,14 +11,13 @@ them, repeated until the shards hold ``--gigabytes`` of data, with
 process: (a) streaming: ``ShardedGraphs`` batched by ``GraphDataset`` (batch
 size 8, training shuffle), one epoch of batches made; (b) in memory: every graph
 read into a list first, then the same epoch. Reported per mode: the peak
-resident memory of the process (ru_maxrss) and the time and rate of the epoch's
+resident memory of the process (VmHWM) and the time and rate of the epoch's
 batches; the process's resident memory just after importing mlip_eqx is the
 baseline. Prints a table and writes JSON.
 """
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -101,7 +100,12 @@ def measure(mode: str, directory: Path) -> dict:
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """The process's peak resident memory (VmHWM: unlike ru_maxrss, which Linux
+    carries over from the parent through exec, it starts with the process)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main() -> None:
