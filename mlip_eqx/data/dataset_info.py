@@ -41,13 +41,14 @@ class DatasetInfo:
             and the ASE calculator select a head by this name.
     """
 
-    atomic_energies_map: Mapping[int, float] | tuple[Mapping[int, float], ...]
+    # Lists are accepted and stored as tuples (see __post_init__).
+    atomic_energies_map: Mapping[int, float] | Sequence[Mapping[int, float]]
     cutoff_distance_angstrom: float
     avg_num_neighbors: float = 1.0
     avg_r_min_angstrom: float | None = None
     scaling_mean: float = 0.0
     scaling_stdev: float = 1.0
-    dataset_name: str | tuple[str, ...] | None = None
+    dataset_name: str | Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         is_multi = isinstance(self.atomic_energies_map, (list, tuple))
