@@ -118,3 +118,19 @@ def force_field(name: str, predict_stress: bool = True) -> ForceField:
     """A cached force field of a named network, in the dtype of the current x64
     setting (call it and use its result under the same setting)."""
     return _force_field(name, predict_stress, bool(jax.config.jax_enable_x64))
+
+
+def num_parameters(module) -> int:
+    """Number of array entries of a module (its parameter count)."""
+    import equinox as eqx
+
+    return sum(leaf.size for leaf in jax.tree.leaves(eqx.filter(module, eqx.is_array)))
+
+
+def counting_dataset_info(elements) -> DatasetInfo:
+    """A DatasetInfo of ``elements`` for parameter counts (E0 -1 eV each)."""
+    return DatasetInfo(
+        atomic_energies_map={z: -1.0 for z in elements},
+        cutoff_distance_angstrom=5.0,
+        avg_num_neighbors=12.0,
+    )

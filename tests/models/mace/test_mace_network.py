@@ -9,7 +9,7 @@ from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import ForceField, Mace, MLIPNetwork
 from mlip_eqx.utils.config import Config
 from tests.helpers import physics
-from tests.helpers.models import DATASET_INFO
+from tests.helpers.models import DATASET_INFO, num_parameters
 from tests.helpers.structures import random_system
 
 # Cu, Ag, Au, Ni as in the original library's counts below.
@@ -19,10 +19,6 @@ FOUR_ELEMENTS_INFO = DatasetInfo(
     avg_num_neighbors=12.0,
     avg_r_min_angstrom=2.2,
 )
-
-
-def num_parameters(module: eqx.Module) -> int:
-    return sum(leaf.size for leaf in jax.tree.leaves(eqx.filter(module, eqx.is_array)))
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import ForceField, Nequip
 from mlip_eqx.models.nequip.irreps import layer_irreps
 from tests.helpers import physics
-from tests.helpers.models import DATASET_INFO
+from tests.helpers.models import DATASET_INFO, counting_dataset_info, num_parameters
 from tests.helpers.structures import random_system
 
 # The published nequip_organics_01 hyperparameters.
@@ -27,18 +27,6 @@ ORGANICS = Nequip.Config(
 )
 
 
-def dataset_info(elements) -> DatasetInfo:
-    return DatasetInfo(
-        atomic_energies_map={z: -1.0 for z in elements},
-        cutoff_distance_angstrom=5.0,
-        avg_num_neighbors=12.0,
-    )
-
-
-def num_parameters(module: eqx.Module) -> int:
-    return sum(leaf.size for leaf in jax.tree.leaves(eqx.filter(module, eqx.is_array)))
-
-
 @pytest.mark.parametrize(
     "config, elements, expected",
     [
@@ -51,7 +39,7 @@ def num_parameters(module: eqx.Module) -> int:
     ids=["organics-15-elements", "default-4-elements"],
 )
 def test_parameter_count_equals_the_original_library(config, elements, expected):
-    assert num_parameters(Nequip(config, dataset_info(elements))) == expected
+    assert num_parameters(Nequip(config, counting_dataset_info(elements))) == expected
 
 
 def test_first_layer_reads_even_scalars_but_labels_all_irreps():
@@ -72,7 +60,7 @@ def test_first_layer_reads_even_scalars_but_labels_all_irreps():
 
 
 def test_layers_plan_the_original_library_irreps():
-    network = Nequip(ORGANICS, dataset_info(range(1, 16)))
+    network = Nequip(ORGANICS, counting_dataset_info(range(1, 16)))
     nonzero = [str(layer.irreps.nonzero_in) for layer in network.layers]
     assert nonzero[0] == "64x0e"
     assert nonzero[-1] == str(e3nn.Irreps(ORGANICS.node_irreps))

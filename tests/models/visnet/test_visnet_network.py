@@ -11,22 +11,10 @@ from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import ForceField, Visnet
 from mlip_eqx.models.visnet.vector_norm import normalise_vectors
 from tests.helpers import physics
-from tests.helpers.models import DATASET_INFO
+from tests.helpers.models import DATASET_INFO, counting_dataset_info, num_parameters
 from tests.helpers.structures import random_system
 
 SMALL = Visnet.Config(num_layers=2, num_channels=4, num_heads=2, num_rbf=4)
-
-
-def dataset_info(elements) -> DatasetInfo:
-    return DatasetInfo(
-        atomic_energies_map={z: -1.0 for z in elements},
-        cutoff_distance_angstrom=5.0,
-        avg_num_neighbors=12.0,
-    )
-
-
-def num_parameters(module: eqx.Module) -> int:
-    return sum(leaf.size for leaf in jax.tree.leaves(eqx.filter(module, eqx.is_array)))
 
 
 @pytest.mark.parametrize(
@@ -41,11 +29,13 @@ def num_parameters(module: eqx.Module) -> int:
     ids=["organics-15-elements", "default-15-elements"],
 )
 def test_parameter_count_equals_mlip(config, expected):
-    assert num_parameters(Visnet(config, dataset_info(range(1, 16)))) == expected
+    assert (
+        num_parameters(Visnet(config, counting_dataset_info(range(1, 16)))) == expected
+    )
 
 
 def test_trained_radial_basis_and_extra_heads_add_their_parameters():
-    info = dataset_info((1, 6))
+    info = counting_dataset_info((1, 6))
     base = Visnet(SMALL, info)
     assert base.rbf_centres is None and base.rbf_widths is None
     trained = Visnet(SMALL.replace(trainable_rbf=True), info)
