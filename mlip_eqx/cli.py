@@ -21,7 +21,9 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Literal
 
@@ -444,6 +446,32 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def _add_distributed_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of a multi-process run (each also an environment variable)."""
+    from mlip_eqx.training import distributed
+
+    group = parser.add_argument_group(
+        "multi-process training (jax.distributed)",
+        "Start one process per host (or per GPU) with the same settings; all "
+        "three flags, or their environment variables, are needed.",
+    )
+    group.add_argument(
+        "--coordinator",
+        help="host:port of process 0, reachable from every process "
+        f"(or {distributed.COORDINATOR_VARIABLE})",
+    )
+    group.add_argument(
+        "--num-processes",
+        type=int,
+        help=f"number of processes (or {distributed.NUM_PROCESSES_VARIABLE})",
+    )
+    group.add_argument(
+        "--process-id",
+        type=int,
+        help=f"this process's index from 0 (or {distributed.PROCESS_ID_VARIABLE})",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlip-eqx", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -454,6 +482,7 @@ def _parser() -> argparse.ArgumentParser:
         "extxyz/HDF5 files.",
     )
     _add_setting_flags(train)
+    _add_distributed_flags(train)
     preprocess = commands.add_parser(
         "preprocess",
         help="build the graphs of a data set once and store them as HDF5 shards",
@@ -799,9 +828,11 @@ def build_io_handler(settings: TrainSettings):
     ``metrics.jsonl``.
 
     Returns:
-        ``(io_handler, metrics_log)``.
+        ``(io_handler, metrics_log)``; ``metrics_log`` is None in the processes
+        other than 0 of a multi-process run.
     """
     from mlip_eqx.training import TrainingIOHandler
+    from mlip_eqx.training.distributed import is_primary_process
     from mlip_eqx.training.training_loggers import (
         JsonLinesLogger,
         log_metrics_to_table,
@@ -816,6 +847,8 @@ def build_io_handler(settings: TrainSettings):
             clear_previous_checkpoints=settings.overwrite,
         )
     )
+    if not is_primary_process():
+        return io_handler, None  # process 0 writes the records
     metrics_log = JsonLinesLogger(output_dir / "metrics.jsonl")
     io_handler.attach_logger(log_metrics_to_table)
     io_handler.attach_logger(metrics_log)
@@ -842,8 +875,16 @@ def write_outputs(settings: TrainSettings, best_model, final_set, metrics_log) -
 
 
 def train(settings: TrainSettings) -> dict[str, float]:
-    """Runs the training job; returns the test metrics (or validation if no test)."""
+    """Runs the training job; returns the test metrics (or validation if no test).
+
+    After :func:`~mlip_eqx.training.distributed.initialize_distributed`, every
+    process of the run calls it with the same settings: they train together on
+    the devices of all, and process 0 writes the outputs.
+    """
+    import jax
+
     from mlip_eqx.training import TrainingLoop
+    from mlip_eqx.training.distributed import is_primary_process
     from mlip_eqx.training.metric_units import for_display
 
     output_dir = Path(settings.output_dir)
@@ -857,9 +898,11 @@ def train(settings: TrainSettings) -> dict[str, float]:
     )
     # Locks the directory and refuses an earlier run's checkpoints unless asked.
     io_handler, metrics_log = build_io_handler(settings)
-    remove_stale_temporaries(output_dir)
-    with atomic_write(output_dir / "config.json", "w") as file:
-        json.dump(settings_to_dict(settings), file, indent=2)
+    primary = is_primary_process()
+    if primary:
+        remove_stale_temporaries(output_dir)
+        with atomic_write(output_dir / "config.json", "w") as file:
+            json.dump(settings_to_dict(settings), file, indent=2)
     force_field, optimizer = _model_and_optimizer(settings, dataset_info, pretrained)
     loop = TrainingLoop(
         train_set,
@@ -869,16 +912,25 @@ def train(settings: TrainSettings) -> dict[str, float]:
         optimizer,
         settings.training_loop,
         io_handler=io_handler,
-        should_parallelize=False,
+        should_parallelize=jax.process_count() > 1,
     )
-    if loop.epoch_number == 0:
+    if loop.epoch_number == 0 and primary:
         # From scratch: records of an earlier attempt (killed before its first
         # checkpoint, or overwritten) would be repeated.
         metrics_log.clear()
     loop.run()
     final_set = test_set if test_set.graphs else validation_set
     results = loop.test(final_set)
-    write_outputs(settings, loop.best_model, final_set, metrics_log)
+    if not primary:
+        return results
+    # The parameters as this process's copy: the plots' predictions run here only.
+    best_model = loop.best_model
+    write_outputs(
+        settings,
+        best_model.with_params(jax.device_get(best_model.params)),
+        final_set,
+        metrics_log,
+    )
     which = "test" if test_set.graphs else "validation"
     summary = ", ".join(
         f"{label} {value:.4g}"
@@ -1017,6 +1069,40 @@ def with_head(force_field, head: str | None):
     return force_field.replace_inference_context(InferenceContext(dataset_name=head))
 
 
+def _join_distributed_run(arguments: argparse.Namespace):
+    """Joins the multi-process run the flags or environment describe; returns its
+    ``DistributedConfig``, or None for a single-process run."""
+    from mlip_eqx.training.distributed import (
+        DistributedConfig,
+        DistributedSetupError,
+        initialize_distributed,
+        is_primary_process,
+    )
+
+    try:
+        config = DistributedConfig.from_environment(
+            arguments.coordinator, arguments.num_processes, arguments.process_id
+        )
+    except (DistributedSetupError, ConfigError) as error:
+        raise SystemExit(f"mlip-eqx train: {error}") from error
+    if config is None:
+        return None
+    initialize_distributed(config)
+    if not is_primary_process():
+        logger.setLevel(logging.WARNING)  # process 0 reports the progress
+    return config
+
+
+def _end_process_of_distributed_run(message: str) -> None:
+    """Prints why a process of a multi-process run stops, and ends it at once
+    (exit status 1): at a normal exit JAX would wait for the other processes
+    (its shutdown barrier), for minutes if one of them has died."""
+    print(message, file=sys.stderr, flush=True)
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mlip-eqx`` console script."""
     arguments = _parser().parse_args(argv)
@@ -1028,14 +1114,30 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
     if arguments.command == "train":
         settings = _settings(arguments)
+        distributed = _join_distributed_run(arguments)
         try:
             train(settings)
         except _user_facing_errors() as error:
-            raise SystemExit(
+            message = (
                 f"mlip-eqx train: {error}\n(Settings of the data pipeline, such as "
                 "max_n_node, are fields of the graph_dataset section of a --config "
                 "file; see config.json of a run.)"
-            ) from error
+            )
+            if distributed is not None:
+                _end_process_of_distributed_run(message)
+            raise SystemExit(message) from error
+        except Exception as error:
+            if distributed is None:
+                raise
+            traceback.print_exception(error)
+            _end_process_of_distributed_run(
+                f"mlip-eqx train: process {distributed.process_id} of "
+                f"{distributed.num_processes} stopped: {type(error).__name__}: "
+                f"{str(error)[:500]}\nIf another process of the run failed or was "
+                "stopped, this one cannot go on alone. Start all processes again "
+                "with --resume to continue from the last checkpoint in "
+                f"{Path(settings.output_dir) / 'model'}."
+            )
     elif arguments.command == "preprocess":
         settings = _settings(arguments)
         try:

@@ -10,6 +10,9 @@ from mlip_eqx.data.prefetch import prefetch
 from mlip_eqx.graph.batching import batch_graphs, stack_graphs
 from mlip_eqx.graph.graph import Graph
 
+# The structure indices of a batch that holds only padding.
+NO_STRUCTURES = np.array([], dtype=np.int64)
+
 
 class StructureTooLargeError(ValueError):
     """A structure has more atoms or edges than a batch can hold."""
@@ -300,22 +303,35 @@ class GraphDataset:
         steps: list[tuple[BatchShape, list[np.ndarray]]],
         num_devices: int | None,
     ) -> Iterator[Graph]:
-        def make(shape: BatchShape, batch: np.ndarray) -> Graph:
-            return batch_graphs(
-                [self._graphs[i] for i in batch],
-                shape.n_node,
-                shape.n_edge,
-                shape.n_graph,
-            )
-
         for shape, batches in steps:
             if num_devices is None:
-                yield make(shape, batches[0])
+                yield self.make_batch(shape, batches[0])
                 continue
-            group = [make(shape, batch) for batch in batches]
-            empty = np.array([], dtype=np.int64)
-            group += [make(shape, empty)] * (num_devices - len(group))
+            group = [self.make_batch(shape, batch) for batch in batches]
+            group += [self.make_batch(shape, NO_STRUCTURES)] * (
+                num_devices - len(group)
+            )
             yield stack_graphs(group)
+
+    def make_batch(
+        self, shape: BatchShape, indices: np.ndarray | Sequence[int]
+    ) -> Graph:
+        """The padded batch of shape ``shape`` holding the structures ``indices``
+        (a step's entry of :meth:`steps`; none: a batch of padding only).
+
+        Only these structures are read from a lazy sequence of graphs.
+        """
+        return batch_graphs(
+            [self._graphs[i] for i in indices],
+            shape.n_node,
+            shape.n_edge,
+            shape.n_graph,
+        )
+
+    @property
+    def num_nodes_per_graph(self) -> np.ndarray:
+        """The number of atoms of every structure, in stored order."""
+        return self._nodes_per_graph
 
     def padding_efficiency(self, epoch: int = 0) -> PaddingEfficiency:
         """Real versus padded nodes, edges and graphs over one epoch, in all and

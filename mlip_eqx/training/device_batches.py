@@ -1,4 +1,10 @@
-"""A dataset's batches grouped per device and placed on a mesh, read ahead."""
+"""A dataset's batches grouped into steps and placed on a mesh, read ahead.
+
+Every process of a (multi-process) mesh plans the same steps from the dataset's
+seed and the epoch, and builds only the batches of its own devices: with
+several processes, each reads only its share of every step's structures, and all
+of them run the same number of steps.
+"""
 
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -8,8 +14,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mlip_eqx.data.batch_shapes import BatchShape
-from mlip_eqx.data.graph_dataset import GraphDataset
+from mlip_eqx.data.graph_dataset import NO_STRUCTURES, GraphDataset
 from mlip_eqx.data.prefetch import prefetch
+from mlip_eqx.graph.batching import stack_graphs
 from mlip_eqx.graph.graph import Graph
 from mlip_eqx.training.mesh import batch_sharding
 
@@ -21,12 +28,13 @@ class DeviceBatch(NamedTuple):
     """One step's batches on the devices, and how much of them is real.
 
     Attributes:
-        graphs: One padded batch per device, stacked along a leading axis that is
-            split over the mesh (the last group is completed with batches that hold
-            only padding).
-        num_real_nodes: Number of real atoms in the group.
-        num_real_graphs: Number of real structures in the group.
-        shape: The padded shape of each batch of the group.
+        graphs: The step's padded batches, stacked along a leading axis that is
+            split over the mesh (the last step of a shape is completed with
+            batches that hold only padding). With several processes, a global
+            array of which this process holds its devices' part.
+        num_real_nodes: Number of real atoms in the step (over all processes).
+        num_real_graphs: Number of real structures in the step.
+        shape: The padded shape of each batch of the step.
     """
 
     graphs: Graph
@@ -35,33 +43,102 @@ class DeviceBatch(NamedTuple):
     shape: BatchShape
 
 
-def num_device_steps(dataset: GraphDataset, mesh: Mesh, epoch: int) -> int:
-    """Number of groups (steps) :func:`device_batches` yields for ``epoch``."""
+def batches_per_device(mesh: Mesh, batches_per_step: int | None) -> int:
+    """The number of batches each device gets per step.
+
+    Args:
+        mesh: The 1-D mesh of the step.
+        batches_per_step: The batches of one step over all devices; None: one per
+            device.
+
+    Raises:
+        ValueError: If ``batches_per_step`` is not a multiple of the mesh size.
+    """
+    num_devices = mesh.devices.size
+    if batches_per_step is None:
+        return 1
+    if batches_per_step < 1 or batches_per_step % num_devices:
+        raise ValueError(
+            f"batches_per_step={batches_per_step} must be a positive multiple of "
+            f"the number of devices of the mesh ({num_devices})."
+        )
+    return batches_per_step // num_devices
+
+
+def num_device_steps(
+    dataset: GraphDataset, mesh: Mesh, epoch: int, batches_per_step: int | None = None
+) -> int:
+    """Number of steps :func:`device_batches` yields for ``epoch``."""
     del epoch  # the number of steps is the same in every epoch
-    return dataset.num_steps(mesh.devices.size)
+    per_device = batches_per_device(mesh, batches_per_step)
+    return dataset.num_steps(mesh.devices.size * per_device)
 
 
 def device_batches(
-    dataset: GraphDataset, mesh: Mesh, epoch: int
+    dataset: GraphDataset,
+    mesh: Mesh,
+    epoch: int,
+    batches_per_step: int | None = None,
 ) -> Iterator[DeviceBatch]:
-    """The batches of ``epoch``, one per device of ``mesh`` per step, on the devices.
+    """The batches of ``epoch``, grouped into steps, on the devices of ``mesh``.
 
-    Batches are made and transferred on a background thread, a few steps ahead.
+    Batches are made on a background thread (``dataset.num_batch_prefetch``
+    ahead) and transferred on another, a few steps ahead. The steps do not
+    depend on the process: a device gets the same batches whichever process
+    drives it.
 
     Args:
         dataset: The padded batches (order fixed by its seed and ``epoch``).
-        mesh: A 1-D mesh with axis ``"data"`` (see ``make_mesh``).
+        mesh: A 1-D mesh with axis ``"data"`` (see ``make_mesh``), possibly over
+            the devices of several processes.
         epoch: The epoch number.
+        batches_per_step: Batches of one step over all devices, a multiple of the
+            mesh size (None: one per device). A fixed value gives the same
+            steps, and so the same training, on any number of devices.
     """
+    per_device = batches_per_device(mesh, batches_per_step)
+    per_step = mesh.devices.size * per_device
     sharding = batch_sharding(mesh)
+    here = jax.process_index()
+    local = [
+        (position, device)
+        for position, device in enumerate(mesh.devices.flat)
+        if device.process_index == here
+    ]
+    nodes_per_graph = dataset.num_nodes_per_graph
+
+    def host_steps() -> Iterator[tuple[list[Graph], int, int, BatchShape]]:
+        for shape, batches in dataset.steps(epoch, per_step):
+            batches = batches + [NO_STRUCTURES] * (per_step - len(batches))
+            stacks = [
+                stack_graphs(
+                    [
+                        dataset.make_batch(shape, batch)
+                        for batch in batches[
+                            position * per_device : (position + 1) * per_device
+                        ]
+                    ]
+                )
+                for position, _ in local
+            ]
+            real = np.concatenate(batches)
+            yield stacks, int(nodes_per_graph[real].sum()), real.size, shape
 
     def produce() -> Iterator[DeviceBatch]:
-        for group in dataset.iter_batches(epoch, num_devices=mesh.devices.size):
-            yield DeviceBatch(
-                jax.device_put(group, sharding),
-                int(np.sum(group.node_mask)),
-                int(np.sum(group.graph_mask)),
-                BatchShape(group.num_nodes, group.num_edges, group.num_graphs),
+        steps = host_steps()
+        if dataset.num_batch_prefetch > 0:
+            steps = prefetch(steps, dataset.num_batch_prefetch)
+        for stacks, num_nodes, num_graphs, shape in steps:
+            placed = [
+                jax.device_put(stack, device)
+                for stack, (_, device) in zip(stacks, local, strict=True)
+            ]
+            graphs = jax.tree.map(
+                lambda *parts: jax.make_array_from_single_device_arrays(
+                    (per_step, *parts[0].shape[1:]), sharding, list(parts)
+                ),
+                *placed,
             )
+            yield DeviceBatch(graphs, num_nodes, num_graphs, shape)
 
     return prefetch(produce(), DEVICE_PREFETCH)

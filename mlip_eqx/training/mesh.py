@@ -11,8 +11,9 @@ DATA_AXIS = "data"
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D device mesh with axis ``"data"`` (default: all local devices)."""
-    devices = list(devices) if devices is not None else jax.local_devices()
+    """A 1-D device mesh with axis ``"data"`` (default: all devices, of every
+    process of a multi-process run; in one process, its local devices)."""
+    devices = list(devices) if devices is not None else jax.devices()
     return Mesh(np.array(devices), (DATA_AXIS,))
 
 
@@ -36,7 +37,21 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
 
 
 def training_mesh(should_parallelize: bool) -> Mesh:
-    """The mesh of a training loop: all local devices if ``should_parallelize``,
-    else the first one. Custom steps for the loop are built on this mesh."""
+    """The mesh of a training loop: all devices if ``should_parallelize`` (with
+    several processes, those of every process), else the first local one.
+    Custom steps for the loop are built on this mesh.
+
+    Raises:
+        ValueError: If several processes run and ``should_parallelize`` is False
+            (one device cannot be shared by the processes).
+    """
+    if jax.process_count() > 1:
+        if not should_parallelize:
+            raise ValueError(
+                f"This is process {jax.process_index()} of {jax.process_count()} "
+                "(jax.distributed): training over several processes uses the "
+                "devices of all of them; pass should_parallelize=True."
+            )
+        return make_mesh(jax.devices())
     devices = jax.local_devices()
     return make_mesh(devices if should_parallelize else devices[:1])

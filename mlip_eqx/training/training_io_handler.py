@@ -42,6 +42,7 @@ from mlip_eqx.checkpoint.format import (
     split_state,
 )
 from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.training.distributed import is_primary_process, sync_processes
 from mlip_eqx.training.ema import biased_to_debiased, debiased_ema_params
 from mlip_eqx.training.training_state import TrainingState
 from mlip_eqx.utils.config import Config, ConfigError, NonNegativeInt, PositiveInt
@@ -166,6 +167,14 @@ class TrainingIOHandler:
     :meth:`wait_until_finished`. An upload function
     may work asynchronously by returning a ``concurrent.futures.Future``; it is
     waited for before the next upload and in :meth:`wait_until_finished`.
+
+    In a multi-process run (``jax.distributed``) every process creates its
+    handler with the same settings and calls the same methods: the checkpoints
+    are saved and restored by all processes together (Orbax, which writes each
+    array once), while only process 0 locks the directory, writes
+    ``dataset_info.json``, deletes checkpoints, calls the upload function and
+    passes records to the loggers. The output directory must be one shared file
+    system seen by every process.
     """
 
     Config = TrainingIOHandlerConfig
@@ -191,7 +200,8 @@ class TrainingIOHandler:
         self._manager: ocp.CheckpointManager | None = None
         if self.config.local_model_output_dir is not None:
             self._output_dir = Path(self.config.local_model_output_dir).resolve()
-            lock_directory(self._output_dir)
+            if is_primary_process():
+                lock_directory(self._output_dir)
             self._refuse_to_replace_an_earlier_run()
             self._manager = self._open_manager()
 
@@ -214,20 +224,24 @@ class TrainingIOHandler:
     def log(
         self, category: LogCategory, to_log: dict[str, Any], epoch_number: int
     ) -> None:
-        """Passes a record to every attached logger, in the order of attachment.
+        """Passes a record to every attached logger, in the order of attachment
+        (in process 0 only, in a multi-process run).
 
         Args:
             category: What the record holds (see :class:`LogCategory`).
             to_log: The metrics or other values, by name.
             epoch_number: The epoch the record belongs to.
         """
+        if not is_primary_process():
+            return
         for fn in self._loggers:
             fn(category, to_log, epoch_number)
 
     def save_dataset_info(self, dataset_info: DatasetInfo) -> None:
         """Writes ``<output dir>/dataset_info.json`` (atomically) and uploads the
-        output directory; no-op without an output directory."""
-        if self._output_dir is None:
+        output directory; no-op without an output directory, and in processes
+        other than 0."""
+        if self._output_dir is None or not is_primary_process():
             return
         self._output_dir.mkdir(parents=True, exist_ok=True)
         dataset_info.save_json(self._output_dir / DATASET_INFO_FILENAME)
@@ -281,7 +295,7 @@ class TrainingIOHandler:
                 self.checkpoint_dir,
             )
             self._manager.delete(epoch)
-        empty_trash(self.checkpoint_dir)
+        self._empty_trash()
         ema_params = (
             debiased_ema_params(training_state.ema_state)
             if self.config.save_debiased_ema
@@ -461,14 +475,28 @@ class TrainingIOHandler:
 
     def _open_manager(self) -> ocp.CheckpointManager:
         checkpoint_dir = self.checkpoint_dir
-        if self.config.clear_previous_checkpoints and checkpoint_dir.exists():
+        # Every process has looked at the directory before process 0 changes it.
+        sync_processes("mlip_eqx: checkpoint directory checked")
+        if (
+            self.config.clear_previous_checkpoints
+            and checkpoint_dir.exists()
+            and is_primary_process()
+        ):
             logger.info("Deleting the previous checkpoints in %s.", checkpoint_dir)
             remove_directory(checkpoint_dir)
+        sync_processes("mlip_eqx: previous checkpoints deleted")
         manager = open_checkpoint_manager(
             checkpoint_dir, max_to_keep=self.config.max_checkpoints_to_keep
         )
-        empty_trash(checkpoint_dir)
+        self._empty_trash()
         return manager
+
+    def _empty_trash(self) -> None:
+        """Process 0 removes the checkpoints moved out for deletion (the others
+        wait for it)."""
+        if is_primary_process():
+            empty_trash(self.checkpoint_dir)
+        sync_processes("mlip_eqx: trash emptied")
 
     def _finish_save(self, block: bool) -> None:
         """Uploads the last checkpoint once its save is complete; ``block`` waits
@@ -480,13 +508,13 @@ class TrainingIOHandler:
         with self._save_errors(self._saving_epoch):
             self._manager.wait_until_finished()
         self._upload_pending = False
-        empty_trash(self.checkpoint_dir)
+        self._empty_trash()
         self._upload()
 
     def _upload(self) -> None:
         """Calls the upload function on the output directory, after the previous
-        upload has finished."""
-        if self._data_upload_fun is None:
+        upload has finished (process 0 only)."""
+        if self._data_upload_fun is None or not is_primary_process():
             return
         if self._upload_future is not None:
             future, self._upload_future = self._upload_future, None

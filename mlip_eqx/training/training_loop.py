@@ -21,7 +21,11 @@ from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import Loss
 from mlip_eqx.models.loss.reductions import reduce_metrics
 from mlip_eqx.training.best_model import update_best_model_record
-from mlip_eqx.training.device_batches import device_batches, num_device_steps
+from mlip_eqx.training.device_batches import (
+    batches_per_device,
+    device_batches,
+    num_device_steps,
+)
 from mlip_eqx.training.ema import debiased_ema_params
 from mlip_eqx.training.mesh import replicate, training_mesh
 from mlip_eqx.training.training_io_handler import LogCategory, TrainingIOHandler
@@ -54,6 +58,7 @@ def train_epoch(
     epoch: int,
     description: str = "Training",
     compiled_shapes: set[BatchShape] | None = None,
+    batches_per_step: int | None = None,
 ) -> tuple[TrainingState, dict[str, float]]:
     """Runs ``train_step`` over every batch of ``epoch``.
 
@@ -69,6 +74,8 @@ def train_epoch(
         compiled_shapes: If given, the batch shapes ``train_step`` has already
             run on: the first batch of any other shape is logged (the step
             compiles for it) and its shape added.
+        batches_per_step: Batches per step over all devices (None: one per
+            device); see :func:`device_batches`.
 
     Returns:
         The new state and the epoch's metrics (each reduced over every step as it
@@ -77,8 +84,8 @@ def train_epoch(
     """
     start = time.perf_counter()
     step_metrics, nodes, graphs = [], 0, 0
-    batches = device_batches(dataset, mesh, epoch)
-    total = num_device_steps(dataset, mesh, epoch)
+    batches = device_batches(dataset, mesh, epoch, batches_per_step)
+    total = num_device_steps(dataset, mesh, epoch, batches_per_step)
     for batch in track(batches, description, total=total):
         _note_new_shape(compiled_shapes, batch.shape, "train", dataset)
         state, metrics = train_step(state, batch.graphs, epoch)
@@ -157,8 +164,11 @@ class TrainingLoop:
     the validation set with the EMA (or raw) parameters. A new best validation loss
     keeps those parameters as the best model; a checkpoint is saved through the IO
     handler for every new best and for the last epoch. With
-    ``should_parallelize=True`` every local device is used: batches are grouped
-    per device by the loop itself. Metrics are exact: they do not
+    ``should_parallelize=True`` every device is used: batches are grouped
+    per device by the loop itself. After ``jax.distributed.initialize`` the
+    mesh spans every process's devices; each process then runs the same loop,
+    builds only its own devices' batches, and only process 0 writes files and
+    runs the loggers (see :class:`TrainingIOHandler`). Metrics are exact: they do not
     depend on the number of devices, the packing or the padding.
 
     A custom step (built from :func:`loss_and_gradients`, :func:`apply_gradients`
@@ -202,7 +212,9 @@ class TrainingLoop:
             config: The loop settings.
             io_handler: Checkpointing and logging; default: no checkpoints and
                 metrics logged as lines.
-            should_parallelize: Use all local devices (data parallel) instead of one.
+            should_parallelize: Use all devices (data parallel) instead of one: the
+                local ones, or with ``jax.distributed`` those of every process
+                (required there).
 
         Raises:
             ValueError: If the loss cannot be trained as set up (e.g. a negative
@@ -219,6 +231,7 @@ class TrainingLoop:
         self.config = config
         loss.check_settings(force_field.predict_stress, config.num_epochs)
         self._mesh = training_mesh(should_parallelize)
+        batches_per_device(self._mesh, config.batches_per_step)  # checks it
         self._train_dataset = train_dataset
         self._validation_dataset = validation_dataset
         if config.eval_num_graphs is not None:
@@ -299,6 +312,7 @@ class TrainingLoop:
                 self._epoch,
                 f"Epoch {self._epoch}/{self.config.num_epochs}",
                 self._train_shapes,
+                self.config.batches_per_step,
             )
             if summary.get("skipped_updates"):
                 logger.warning(

@@ -23,6 +23,12 @@ class TrainingLoopConfig(Config):
         eval_num_graphs: Evaluate on only the first this-many validation structures
             (None: all).
         run_eval_at_start: Evaluate once before the first epoch (epoch 0).
+        batches_per_step: Batches of one training step over all devices (and
+            processes), a multiple of their number; None: one batch per device.
+            Fixing it makes the steps, and so the whole training, the same on
+            any number of devices: 2 batches per step train alike on 1 device
+            (2 batches each), on 2 devices or on 2 processes of 1 device, and a
+            run can resume on another number of devices along the same path.
     """
 
     num_epochs: PositiveInt
@@ -31,3 +37,4 @@ class TrainingLoopConfig(Config):
     use_ema_params_for_eval: bool = True
     eval_num_graphs: PositiveInt | None = None
     run_eval_at_start: bool = True
+    batches_per_step: PositiveInt | None = None
