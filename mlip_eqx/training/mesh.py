@@ -31,9 +31,20 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
     """Places every array of ``tree`` on all devices of ``mesh`` (replicated).
 
     A state placed this way and the state returned by a step share one compiled
-    step; an unplaced state costs one extra compilation.
+    step; an unplaced state costs one extra compilation. Over the devices of
+    several processes, every process must pass the same values.
     """
-    return jax.device_put(tree, replicated_sharding(mesh))
+    sharding = replicated_sharding(mesh)
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+    # Over several processes, from host copies: jax 0.10 builds arrays without
+    # proper per-device shards from device arrays here (Orbax cannot save them).
+    return jax.tree.map(
+        lambda leaf: jax.device_put(
+            np.asarray(leaf) if isinstance(leaf, jax.Array) else leaf, sharding
+        ),
+        tree,
+    )
 
 
 def training_mesh(should_parallelize: bool) -> Mesh:

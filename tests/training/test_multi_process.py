@@ -1,0 +1,105 @@
+"""Training over two processes (jax.distributed on localhost, Gloo collectives)
+equals training in one process, on 2 devices or on 1, over the same batches."""
+
+import json
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers.multi_process_training import BATCHES_PER_STEP, NUM_EPOCHS
+from tests.helpers.subprocesses import ROOT
+from tests.training.test_training_loop import build_splits_and_info
+
+MODULE = "tests.helpers.multi_process_training"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def run_processes(commands: list[list[str]], timeout: float) -> None:
+    """Runs the commands at once; fails with the end of a failed one's stderr."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", MODULE, *command],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    try:
+        outputs = [process.communicate(timeout=timeout) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("multi_process")
+    port = str(free_port())
+    run_processes(
+        [["distributed", str(i), port, str(out)] for i in (0, 1)], timeout=600
+    )
+    run_processes([["local", str(out)]], timeout=600)
+    results = {
+        f"process_{i}": json.loads((out / f"process_{i}.json").read_text())
+        for i in (0, 1)
+    }
+    results |= json.loads((out / "local.json").read_text())
+    return out, results
+
+
+def load_params(path):
+    with np.load(path) as arrays:
+        return np.concatenate([np.ravel(arrays[k]) for k in sorted(arrays.files)])
+
+
+def test_two_processes_train_as_one_process_on_two_devices_or_one(runs):
+    out, results = runs
+    two_processes = load_params(out / "two_processes.npz")
+    for name in ("two_devices", "one_device", "resumed_on_one_device"):
+        other = load_params(out / f"{name}.npz")
+        np.testing.assert_allclose(two_processes, other, rtol=1e-6, atol=1e-6)
+    (train_set, _, _), _ = build_splits_and_info()
+    steps = NUM_EPOCHS * train_set.num_steps(BATCHES_PER_STEP)
+    for name in ("process_0", "process_1", "two_devices", "one_device"):
+        assert results[name]["num_steps"] == steps, name
+    assert [results[n]["mesh_size"] for n in ("process_0", "two_devices")] == [2, 2]
+    assert results["one_device"]["mesh_size"] == 1
+    assert results["resumed_on_one_device"]["resumed_from"] == 1
+    # The validation metrics, reduced over both processes, are the same numbers
+    # (only process 0 runs the loggers).
+    assert results["process_1"]["records"] == []
+    losses = [record[2]["loss"] for record in results["process_0"]["records"]]
+    assert [r[1] for r in results["process_0"]["records"]] == [0, 1, 2]
+    assert losses[-1] < 0.9 * losses[0], losses  # it trained
+    for left, right in zip(
+        results["process_0"]["records"], results["one_device"]["records"], strict=True
+    ):
+        assert left[:2] == right[:2]
+        assert left[2]["loss"] == pytest.approx(right[2]["loss"], rel=1e-5)
+
+
+def test_each_process_reads_only_its_devices_batches(runs):
+    _, results = runs
+    (train_set, _, _), _ = build_splits_and_info()
+    for process in (0, 1):
+        expected = []
+        for epoch in range(1, NUM_EPOCHS + 1):
+            for _, batches in train_set.steps(epoch, BATCHES_PER_STEP):
+                if process < len(batches):
+                    expected += batches[process].tolist()
+        assert results[f"process_{process}"]["reads"] == expected
+    both = results["process_0"]["reads"] + results["process_1"]["reads"]
+    assert sorted(both) == sorted(results["one_device"]["reads"])
+    assert sorted(both) == sorted(list(range(len(train_set.graphs))) * NUM_EPOCHS)
