@@ -117,7 +117,9 @@ def local(out: Path) -> None:
         restore_optimizer_state=True,
         epoch_to_restore=1,
     )
-    results["resumed_on_one_device"] = train(out, "resumed_on_one_device", False, config)
+    results["resumed_on_one_device"] = train(
+        out, "resumed_on_one_device", False, config
+    )
     (out / "local.json").write_text(json.dumps(results))
 
 

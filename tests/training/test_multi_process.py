@@ -5,6 +5,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -103,3 +104,64 @@ def test_each_process_reads_only_its_devices_batches(runs):
     both = results["process_0"]["reads"] + results["process_1"]["reads"]
     assert sorted(both) == sorted(results["one_device"]["reads"])
     assert sorted(both) == sorted(list(range(len(train_set.graphs))) * NUM_EPOCHS)
+
+
+def start_cli_processes(output_dir, port: int, *flags: str) -> list[subprocess.Popen]:
+    """``mlip-eqx train`` as both processes of a two-process run (small MACE)."""
+    command = [
+        sys.executable, "-m", "mlip_eqx.cli", "train",
+        "--output-dir", str(output_dir), "--demo-structures", "120",
+        "--epochs", "5", "--batch-size", "2", "--num-channels", "8",
+        "--l-max", "1", "--num-layers", "1", "--no-plots",
+        "--coordinator", f"localhost:{port}", "--num-processes", "2", *flags,
+    ]  # fmt: skip
+    return [
+        subprocess.Popen(
+            [*command, "--process-id", str(i)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
+
+
+def test_killed_process_stops_the_other_and_a_restart_resumes(tmp_path):
+    output_dir = tmp_path / "run"
+    first = start_cli_processes(output_dir, free_port())
+    try:
+        deadline = time.monotonic() + 400
+        while not (output_dir / "model" / "1").is_dir():  # epoch 1 checkpointed
+            assert time.monotonic() < deadline, "no checkpoint of epoch 1"
+            assert first[0].poll() is None, first[0].communicate()[1][-3000:]
+            time.sleep(0.05)
+        time.sleep(0.3)  # into epoch 2
+        first[1].kill()
+        killed_at = time.monotonic()
+        _, stderr = first[0].communicate(timeout=120)
+        stopped_after = time.monotonic() - killed_at
+    finally:
+        for process in first:
+            process.kill()
+    assert first[0].returncode == 1, stderr[-3000:]
+    assert stopped_after < 90  # the heartbeat timeout (60 s) bounds it
+    assert "process 0 of 2 stopped" in stderr and "--resume" in stderr, stderr[-3000:]
+    saved = sorted(int(p.name) for p in (output_dir / "model").iterdir())
+    assert saved and saved[-1] < 5
+
+    second = start_cli_processes(output_dir, free_port(), "--resume")
+    try:
+        outputs = [process.communicate(timeout=400) for process in second]
+    finally:
+        for process in second:
+            process.kill()
+    for process, (_, stderr) in zip(second, outputs, strict=True):
+        assert process.returncode == 0, stderr[-3000:]
+    log = outputs[0][1]
+    assert f"Resuming training after epoch {saved[-1]}." in log
+    assert outputs[1][1].count("Epoch") == 0  # process 1 does not report
+    records = [json.loads(line) for line in open(output_dir / "metrics.jsonl")]
+    train_epochs = [r["epoch"] for r in records if r["category"] == "TRAIN_METRICS"]
+    assert train_epochs == [1, 2, 3, 4, 5]
+    assert (output_dir / "model.zip").is_file()
