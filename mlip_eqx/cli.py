@@ -63,6 +63,7 @@ def _user_facing_errors() -> tuple[type[Exception], ...]:
     return (
         CheckpointRestorationError,
         CheckpointSaveError,
+        ConfigError,
         DirectoryLockedError,
         ExistingCheckpointsError,
         FileExistsError,
@@ -332,6 +333,13 @@ _FLAGS = (
     ),
     _Flag("warmup-steps", ("optimizer.warmup_steps",), "learning-rate warm-up steps"),
     _Flag("ema-decay", ("training_loop.ema_decay",), "decay of the parameter EMA"),
+    _Flag(
+        "batches-per-step",
+        ("training_loop.batches_per_step",),
+        "batches per step over all devices (a multiple of their number; fixed, "
+        "the training is the same on any number of devices)",
+        int,
+    ),
     _Flag(
         "seed",
         ("seed", "training_loop.random_seed"),

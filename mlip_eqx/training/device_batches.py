@@ -19,6 +19,7 @@ from mlip_eqx.data.prefetch import prefetch
 from mlip_eqx.graph.batching import stack_graphs
 from mlip_eqx.graph.graph import Graph
 from mlip_eqx.training.mesh import batch_sharding
+from mlip_eqx.utils.config import ConfigError
 
 # Groups of batches moved to the devices ahead of the step that uses them.
 DEVICE_PREFETCH = 2
@@ -52,15 +53,15 @@ def batches_per_device(mesh: Mesh, batches_per_step: int | None) -> int:
             device.
 
     Raises:
-        ValueError: If ``batches_per_step`` is not a multiple of the mesh size.
+        ConfigError: If ``batches_per_step`` is not a multiple of the mesh size.
     """
     num_devices = mesh.devices.size
     if batches_per_step is None:
         return 1
     if batches_per_step < 1 or batches_per_step % num_devices:
-        raise ValueError(
-            f"batches_per_step={batches_per_step} must be a positive multiple of "
-            f"the number of devices of the mesh ({num_devices})."
+        raise ConfigError(
+            f"TrainingLoopConfig.batches_per_step={batches_per_step} must be a "
+            f"multiple of the number of devices of the mesh ({num_devices})."
         )
     return batches_per_step // num_devices
 

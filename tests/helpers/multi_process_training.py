@@ -104,7 +104,17 @@ def local(out: Path) -> None:
     from mlip_eqx.training import TrainingIOHandler
 
     assert jax.device_count() == 2
+    from mlip_eqx.training.device_batches import batches_per_device
+    from mlip_eqx.training.mesh import make_mesh
+    from mlip_eqx.utils.config import ConfigError
+
+    try:
+        batches_per_device(make_mesh(), 3)
+        odd_batches_per_step = "accepted"
+    except ConfigError as error:
+        odd_batches_per_step = str(error)
     results = {
+        "odd_batches_per_step": odd_batches_per_step,
         "two_devices": train(out, "two_devices", True),
         "one_device": train(out, "one_device", False),
     }

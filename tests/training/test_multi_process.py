@@ -78,6 +78,10 @@ def test_two_processes_train_as_one_process_on_two_devices_or_one(runs):
     assert [results[n]["mesh_size"] for n in ("process_0", "two_devices")] == [2, 2]
     assert results["one_device"]["mesh_size"] == 1
     assert results["resumed_on_one_device"]["resumed_from"] == 1
+    assert (
+        "multiple of the number of devices of the mesh (2)"
+        in (results["odd_batches_per_step"])
+    )
     # The validation metrics, reduced over both processes, are the same numbers
     # (only process 0 runs the loggers).
     assert results["process_1"]["records"] == []

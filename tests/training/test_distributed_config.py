@@ -1,0 +1,63 @@
+import jax
+import pytest
+
+from mlip_eqx.training import TrainingLoop
+from mlip_eqx.training.device_batches import batches_per_device
+from mlip_eqx.training.distributed import (
+    DistributedConfig,
+    DistributedSetupError,
+    is_primary_process,
+    sync_processes,
+)
+from mlip_eqx.training.mesh import make_mesh, training_mesh
+from mlip_eqx.utils.config import ConfigError
+
+VARIABLES = ("MLIP_EQX_COORDINATOR", "MLIP_EQX_NUM_PROCESSES", "MLIP_EQX_PROCESS_ID")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_no_settings_anywhere_is_a_single_process_run():
+    assert DistributedConfig.from_environment() is None
+    assert is_primary_process()
+    sync_processes("no-op with one process")
+    assert training_mesh(False).devices.size == 1
+
+
+def test_flags_win_over_the_environment(monkeypatch):
+    monkeypatch.setenv("MLIP_EQX_COORDINATOR", "node7:2000")
+    monkeypatch.setenv("MLIP_EQX_NUM_PROCESSES", "4")
+    monkeypatch.setenv("MLIP_EQX_PROCESS_ID", "3")
+    assert DistributedConfig.from_environment() == DistributedConfig("node7:2000", 4, 3)
+    config = DistributedConfig.from_environment(process_id=1)
+    assert (config.coordinator, config.num_processes, config.process_id) == (
+        "node7:2000",
+        4,
+        1,
+    )
+
+
+def test_incomplete_or_bad_settings_name_what_is_wrong(monkeypatch):
+    with pytest.raises(DistributedSetupError, match="missing: num_processes"):
+        DistributedConfig.from_environment("host:1234", process_id=0)
+    monkeypatch.setenv("MLIP_EQX_NUM_PROCESSES", "two")
+    with pytest.raises(DistributedSetupError, match="MLIP_EQX_NUM_PROCESSES='two'"):
+        DistributedConfig.from_environment("host:1234", process_id=0)
+    with pytest.raises(DistributedSetupError, match="not host:port"):
+        DistributedConfig("host", 2, 0)
+    with pytest.raises(DistributedSetupError, match="not below num_processes 2"):
+        DistributedConfig("host:1", 2, 2)
+    with pytest.raises(ConfigError, match="num_processes"):
+        DistributedConfig("host:1", 0, 0)
+
+
+def test_batches_per_step_must_be_a_multiple_of_the_devices():
+    mesh = make_mesh(jax.devices()[:1])
+    assert batches_per_device(mesh, None) == 1
+    assert batches_per_device(mesh, 3) == 3
+    with pytest.raises(ConfigError, match="batches_per_step"):
+        TrainingLoop.Config(num_epochs=1, batches_per_step=0)
