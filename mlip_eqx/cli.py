@@ -148,6 +148,8 @@ class TrainSettings(Config):
             output directory (without ``resume`` or ``overwrite``, a directory
             with checkpoints is refused).
         plots: Write learning curves and parity plots.
+        all_devices: Train on all local devices (data parallel) instead of the
+            first; a multi-process run always uses every device of every process.
     """
 
     output_dir: str
@@ -164,6 +166,7 @@ class TrainSettings(Config):
     resume: bool
     overwrite: bool
     plots: bool
+    all_devices: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -352,6 +355,11 @@ _FLAGS = (
         "replace the checkpoints and metrics of an earlier run",
     ),
     _Flag("plots", ("plots",), "write learning curves and parity plots"),
+    _Flag(
+        "all-devices",
+        ("all_devices",),
+        "train on all local devices (data parallel), not only the first",
+    ),
     _Flag(
         "init-from",
         ("fine_tuning.init_from",),
@@ -920,7 +928,7 @@ def train(settings: TrainSettings) -> dict[str, float]:
         optimizer,
         settings.training_loop,
         io_handler=io_handler,
-        should_parallelize=jax.process_count() > 1,
+        should_parallelize=settings.all_devices or jax.process_count() > 1,
     )
     if loop.epoch_number == 0 and primary:
         # From scratch: records of an earlier attempt (killed before its first

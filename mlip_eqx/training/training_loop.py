@@ -231,7 +231,14 @@ class TrainingLoop:
         self.config = config
         loss.check_settings(force_field.predict_stress, config.num_epochs)
         self._mesh = training_mesh(should_parallelize)
-        batches_per_device(self._mesh, config.batches_per_step)  # checks it
+        per_device = batches_per_device(self._mesh, config.batches_per_step)
+        logger.info(
+            "Training on %d device(s) of %d process(es), %d batch(es) per device "
+            "and step.",
+            self._mesh.devices.size,
+            jax.process_count(),
+            per_device,
+        )
         self._train_dataset = train_dataset
         self._validation_dataset = validation_dataset
         if config.eval_num_graphs is not None:

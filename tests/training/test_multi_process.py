@@ -169,3 +169,33 @@ def test_killed_process_stops_the_other_and_a_restart_resumes(tmp_path):
     train_epochs = [r["epoch"] for r in records if r["category"] == "TRAIN_METRICS"]
     assert train_epochs == [1, 2, 3, 4, 5]
     assert (output_dir / "model.zip").is_file()
+
+
+ALL_DEVICES = """
+import os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+from mlip_eqx.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("batches_per_step", "expected"),
+    [("2", "Training on 2 device(s) of 1 process(es), 1 batch(es) per device"),
+     ("3", "batches_per_step=3 must be a multiple of the number of devices of "
+           "the mesh (2)")],
+)  # fmt: skip
+def test_all_devices_flag_trains_on_every_local_device(
+    tmp_path, batches_per_step, expected
+):
+    result = subprocess.run(
+        [sys.executable, "-c", ALL_DEVICES, "train", "--all-devices",
+         "--output-dir", str(tmp_path / "run"), "--demo-structures", "24",
+         "--epochs", "1", "--batch-size", "2", "--num-channels", "8",
+         "--l-max", "1", "--num-layers", "1", "--no-plots",
+         "--batches-per-step", batches_per_step],
+        cwd=ROOT, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert expected in result.stderr, result.stderr[-3000:]
+    assert result.returncode == (0 if batches_per_step == "2" else 1)
+    assert "Traceback" not in result.stderr
