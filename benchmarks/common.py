@@ -14,9 +14,13 @@ def write_record(path: Path, record: dict) -> None:
     print(f"wrote {path}")
 
 
-def demo_training_setup(num_devices: int) -> tuple:
-    """MACE (32 channels, l_max 2, correlation 3, 2 layers, cutoff 5 Å, batch 8 per
-    device) on the demo data: (train_step, state, device batches, force_field).
+def demo_training_setup(num_devices: int, model: str = "mace") -> tuple:
+    """A network (cutoff 5 Å, batch 8 per device) on the demo data: (train_step,
+    state, device batches, force_field).
+
+    ``model``: "mace" (32 channels, l_max 2, correlation 3, 2 layers), "visnet"
+    (64 channels, 2 layers, the other defaults) or "nequip" (32x0e + 32x0o +
+    16x1o + 16x1e, l_max 2, 2 layers): the configs of ``train_vs_peers.py``.
 
     The default MLIP optimizer and MSE loss; one epoch of batches grouped for
     ``num_devices`` devices and placed on the mesh.
@@ -25,7 +29,7 @@ def demo_training_setup(num_devices: int) -> tuple:
 
     from mlip_eqx.data import ExtxyzReader, GraphDatasetBuilder
     from mlip_eqx.data.demo import get_demo_dataset
-    from mlip_eqx.models import ForceField, Mace
+    from mlip_eqx.models import ForceField, Mace, Nequip, Visnet
     from mlip_eqx.models.loss import MSELoss
     from mlip_eqx.training.mesh import batch_sharding, make_mesh
     from mlip_eqx.training.optimizer import get_default_mlip_optimizer
@@ -42,11 +46,22 @@ def demo_training_setup(num_devices: int) -> tuple:
     )
     builder.prepare_datasets()
     train_set = builder.get_splits()[0]
-    mace = Mace(
-        Mace.Config(num_channels=32, l_max=2, correlation=3, num_layers=2),
-        builder.dataset_info,
-    )
-    force_field = ForceField.from_mlip_network(mace)
+    networks = {
+        "mace": lambda: Mace(
+            Mace.Config(num_channels=32, l_max=2, correlation=3, num_layers=2),
+            builder.dataset_info,
+        ),
+        "visnet": lambda: Visnet(
+            Visnet.Config(num_channels=64, num_layers=2), builder.dataset_info
+        ),
+        "nequip": lambda: Nequip(
+            Nequip.Config(
+                num_layers=2, node_irreps="32x0e + 32x0o + 16x1o + 16x1e", l_max=2
+            ),
+            builder.dataset_info,
+        ),
+    }
+    force_field = ForceField.from_mlip_network(networks[model]())
     optimizer = get_default_mlip_optimizer()
     mesh = make_mesh()
     state = init_training_state(force_field, optimizer, mesh=mesh)

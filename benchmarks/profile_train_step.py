@@ -1,15 +1,16 @@
-"""Where a MACE training step spends its time: XLA op time by model part.
+"""Where a training step spends its time: XLA op time by model part.
 
 Usage:
-    python benchmarks/profile_train_step.py [--steps 3]
+    python benchmarks/profile_train_step.py [--steps 3] [--model mace|visnet|nequip]
         [--output benchmarks/results/profile_train_step.json]
 
 The model and data are those of ``train_step.py`` (one CPU device). The step is
 traced with ``jax.profiler``; every executed XLA op is attributed to the named scope
 of the model code it came from (``layer_<i>/.../<part>``, see the ``jax.named_scope``
-calls in ``mlip_eqx.models.mace``) through the compiled HLO's op metadata. Times are
-summed over the ops (with two threads they can overlap, so the total exceeds the
-wall time) and averaged over ``--steps`` traced steps.
+calls in ``mlip_eqx.models.mace`` and ``mlip_eqx.models.visnet``) through the
+compiled HLO's op metadata. Times are summed over the ops (with two threads
+they can overlap, so the total exceeds the wall time) and averaged over
+``--steps`` traced steps.
 """
 
 import argparse
@@ -38,6 +39,10 @@ PARTS = (
     "symmetric_contraction",
     "product_linear",
     "readouts",
+    # ViSNet
+    "attention",
+    "vector_messages",
+    "edge_update",
 )
 
 
@@ -69,10 +74,11 @@ def main() -> None:
         type=Path,
         default=Path("benchmarks/results/profile_train_step.json"),
     )
+    parser.add_argument("--model", choices=("mace", "visnet", "nequip"), default="mace")
     args = parser.parse_args()
     import jax
 
-    train_step, state, batches, _ = demo_training_setup(num_devices=1)
+    train_step, state, batches, _ = demo_training_setup(1, args.model)
     state, _ = train_step(state, batches[0], 0)
     jax.block_until_ready(state)
     step_seconds = []
@@ -104,6 +110,7 @@ def main() -> None:
         args.output,
         {
             "benchmark": "profile_train_step",
+            "model": args.model,
             "step_ms_median": statistics.median(step_seconds) * 1e3,
             "op_ms_per_step": total,
             "op_ms_by_part": dict(per_part.most_common()),

@@ -1,10 +1,11 @@
-"""Training-step speed of MACE on the demo data, on 1 and on 2 CPU devices.
+"""Training-step speed of a network on the demo data, on 1 and on 2 CPU devices.
 
 Usage:
     python benchmarks/train_step.py [--steps 30] [--repeats 5]
-        [--output benchmarks/results/train_step.json]
+        [--model mace|visnet|nequip] [--output benchmarks/results/train_step.json]
 
-Model: MACE with 32 channels, l_max 2, correlation 3, 2 layers, cutoff 5 Å;
+Model: MACE with 32 channels, l_max 2, correlation 3, 2 layers (or ``--model``,
+the configs of ``train_vs_peers.py``: see ``common.demo_training_setup``), cutoff 5 Å;
 batch size 8 (per device), float32, MSE loss, default MLIP optimizer. Each device
 count runs in its own process (``XLA_FLAGS=--xla_force_host_platform_device_count``
 must be set before jax starts). Reports the compile time (first step) and, over
@@ -24,12 +25,12 @@ from pathlib import Path
 from common import demo_training_setup, write_record
 
 
-def measure(num_devices: int, steps: int, repeats: int) -> dict:
+def measure(num_devices: int, steps: int, repeats: int, model: str) -> dict:
     """Runs in a process whose XLA_FLAGS give ``num_devices`` CPU devices."""
     import jax
 
     assert len(jax.devices()) == num_devices, jax.devices()
-    train_step, state, batches, force_field = demo_training_setup(num_devices)
+    train_step, state, batches, force_field = demo_training_setup(num_devices, model)
     structures = [int(b.graph_mask.sum()) for b in batches]
     atoms = [int(b.node_mask.sum()) for b in batches]
 
@@ -70,13 +71,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--model", choices=("mace", "visnet", "nequip"), default="mace")
     parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/train_step.json")
     )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(measure(args.child, args.steps, args.repeats)))
+        print(json.dumps(measure(args.child, args.steps, args.repeats, args.model)))
         return
     rows = []
     for devices in args.devices:
@@ -92,6 +94,8 @@ def main() -> None:
                 str(args.steps),
                 "--repeats",
                 str(args.repeats),
+                "--model",
+                args.model,
             ],
             env=environment,
             capture_output=True,
@@ -106,6 +110,7 @@ def main() -> None:
     write_record(
         args.output,
         {
+            "model": args.model,
             "steps_per_repeat": args.steps,
             "repeats": args.repeats,
             "statistic": "median",
