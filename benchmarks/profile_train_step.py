@@ -25,7 +25,12 @@ from pathlib import Path
 
 from common import demo_training_setup, write_record
 
-PARTS = (
+PARTS = (  # the first that an op's name contains is its part
+    # ViSNet (before MACE's "gather" and "scatter", which its ops' names contain)
+    "attention",
+    "vector_messages",
+    "edge_update",
+    # MACE
     "edge_embedding",
     "radial_mlp",
     "linear_up",
@@ -39,10 +44,6 @@ PARTS = (
     "symmetric_contraction",
     "product_linear",
     "readouts",
-    # ViSNet
-    "attention",
-    "vector_messages",
-    "edge_update",
 )
 
 
