@@ -1,6 +1,8 @@
 """One ViSNet layer (Wang et al., 2024): vector-scalar interactive attention over
 the neighbours, and the update of the edge features from the vectors."""
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -68,13 +70,16 @@ class VisnetEdgeUpdate(eqx.Module):
         """
         target = self.target_projection(vectors)[receivers]
         source = self.source_projection(vectors)[senders]
-        directions = harmonics[:, :, None]
-        target_along = jnp.sum(target * directions, axis=1)
-        source_along = jnp.sum(source * directions, axis=1)
-        squared_norm = jnp.sum(harmonics**2, axis=1, keepdims=True)
-        contraction = jnp.sum(target * source, axis=1) + (
-            target_along * source_along * (squared_norm - 2.0)
-        )
+        contraction = jnp.sum(target * source, axis=1)
+        # mlip's rejections contribute (|Y|^2 - 2) (T.Y)(S.Y), where |Y|^2 = l_max
+        # for every edge (each degree's harmonics form a unit vector; padding
+        # edges have a unit direction too): zero for l_max = 2, the default.
+        l_max = math.isqrt(harmonics.shape[1] + 1) - 1
+        if l_max != 2:
+            directions = harmonics[:, :, None]
+            target_along = jnp.sum(target * directions, axis=1)
+            source_along = jnp.sum(source * directions, axis=1)
+            contraction = contraction + (l_max - 2.0) * target_along * source_along
         return (
             ACTIVATIONS[activation](self.edge_projection(edge_features)) * contraction
         )
@@ -224,13 +229,18 @@ class VisnetLayer(eqx.Module):
                 -1, channels
             )
         with jax.named_scope("vector_messages"):
-            s1, s2 = jnp.split(act(self.scalar_projection(scalar_messages)), 2, axis=1)
+            # The envelope multiplies the messages; applied to (s1, s2) here, on
+            # [edge, channel] arrays instead of [edge, component, channel] ones.
+            s1, s2 = jnp.split(
+                act(self.scalar_projection(scalar_messages)) * envelope[:, None],
+                2,
+                axis=1,
+            )
             vector_messages = (
                 normal_vectors[senders] * s1[:, None, :]
                 + s2[:, None, :] * harmonics[:, :, None]
             )
         scalar_messages = scalar_messages * envelope[:, None]
-        vector_messages = vector_messages * envelope[:, None, None]
         summed_scalars = jax.ops.segment_sum(
             scalar_messages, receivers, num_segments=num_nodes
         )
