@@ -46,3 +46,11 @@ class Dense(eqx.Module):
         """Maps the last axis of ``features``."""
         output = features @ self.weight
         return output if self.bias is None else output + self.bias
+
+    def outputs(
+        self, features: Float[Array, "*batch fan_in"], start: int, stop: int | None
+    ) -> Float[Array, "*batch size"]:
+        """Only the outputs ``start:stop`` of the map (``self(features)[...,
+        start:stop]``, computed from those columns of the weight alone)."""
+        output = features @ self.weight[:, start:stop]
+        return output if self.bias is None else output + self.bias[start:stop]

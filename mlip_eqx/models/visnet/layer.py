@@ -183,7 +183,7 @@ class VisnetLayer(eqx.Module):
     def __call__(
         self,
         scalars: Float[Array, "n_node channels"],
-        vectors: Float[Array, "n_node components channels"],
+        vectors: Float[Array, "n_node components channels"] | None,
         edge_features: Float[Array, "n_edge channels"],
         harmonics: Float[Array, "n_edge components"],
         envelope: Float[Array, " n_edge"],
@@ -196,9 +196,15 @@ class VisnetLayer(eqx.Module):
     ]:
         """The updated (scalars, vectors, edge features).
 
+        The first layer gets ``vectors=None``: its vector features are all zero
+        (they start at zero), so every term made from them is zero and is not
+        computed (the vector projections and the edge update; their parameters
+        get zero gradients, as they would from the zeros).
+
         Args:
             scalars: Scalar node features.
-            vectors: Vector node features, components of degree 1..l_max.
+            vectors: Vector node features, components of degree 1..l_max; None
+                for all zero.
             edge_features: Edge features.
             harmonics: Spherical harmonics of degree 1..l_max ("norm") of each edge.
             envelope: Smooth cutoff of each edge (zero for padding edges).
@@ -213,10 +219,11 @@ class VisnetLayer(eqx.Module):
             return features.reshape(-1, self.num_heads, head_dim)
 
         normalised = jax.vmap(self.layer_norm)(scalars)
-        normal_vectors = normalise_vectors(vectors, self.vecnorm_type)
-        vectors_1, vectors_2, vectors_3 = jnp.split(
-            self.vector_projection(normal_vectors), 3, axis=-1
-        )
+        if vectors is not None:
+            normal_vectors = normalise_vectors(vectors, self.vecnorm_type)
+            vectors_1, vectors_2, vectors_3 = jnp.split(
+                self.vector_projection(normal_vectors), 3, axis=-1
+            )
         with jax.named_scope("attention"):
             query = heads(self.query_projection(normalised))[receivers]
             key = heads(self.key_projection(normalised))[senders]
@@ -231,15 +238,22 @@ class VisnetLayer(eqx.Module):
         with jax.named_scope("vector_messages"):
             # The envelope multiplies the messages; applied to (s1, s2) here, on
             # [edge, channel] arrays instead of [edge, component, channel] ones.
-            s1, s2 = jnp.split(
-                act(self.scalar_projection(scalar_messages)) * envelope[:, None],
-                2,
-                axis=1,
-            )
-            vector_messages = (
-                normal_vectors[senders] * s1[:, None, :]
-                + s2[:, None, :] * harmonics[:, :, None]
-            )
+            if vectors is None:  # s1 would multiply zero vectors
+                s2 = (
+                    act(self.scalar_projection.outputs(scalar_messages, channels, None))
+                    * envelope[:, None]
+                )
+                vector_messages = s2[:, None, :] * harmonics[:, :, None]
+            else:
+                s1, s2 = jnp.split(
+                    act(self.scalar_projection(scalar_messages)) * envelope[:, None],
+                    2,
+                    axis=1,
+                )
+                vector_messages = (
+                    normal_vectors[senders] * s1[:, None, :]
+                    + s2[:, None, :] * harmonics[:, :, None]
+                )
         scalar_messages = scalar_messages * envelope[:, None]
         summed_scalars = jax.ops.segment_sum(
             scalar_messages, receivers, num_segments=num_nodes
@@ -247,6 +261,9 @@ class VisnetLayer(eqx.Module):
         summed_vectors = jax.ops.segment_sum(
             vector_messages, receivers, num_segments=num_nodes
         )
+        if vectors is None:  # o1 and o2 would multiply zero vectors
+            o3 = self.output_projection.outputs(summed_scalars, 2 * channels, None)
+            return scalars + o3, summed_vectors, edge_features
         o1, o2, o3 = jnp.split(self.output_projection(summed_scalars), 3, axis=1)
         scalar_change = jnp.sum(vectors_1 * vectors_2, axis=1) * o2 + o3
         vector_change = vectors_3 * o1[:, None, :] + summed_vectors

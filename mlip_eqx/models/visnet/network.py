@@ -165,8 +165,7 @@ class Visnet(MLIPNetwork):
             scalars, edge_features = self.embedding(
                 node_species, radial_basis, envelope, senders, receivers
             )
-        num_components = (self.config.l_max + 1) ** 2 - 1
-        vectors = jnp.zeros((scalars.shape[0], num_components, scalars.shape[1]), dtype)
+        vectors = None  # all zero before the first layer
         for index, layer in enumerate(self.layers):
             with jax.named_scope(f"layer_{index}"):
                 scalars, vectors, edge_features = layer(
