@@ -460,7 +460,7 @@ MODELS = {
     "visnet": ParityModel(
         mlip_class="Visnet",
         config={
-            "num_layers": 2,
+            "num_layers": 3,  # the middle layer's edge update runs
             "num_channels": 16,
             "l_max": 2,
             "num_heads": 2,

@@ -75,16 +75,19 @@ NETWORK_CONFIGS = {
             radial_envelope="soft_envelope",
         ),
     ),
+    # Three layers: the first (zero vectors: no vector terms, no edge update),
+    # a middle one (the edge update runs; per-pair edge features become per
+    # edge) and the last (no edge update).
     "visnet": (
         Visnet,
-        Visnet.Config(num_layers=1, num_channels=8, num_heads=2, num_rbf=6),
+        Visnet.Config(num_layers=3, num_channels=8, num_heads=2, num_rbf=6),
     ),
     # l_max 1 (the edge update's rejection term does not cancel), trained radial
     # basis, normalised vectors, a second readout head.
     "visnet-l1-rms": (
         Visnet,
         Visnet.Config(
-            num_layers=2,
+            num_layers=3,
             num_channels=6,
             l_max=1,
             num_heads=3,

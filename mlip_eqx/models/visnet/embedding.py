@@ -66,26 +66,33 @@ class VisnetEmbedding(eqx.Module):
     def __call__(
         self,
         node_species: Int[Array, " n_node"],
-        radial_basis: Float[Array, "n_edge num_rbf"],
-        envelope: Float[Array, " n_edge"],
+        radial_basis: Float[Array, "n_radial num_rbf"],
+        envelope: Float[Array, " n_radial"],
         senders: Int[Array, " n_edge"],
         receivers: Int[Array, " n_edge"],
     ) -> tuple[
-        Float[Array, "n_node num_channels"], Float[Array, "n_edge num_channels"]
+        Float[Array, "n_node num_channels"], Float[Array, "n_radial num_channels"]
     ]:
         """Scalar node features and edge features.
 
         Args:
             node_species: Species index of each node.
-            radial_basis: Radial basis of each edge.
-            envelope: Smooth cutoff of each edge (zero for padding edges).
+            radial_basis: Radial basis of each edge, or of each pair in the
+                paired layout (half as many rows as edges: edge ``k + n_edge / 2``
+                reverses edge ``k``).
+            envelope: Smooth cutoff of each edge or pair (zero for padding).
             senders: Sending node of each edge.
             receivers: Receiving node of each edge.
 
         Returns:
-            (node features, edge features).
+            (node features, edge features); the edge features, symmetric in the
+            two end nodes, are per pair when the radial basis is.
         """
+        num_rows = radial_basis.shape[0]
+        paired = num_rows != senders.shape[0]
         weights = self.distance_projection(radial_basis) * envelope[:, None]
+        if paired:
+            weights = jnp.concatenate([weights, weights])
         messages = self.neighbour_embedding[node_species][senders] * weights
         summed = jax.ops.segment_sum(
             messages, receivers, num_segments=node_species.shape[0]
@@ -93,6 +100,6 @@ class VisnetEmbedding(eqx.Module):
         own = self.species_embedding[node_species]
         node_features = self.combine(jnp.concatenate([own, summed], axis=1))
         edge_features = (
-            node_features[senders] + node_features[receivers]
+            node_features[senders[:num_rows]] + node_features[receivers[:num_rows]]
         ) * self.edge_projection(radial_basis)
         return node_features, edge_features

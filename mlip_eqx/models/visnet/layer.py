@@ -184,7 +184,7 @@ class VisnetLayer(eqx.Module):
         self,
         scalars: Float[Array, "n_node channels"],
         vectors: Float[Array, "n_node components channels"] | None,
-        edge_features: Float[Array, "n_edge channels"],
+        edge_features: Float[Array, "n_features channels"],
         harmonics: Float[Array, "n_edge components"],
         envelope: Float[Array, " n_edge"],
         senders: Int[Array, " n_edge"],
@@ -192,7 +192,7 @@ class VisnetLayer(eqx.Module):
     ) -> tuple[
         Float[Array, "n_node channels"],
         Float[Array, "n_node components channels"],
-        Float[Array, "n_edge channels"],
+        Float[Array, "n_out_features channels"],
     ]:
         """The updated (scalars, vectors, edge features).
 
@@ -201,11 +201,17 @@ class VisnetLayer(eqx.Module):
         computed (the vector projections and the edge update; their parameters
         get zero gradients, as they would from the zeros).
 
+        Edge features that are the same for both edges of every pair (before
+        any edge update, in the paired layout: edge ``k + n_edge / 2`` reverses
+        edge ``k``) may be given once per pair: the maps of the edge features
+        then run once per pair. The returned edge features are per pair as long
+        as they are not updated.
+
         Args:
             scalars: Scalar node features.
             vectors: Vector node features, components of degree 1..l_max; None
                 for all zero.
-            edge_features: Edge features.
+            edge_features: Edge features, of every edge or (see above) pair.
             harmonics: Spherical harmonics of degree 1..l_max ("norm") of each edge.
             envelope: Smooth cutoff of each edge (zero for padding edges).
             senders: Sending node of each edge.
@@ -228,8 +234,12 @@ class VisnetLayer(eqx.Module):
             query = heads(self.query_projection(normalised))[receivers]
             key = heads(self.key_projection(normalised))[senders]
             value = heads(self.value_projection(normalised))[senders]
-            distance_key = heads(act(self.distance_key(edge_features)))
-            distance_value = heads(act(self.distance_value(edge_features)))
+            distance_key = act(self.distance_key(edge_features))
+            distance_value = act(self.distance_value(edge_features))
+            if edge_features.shape[0] != senders.shape[0]:  # once per pair
+                distance_key = jnp.concatenate([distance_key, distance_key])
+                distance_value = jnp.concatenate([distance_value, distance_value])
+            distance_key, distance_value = heads(distance_key), heads(distance_value)
             logits = jnp.sum(query * key * distance_key, axis=-1) * head_dim**-0.5
             weights = ACTIVATIONS[self.attn_activation](logits)
             scalar_messages = (value * distance_value * weights[:, :, None]).reshape(
@@ -268,6 +278,8 @@ class VisnetLayer(eqx.Module):
         scalar_change = jnp.sum(vectors_1 * vectors_2, axis=1) * o2 + o3
         vector_change = vectors_3 * o1[:, None, :] + summed_vectors
         if self.edge_update is not None:
+            if edge_features.shape[0] != senders.shape[0]:  # once per pair
+                edge_features = jnp.concatenate([edge_features, edge_features])
             with jax.named_scope("edge_update"):
                 edge_features = edge_features + self.edge_update(
                     normal_vectors,

@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, Int, PyTree
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.atomic_energies import atomic_energies_per_species
-from mlip_eqx.models.blocks.harmonics import edge_harmonics
+from mlip_eqx.models.blocks.harmonics import edge_harmonics, parity_signs
 from mlip_eqx.models.blocks.radial import (
     expnorm_basis,
     expnorm_parameters,
@@ -153,17 +153,23 @@ class Visnet(MLIPNetwork):
     ) -> Float[Array, " n_node"]:
         """Energy of each node in eV (see :class:`MLIPNetwork`).
 
-        ``paired_edges`` is ignored: the edge features of a pair differ after the
-        first layer.
+        With ``paired_edges`` (edge ``k + n_edge / 2`` reverses edge ``k``), the
+        radial basis, the envelope and the edge features are computed once per
+        pair until the first edge update makes the pair's features differ.
         """
         dtype = self.embedding.species_embedding.dtype
         with jax.named_scope("edge_embedding"):
-            radial_basis, envelope, harmonics = self._edge_functions(
-                edge_vectors.astype(dtype)
+            radial_basis, pair_envelope, harmonics = self._edge_functions(
+                edge_vectors.astype(dtype), paired_edges
+            )
+            envelope = (
+                jnp.concatenate([pair_envelope, pair_envelope])
+                if paired_edges
+                else pair_envelope
             )
         with jax.named_scope("embedding"):
             scalars, edge_features = self.embedding(
-                node_species, radial_basis, envelope, senders, receivers
+                node_species, radial_basis, pair_envelope, senders, receivers
             )
         vectors = None  # all zero before the first layer
         for index, layer in enumerate(self.layers):
@@ -197,14 +203,18 @@ class Visnet(MLIPNetwork):
         )
 
     def _edge_functions(
-        self, edge_vectors: Float[Array, "n_edge 3"]
+        self, edge_vectors: Float[Array, "n_edge 3"], paired_edges: bool
     ) -> tuple[
-        Float[Array, "n_edge num_rbf"],
-        Float[Array, " n_edge"],
+        Float[Array, "n_radial num_rbf"],
+        Float[Array, " n_radial"],
         Float[Array, "n_edge components"],
     ]:
-        """Radial basis, envelope and harmonics of degree 1..l_max of the edges;
-        zero-length (padding) edges get zero basis and envelope."""
+        """Radial basis and envelope of the edges (of the pairs, the first half,
+        with ``paired_edges``) and harmonics of degree 1..l_max of every edge
+        (a reversed edge's are its pair's times (-1)^l); zero-length (padding)
+        edges get zero basis and envelope."""
+        if paired_edges:
+            edge_vectors = edge_vectors[: edge_vectors.shape[0] // 2]
         lengths, is_zero = safe_norm(edge_vectors)
         if self.rbf_centres is None:
             centres, widths = expnorm_parameters(self.cutoff, self.config.num_rbf)
@@ -221,7 +231,11 @@ class Visnet(MLIPNetwork):
         envelope = jnp.where(is_zero, 0.0, polynomial_envelope(lengths, self.cutoff))
         directions = jnp.where(is_zero[:, None], 1.0, edge_vectors)
         harmonics = edge_harmonics(directions, self.config.l_max, normalization="norm")
-        return radial_basis, envelope, harmonics[:, 1:]
+        harmonics = harmonics[:, 1:]
+        if paired_edges:
+            signs = parity_signs(self.config.l_max, dtype)[1:]
+            harmonics = jnp.concatenate([harmonics, harmonics * signs])
+        return radial_basis, envelope, harmonics
 
     def weight_decay_mask(self) -> PyTree[bool]:
         """True for every array: mlip decays all of ViSNet's parameters."""
