@@ -8,6 +8,14 @@ from mlip_eqx.models.blocks.harmonics import edge_harmonics, parity_signs
 from mlip_eqx.models.blocks.radial import radial_embedding, safe_norm
 
 
+def for_both_edges(
+    pair_values: Float[Array, " n_pair *rest"],
+) -> Float[Array, " n_edge *rest"]:
+    """The values of every edge, from those of the pairs, in the paired layout
+    (edge ``k + n_edge / 2`` reverses edge ``k``): the pairs' values twice."""
+    return jnp.concatenate([pair_values, pair_values])
+
+
 def embed_edges(
     edge_vectors: Float[Array, "n_edge 3"],
     *,

@@ -4,10 +4,10 @@ interaction and the product basis."""
 import e3nn_jax as e3nn
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
+from mlip_eqx.models.blocks.edge_embedding import for_both_edges
 from mlip_eqx.models.blocks.linear import EquivariantLinear
 from mlip_eqx.models.blocks.message_passing import (
     MessageCoupling,
@@ -101,7 +101,7 @@ class InteractionBlock(eqx.Module):
         with jax.named_scope("radial_mlp"):
             radial_weights = self.radial_mlp(radial_features)
             if radial_weights.shape[0] != senders.shape[0]:  # paired edges
-                radial_weights = jnp.concatenate([radial_weights, radial_weights])
+                radial_weights = for_both_edges(radial_weights)
         with jax.named_scope("messages"):
             summed = summed_messages(
                 self.coupling,

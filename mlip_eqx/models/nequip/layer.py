@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
+from mlip_eqx.models.blocks.edge_embedding import for_both_edges
 from mlip_eqx.models.blocks.linear import EquivariantLinear
 from mlip_eqx.models.blocks.message_passing import (
     MessageCoupling,
@@ -148,7 +149,7 @@ class NequipLayer(eqx.Module):
                 weights[:-1] + (used,), radial_features, self.radial_mlp.activation
             )
             if radial_weights.shape[0] != senders.shape[0]:  # paired edges
-                radial_weights = jnp.concatenate([radial_weights, radial_weights])
+                radial_weights = for_both_edges(radial_weights)
         with jax.named_scope("messages"):
             summed = summed_grouped_messages(
                 self.couplings,

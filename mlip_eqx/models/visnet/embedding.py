@@ -8,6 +8,7 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
 from mlip_eqx.models.blocks.dense import Dense
+from mlip_eqx.models.blocks.edge_embedding import for_both_edges
 from mlip_eqx.models.initialisers import normal
 
 
@@ -92,7 +93,7 @@ class VisnetEmbedding(eqx.Module):
         paired = num_rows != senders.shape[0]
         weights = self.distance_projection(radial_basis) * envelope[:, None]
         if paired:
-            weights = jnp.concatenate([weights, weights])
+            weights = for_both_edges(weights)
         messages = self.neighbour_embedding[node_species][senders] * weights
         summed = jax.ops.segment_sum(
             messages, receivers, num_segments=node_species.shape[0]

@@ -11,6 +11,7 @@ from jaxtyping import Array, Float, Int
 
 from mlip_eqx.models.activations import ACTIVATIONS
 from mlip_eqx.models.blocks.dense import Dense
+from mlip_eqx.models.blocks.edge_embedding import for_both_edges
 from mlip_eqx.models.visnet.vector_norm import normalise_vectors
 
 # flax's (and torch's) default, as in mlip.
@@ -237,8 +238,8 @@ class VisnetLayer(eqx.Module):
             distance_key = act(self.distance_key(edge_features))
             distance_value = act(self.distance_value(edge_features))
             if edge_features.shape[0] != senders.shape[0]:  # once per pair
-                distance_key = jnp.concatenate([distance_key, distance_key])
-                distance_value = jnp.concatenate([distance_value, distance_value])
+                distance_key = for_both_edges(distance_key)
+                distance_value = for_both_edges(distance_value)
             distance_key, distance_value = heads(distance_key), heads(distance_value)
             logits = jnp.sum(query * key * distance_key, axis=-1) * head_dim**-0.5
             weights = ACTIVATIONS[self.attn_activation](logits)
@@ -279,7 +280,7 @@ class VisnetLayer(eqx.Module):
         vector_change = vectors_3 * o1[:, None, :] + summed_vectors
         if self.edge_update is not None:
             if edge_features.shape[0] != senders.shape[0]:  # once per pair
-                edge_features = jnp.concatenate([edge_features, edge_features])
+                edge_features = for_both_edges(edge_features)
             with jax.named_scope("edge_update"):
                 edge_features = edge_features + self.edge_update(
                     normal_vectors,

@@ -10,6 +10,7 @@ from jaxtyping import Array, Float, Int, PyTree
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.atomic_energies import atomic_energies_per_species
+from mlip_eqx.models.blocks.edge_embedding import for_both_edges
 from mlip_eqx.models.blocks.harmonics import edge_harmonics, parity_signs
 from mlip_eqx.models.blocks.radial import (
     expnorm_basis,
@@ -162,11 +163,7 @@ class Visnet(MLIPNetwork):
             radial_basis, pair_envelope, harmonics = self._edge_functions(
                 edge_vectors.astype(dtype), paired_edges
             )
-            envelope = (
-                jnp.concatenate([pair_envelope, pair_envelope])
-                if paired_edges
-                else pair_envelope
-            )
+            envelope = for_both_edges(pair_envelope) if paired_edges else pair_envelope
         with jax.named_scope("embedding"):
             scalars, edge_features = self.embedding(
                 node_species, radial_basis, pair_envelope, senders, receivers
