@@ -307,11 +307,17 @@ class GraphDataset:
             if num_devices is None:
                 yield self.make_batch(shape, batches[0])
                 continue
-            group = [self.make_batch(shape, batch) for batch in batches]
-            group += [self.make_batch(shape, NO_STRUCTURES)] * (
-                num_devices - len(group)
-            )
-            yield stack_graphs(group)
+            yield self.make_stacked_batches(shape, batches, num_devices)
+
+    def make_stacked_batches(
+        self, shape: BatchShape, batches: Sequence[np.ndarray], size: int
+    ) -> Graph:
+        """``size`` padded batches of shape ``shape`` stacked along a new leading
+        axis: those of ``batches`` (structure indices, as in :meth:`steps`),
+        then batches of padding only."""
+        group = [self.make_batch(shape, batch) for batch in batches]
+        group += [self.make_batch(shape, NO_STRUCTURES)] * (size - len(group))
+        return stack_graphs(group)
 
     def make_batch(
         self, shape: BatchShape, indices: np.ndarray | Sequence[int]

@@ -14,9 +14,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mlip_eqx.data.batch_shapes import BatchShape
-from mlip_eqx.data.graph_dataset import NO_STRUCTURES, GraphDataset
+from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.data.prefetch import prefetch
-from mlip_eqx.graph.batching import stack_graphs
 from mlip_eqx.graph.graph import Graph
 from mlip_eqx.training.mesh import batch_sharding
 from mlip_eqx.utils.config import ConfigError
@@ -110,15 +109,11 @@ def device_batches(
 
     def host_steps() -> Iterator[tuple[list[Graph], int, int, BatchShape]]:
         for shape, batches in dataset.steps(epoch, per_step):
-            batches = batches + [NO_STRUCTURES] * (per_step - len(batches))
             stacks = [
-                stack_graphs(
-                    [
-                        dataset.make_batch(shape, batch)
-                        for batch in batches[
-                            position * per_device : (position + 1) * per_device
-                        ]
-                    ]
+                dataset.make_stacked_batches(
+                    shape,
+                    batches[position * per_device : (position + 1) * per_device],
+                    per_device,
                 )
                 for position, _ in local
             ]
