@@ -45,14 +45,16 @@ def ema_init(params: PyTree, decay: float) -> EMAState:
 def ema_update(state: EMAState, params: PyTree) -> EMAState:
     """One EMA step of the bias-corrected average (see the module docstring)."""
     step = state.step + 1
-    decay = jnp.float32(state.decay)
-    # Exactly 1 at the first step: the average starts as the parameters.
-    weight = jnp.where(step == 1, 1.0, (1.0 - decay) / (1.0 - decay**step))
-    params_ema = jax.tree.map(
-        lambda average, new: average + weight.astype(average.dtype) * (new - average),
-        state.params_ema,
-        params,
-    )
+
+    def updated(average: Array, new: Array) -> Array:
+        # The weight in the parameter's own dtype (a float32 decay would make a
+        # float64 average use 0.99000000954 for 0.99). Exactly 1 at the first
+        # step: the average starts as the parameters.
+        decay = jnp.asarray(state.decay, average.dtype)
+        weight = jnp.where(step == 1, 1.0, (1.0 - decay) / (1.0 - decay**step))
+        return average + weight.astype(average.dtype) * (new - average)
+
+    params_ema = jax.tree.map(updated, state.params_ema, params)
     return EMAState(params_ema=params_ema, step=step, decay=state.decay)
 
 
@@ -65,9 +67,11 @@ def debiased_ema_params(state: EMAState) -> PyTree:
 def biased_to_debiased(state: EMAState) -> EMAState:
     """An EMA state of checkpoints before format 3, which held the plain
     average, in this module's form (average / (1 - decay**step))."""
-    correction = 1.0 - state.decay ** state.step.astype(jnp.float32)
-    correction = jnp.where(state.step > 0, correction, 1.0)
-    params_ema = jax.tree.map(
-        lambda average: average / correction.astype(average.dtype), state.params_ema
-    )
+
+    def converted(average: Array) -> Array:
+        decay = jnp.asarray(state.decay, average.dtype)
+        correction = 1.0 - decay ** state.step.astype(average.dtype)
+        return average / jnp.where(state.step > 0, correction, 1.0)
+
+    params_ema = jax.tree.map(converted, state.params_ema)
     return EMAState(params_ema=params_ema, step=state.step, decay=state.decay)

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -50,3 +51,21 @@ def test_checkpoints_of_the_plain_average_convert():
 def test_decay_outside_the_unit_interval_is_an_error(decay):
     with pytest.raises(ValueError, match="decay"):
         ema_init({"w": jnp.zeros(1)}, decay)
+
+
+def test_float64_average_uses_the_exact_decay():
+    # The weight is computed in the parameters' dtype: a float32 decay would
+    # average float64 parameters with 0.99000000954 instead of 0.99.
+    with jax.enable_x64(True):
+        decay, values = 0.99, np.random.default_rng(1).normal(size=30)
+        state = ema_init({"w": jnp.zeros(1, jnp.float64)}, decay)
+        average = 0.0
+        for value in values:
+            state = ema_update(state, {"w": jnp.full(1, value, jnp.float64)})
+            average = decay * average + (1 - decay) * value
+        expected = average / (1 - decay ** len(values))
+        assert state.params_ema["w"].dtype == jnp.float64
+        np.testing.assert_allclose(state.params_ema["w"], expected, rtol=1e-13)
+        old_form = EMAState({"w": jnp.full(1, average)}, state.step, decay)
+        converted = biased_to_debiased(old_form).params_ema["w"]
+        np.testing.assert_allclose(converted, expected, rtol=1e-13)
