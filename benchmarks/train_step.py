@@ -29,6 +29,8 @@ def measure(num_devices: int, steps: int, repeats: int, model: str) -> dict:
     """Runs in a process whose XLA_FLAGS give ``num_devices`` CPU devices."""
     import jax
 
+    import mlip_eqx  # noqa: F401 (before jax's first computation: see its __init__)
+
     assert len(jax.devices()) == num_devices, jax.devices()
     train_step, state, batches, force_field = demo_training_setup(num_devices, model)
     structures = [int(b.graph_mask.sum()) for b in batches]

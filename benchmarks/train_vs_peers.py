@@ -6,6 +6,7 @@ Usage:
         [--mlip-python /tmp/peer_mlip/bin/python]
         [--mace-python /tmp/peer_mace/bin/python]
         [--work-dir /tmp/train_vs_peers] [--threads 2] [--seeds 42 7 1] [--skip-ours]
+        [--peer-host-memory]
         [--output benchmarks/results/train_vs_peers.json]
 
 Data: 1000 EMT-labelled 32-atom fcc Cu/Ag/Au/Ni cells from our demo generator
@@ -31,6 +32,10 @@ With several ``--seeds`` (weights' seeds, used by every library) each library tr
 once per seed: seconds per epoch are then the median over all seeds' epochs after the
 first, and MAEs are the mean over seeds (each seed's are listed too). Prints a table
 and writes JSON. See benchmarks/README.md for the peers' setup.
+
+``import mlip_eqx`` makes one CPU step's memory serve the next
+(``mlip_eqx/utils/host_memory.py``); mlip runs with glibc's and JAX's defaults, or
+with ``--peer-host-memory`` with the same settings as mlip_eqx.
 """
 
 import argparse
@@ -242,6 +247,20 @@ def train_jax_library(
 
 
 # --------------------------------------------------------------- child processes
+def reuse_host_memory_like_mlip_eqx() -> None:
+    """In mlip's interpreter (``--peer-host-memory``): mlip_eqx's host-memory
+    settings (``reuse_host_memory``, loaded from its file, which needs only
+    jax), before mlip's first computation."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "mlip_eqx/utils/host_memory.py"
+    spec = importlib.util.spec_from_file_location("host_memory", path)
+    host_memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(host_memory)
+    if not host_memory.reuse_host_memory():
+        raise RuntimeError("mlip_eqx's host-memory settings do not apply here")
+
+
 def run_child(command: list[str], threads: int, log_path: Path) -> tuple[float, float]:
     """Runs ``command``; returns (wall seconds, peak RSS in MiB of the child)."""
     environment = dict(os.environ)
@@ -275,6 +294,7 @@ def run_jax_child(
     threads: int,
     seed: int,
     model: str = "mace",
+    peer_host_memory: bool = False,
 ) -> dict:
     out = work_dir / f"{package}_{model}.json"
     wall, rss = run_child(
@@ -293,6 +313,7 @@ def run_jax_child(
             str(seed),
             "--model",
             model,
+            *(["--peer-host-memory"] if peer_host_memory else []),
         ],
         threads,
         work_dir / f"{package}_{model}.log",
@@ -500,10 +521,18 @@ def main() -> None:
     parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/train_vs_peers.json")
     )
+    parser.add_argument(
+        "--peer-host-memory",
+        action="store_true",
+        help="run mlip with mlip_eqx's host-memory settings "
+        "(mlip_eqx/utils/host_memory.py), to see what they do for mlip",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
+        if args.child == "mlip" and args.peer_host_memory:
+            reuse_host_memory_like_mlip_eqx()
         result = train_jax_library(
             args.child, args.work_dir, args.epochs, args.seed, args.model
         )
@@ -530,6 +559,7 @@ def main() -> None:
                     args.threads,
                     seed,
                     args.model,
+                    args.peer_host_memory,
                 )
             else:
                 result = run(python, args.work_dir, args.epochs, args.threads, seed)
@@ -541,6 +571,7 @@ def main() -> None:
         {
             "model": args.model,
             "threads": args.threads,
+            "peer_host_memory": args.peer_host_memory,
             "epochs": args.epochs,
             "seeds": args.seeds,
             "data": sizes,
