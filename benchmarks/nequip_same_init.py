@@ -28,29 +28,9 @@ from common import write_record
 def dump_mlip_initial_weights(seed: int, work_dir: Path, output: Path) -> None:
     """In mlip's interpreter (this file run with ``--child``): the weights."""
     import jax
-    import mlip.models
-    import mlip.models_v1
-    import mlip.typing.properties
     import numpy as np
-    from mlip.data import ExtxyzReader, GraphDatasetBuilder
 
-    builder = GraphDatasetBuilder(
-        {
-            "train": ExtxyzReader(str(work_dir / "train.extxyz")),
-            "valid": ExtxyzReader(str(work_dir / "valid.extxyz")),
-        },
-        GraphDatasetBuilder.Config(
-            graph_cutoff_angstrom=train_vs_peers.CUTOFF_ANGSTROM,
-            batch_size=train_vs_peers.BATCH_SIZE,
-        ),
-    )
-    builder.get_datasets()
-    backbone = train_vs_peers.network("mlip", "nequip", builder.dataset_info, True)
-    predictor = mlip.models_v1.ForceFieldPredictorV1(
-        mlip_network=backbone,
-        required_properties=mlip.typing.properties.Properties(),
-    )
-    force_field = mlip.models.ForceField.init(predictor, seed=seed)
+    _, _, force_field = train_vs_peers.mlip_nequip(work_dir, seed)
     flat = jax.tree_util.tree_flatten_with_path(force_field.params)[0]
     names = [
         "/".join(str(getattr(key, "key", key)) for key in path) for path, _ in flat

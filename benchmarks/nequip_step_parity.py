@@ -103,29 +103,11 @@ def run_child(
     import mlip.models_v1
     import mlip.typing.properties
     import numpy as np
-    import optax
     from mlip import training
-    from mlip.data import ExtxyzReader, GraphDatasetBuilder
-    from mlip.models.loss import MSELoss
     from mlip.training.ema import get_debiased_params
 
-    builder = GraphDatasetBuilder(
-        {
-            "train": ExtxyzReader(str(work_dir / "train.extxyz")),
-            "valid": ExtxyzReader(str(work_dir / "valid.extxyz")),
-        },
-        GraphDatasetBuilder.Config(
-            graph_cutoff_angstrom=train_vs_peers.CUTOFF_ANGSTROM,
-            batch_size=train_vs_peers.BATCH_SIZE,
-        ),
-    )
-    datasets = builder.get_datasets()
-    backbone = train_vs_peers.network("mlip", "nequip", builder.dataset_info, True)
-    predictor = mlip.models_v1.ForceFieldPredictorV1(
-        mlip_network=backbone,
-        required_properties=mlip.typing.properties.Properties(),
-    )
-    force_field = mlip.models.ForceField.init(predictor, seed=seed)
+    builder, datasets, force_field = train_vs_peers.mlip_nequip(work_dir, seed)
+    predictor = force_field.predictor
     if dtype == "float64":
         force_field = mlip.models.ForceField(
             predictor=predictor,
@@ -133,21 +115,7 @@ def run_child(
                 lambda x: jnp.asarray(x, jnp.float64), force_field.params
             ),
         )
-    # As train_vs_peers.train_jax_library builds mlip's training.
-    loss = MSELoss(
-        optax.constant_schedule(train_vs_peers.ENERGY_WEIGHT),
-        optax.constant_schedule(train_vs_peers.FORCES_WEIGHT),
-        optax.constant_schedule(0.0),
-    )
-    rate = train_vs_peers.LEARNING_RATE
-    optimizer = training.get_default_mlip_optimizer(
-        training.OptimizerConfig(
-            init_learning_rate=rate,
-            peak_learning_rate=rate,
-            final_learning_rate=rate,
-            warmup_steps=0,
-        )
-    )
+    loss, optimizer = train_vs_peers.loss_and_optimizer("mlip")
     loop = training.TrainingLoop(
         train_dataset=datasets["train"],
         validation_dataset=datasets["valid"],
@@ -380,31 +348,15 @@ def train_on_mlip_batches(
     MAE of the EMA parameters after each epoch (our evaluation, our batches of
     the validation set), next to mlip's own run of the seed recorded by
     ``train_vs_peers.py``."""
-    import optax
 
     from mlip_eqx.graph.batching import stack_graphs
-    from mlip_eqx.models.loss import MSELoss
-    from mlip_eqx.training import OptimizerConfig, get_default_mlip_optimizer
     from mlip_eqx.training.ema import debiased_ema_params
     from mlip_eqx.training.mesh import make_mesh
     from mlip_eqx.training.training_loop import evaluate
     from mlip_eqx.training.training_state import init_training_state
     from mlip_eqx.training.training_step import make_eval_step, make_train_step
 
-    loss = MSELoss(
-        optax.constant_schedule(train_vs_peers.ENERGY_WEIGHT),
-        optax.constant_schedule(train_vs_peers.FORCES_WEIGHT),
-        optax.constant_schedule(0.0),
-    )
-    rate = train_vs_peers.LEARNING_RATE
-    optimizer = get_default_mlip_optimizer(
-        OptimizerConfig(
-            init_learning_rate=rate,
-            peak_learning_rate=rate,
-            final_learning_rate=rate,
-            warmup_steps=0,
-        )
-    )
+    loss, optimizer = train_vs_peers.loss_and_optimizer("mlip_eqx")
     mesh = make_mesh()
     state = init_training_state(
         force_field, optimizer, args.seed, mesh, train_vs_peers.EMA_DECAY
@@ -469,15 +421,12 @@ def run_parent(args) -> dict:
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    import optax
     from mlip_parity import map_nequip_weights
 
     from mlip_eqx.data.dataset_info import DatasetInfo
     from mlip_eqx.data.graph_creation import species_table
     from mlip_eqx.graph.batching import stack_graphs
     from mlip_eqx.models import ForceField
-    from mlip_eqx.models.loss import MSELoss
-    from mlip_eqx.training import OptimizerConfig, get_default_mlip_optimizer
     from mlip_eqx.training.mesh import make_mesh
     from mlip_eqx.training.training_state import init_training_state
     from mlip_eqx.training.training_step import (
@@ -520,11 +469,7 @@ def run_parent(args) -> dict:
     graphs = [
         our_graph(arrays, f"e1b{i}", z_to_species) for i in range(child["num_batches"])
     ]
-    loss = MSELoss(
-        optax.constant_schedule(train_vs_peers.ENERGY_WEIGHT),
-        optax.constant_schedule(train_vs_peers.FORCES_WEIGHT),
-        optax.constant_schedule(0.0),
-    )
+    loss, optimizer = train_vs_peers.loss_and_optimizer("mlip_eqx")
     padding = []
     for i, graph in enumerate(graphs):
         mask = arrays[f"e1b{i}/graph_mask"]
@@ -587,14 +532,6 @@ def run_parent(args) -> dict:
     }
 
     # The training steps.
-    optimizer = get_default_mlip_optimizer(
-        OptimizerConfig(
-            init_learning_rate=train_vs_peers.LEARNING_RATE,
-            peak_learning_rate=train_vs_peers.LEARNING_RATE,
-            final_learning_rate=train_vs_peers.LEARNING_RATE,
-            warmup_steps=0,
-        )
-    )
     state = init_training_state(
         force_field,
         optimizer,

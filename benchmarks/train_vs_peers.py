@@ -134,6 +134,59 @@ def network(package: str, model: str, dataset_info, new_api: bool):
     )
 
 
+def loss_and_optimizer(package: str) -> tuple:
+    """The benchmark's loss (MSE, energy weight 1, forces 25, stress 0) and
+    optimizer (the default MLIP optimizer at a constant lr 0.01, no warm-up) of
+    ``package`` ("mlip_eqx" or "mlip")."""
+    import importlib
+
+    import optax
+
+    loss_module = importlib.import_module(f"{package}.models.loss")
+    training = importlib.import_module(f"{package}.training")
+    loss = loss_module.MSELoss(
+        optax.constant_schedule(ENERGY_WEIGHT),
+        optax.constant_schedule(FORCES_WEIGHT),
+        optax.constant_schedule(0.0),
+    )
+    optimizer = training.get_default_mlip_optimizer(
+        training.OptimizerConfig(
+            init_learning_rate=LEARNING_RATE,
+            peak_learning_rate=LEARNING_RATE,
+            final_learning_rate=LEARNING_RATE,
+            warmup_steps=0,
+        )
+    )
+    return loss, optimizer
+
+
+def mlip_nequip(work_dir: Path, seed: int) -> tuple:
+    """In mlip's interpreter: mlip's data set builder of the train and validation
+    files (datasets built), its data sets, and its NequIP force field (the 0.1
+    network through ``ForceFieldPredictorV1``) with the initial weights of
+    ``seed``."""
+    import mlip.models
+    import mlip.models_v1
+    import mlip.typing.properties
+    from mlip.data import ExtxyzReader, GraphDatasetBuilder
+
+    builder = GraphDatasetBuilder(
+        {
+            "train": ExtxyzReader(str(work_dir / "train.extxyz")),
+            "valid": ExtxyzReader(str(work_dir / "valid.extxyz")),
+        },
+        GraphDatasetBuilder.Config(
+            graph_cutoff_angstrom=CUTOFF_ANGSTROM, batch_size=BATCH_SIZE
+        ),
+    )
+    datasets = builder.get_datasets()
+    predictor = mlip.models_v1.ForceFieldPredictorV1(
+        mlip_network=network("mlip", "nequip", builder.dataset_info, True),
+        required_properties=mlip.typing.properties.Properties(),
+    )
+    return builder, datasets, mlip.models.ForceField.init(predictor, seed=seed)
+
+
 def train_jax_library(
     package: str, work_dir: Path, epochs: int, seed: int = MODEL_SEED, model="mace"
 ) -> dict:
@@ -147,14 +200,12 @@ def train_jax_library(
     import importlib.metadata
 
     import jax
-    import optax
 
     def module(name: str):
         return importlib.import_module(f"{package}.{name}")
 
     data = module("data")
     models = module("models")
-    loss_module = module("models.loss")
     training = module("training")
 
     # mlip 0.2: one reader per split, num_rbf, a mesh instead of should_parallelize
@@ -194,19 +245,7 @@ def train_jax_library(
         force_field = models.ForceField.init(predictor, seed=seed)
     else:
         force_field = models.ForceField.from_mlip_network(backbone, seed=seed)
-    loss = loss_module.MSELoss(
-        optax.constant_schedule(ENERGY_WEIGHT),
-        optax.constant_schedule(FORCES_WEIGHT),
-        optax.constant_schedule(0.0),
-    )
-    optimizer = training.get_default_mlip_optimizer(
-        training.OptimizerConfig(
-            init_learning_rate=LEARNING_RATE,
-            peak_learning_rate=LEARNING_RATE,
-            final_learning_rate=LEARNING_RATE,
-            warmup_steps=0,
-        )
-    )
+    loss, optimizer = loss_and_optimizer(package)
     loop = training.TrainingLoop(
         train_dataset=train_set,
         validation_dataset=validation_set,
