@@ -19,8 +19,8 @@ time in a 210 ms ViSNet training step of ``benchmarks/train_step.py`` on 2 cores
 
 A computation over several CPU devices runs each device on its own thread and
 still page-faults (setting ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` in the
-environment before Python starts makes those faults 2 MiB pages, ~100 times
-fewer). Peak memory is unchanged; memory freed after the peak stays with the
+environment before Python starts makes those faults 2 MiB pages, about 120
+times fewer). Peak memory is unchanged; memory freed after the peak stays with the
 process for reuse instead of going back to the system.
 
 ``import mlip_eqx`` calls :func:`reuse_host_memory`. The JAX setting applies
@@ -60,7 +60,9 @@ def reuse_host_memory() -> bool:
     import jax
     from jax._src import xla_bridge
 
-    if xla_bridge.backends_are_initialized() and jax.default_backend() == "cpu":
+    # A private JAX function, so only used where present: it only decides a warning.
+    started = getattr(xla_bridge, "backends_are_initialized", lambda: False)
+    if started() and jax.default_backend() == "cpu":
         logging.getLogger("mlip_eqx").warning(
             "mlip_eqx was imported after JAX started its CPU backend (a first "
             "computation or jax.devices()), so JAX's CPU steps still run on "
