@@ -468,6 +468,13 @@ def energy_mae_per_atom(epoch: dict, atoms_per_structure: float) -> float:
     return epoch.get("valid_mae_e", float("nan")) / atoms_per_structure
 
 
+def standard_error(values: list[float]) -> float:
+    """Standard error of the mean of per-seed values (nan for one seed)."""
+    if len(values) < 2:
+        return float("nan")
+    return statistics.stdev(values) / len(values) ** 0.5
+
+
 def summarise(runs: list[dict], sizes: dict) -> dict:
     """One library's runs (one per seed) in one row."""
     later = [e["train_s"] for run in runs for e in run["epochs"][1:]]
@@ -488,6 +495,8 @@ def summarise(runs: list[dict], sizes: dict) -> dict:
         "num_seeds": len(runs),
         "final_valid_mae_f_meV_per_A": 1000
         * statistics.mean(e.get("valid_mae_f", float("nan")) for e in finals),
+        "final_valid_mae_f_sem_meV_per_A": 1000
+        * standard_error([e.get("valid_mae_f", float("nan")) for e in finals]),
         "final_valid_mae_e_meV_per_atom": 1000
         * statistics.mean(energy_mae_per_atom(e, atoms_per_structure) for e in finals),
     }
@@ -530,6 +539,18 @@ def print_table(rows: list[dict], runs: dict[str, list[dict]], sizes: dict) -> N
                 f"(seeds: {', '.join(f'{v[0]:.1f}' for v in values)}) | "
                 f"{energy_mae:7.2f}"
             )
+    ours_row = next((row for row in rows if row["library"] == "mlip_eqx"), None)
+    for row in rows if ours_row is not None else []:
+        if row is ours_row or min(row["num_seeds"], ours_row["num_seeds"]) < 2:
+            continue
+        key, sem = "final_valid_mae_f_meV_per_A", "final_valid_mae_f_sem_meV_per_A"
+        difference = ours_row[key] - row[key]
+        error = (ours_row[sem] ** 2 + row[sem] ** 2) ** 0.5
+        print(
+            f"final force MAE, mlip_eqx - {row['library']}: {difference:+.2f} ± "
+            f"{error:.2f} meV/Å (Welch t = {difference / error:+.2f}; "
+            f"{ours_row['num_seeds']} and {row['num_seeds']} seeds)"
+        )
     for library_runs in runs.values():
         padding = library_runs[0].get("padding_efficiency")
         if padding:
