@@ -539,17 +539,16 @@ def print_table(rows: list[dict], runs: dict[str, list[dict]], sizes: dict) -> N
                 f"(seeds: {', '.join(f'{v[0]:.1f}' for v in values)}) | "
                 f"{energy_mae:7.2f}"
             )
-    ours_row = next((row for row in rows if row["library"] == "mlip_eqx"), None)
-    for row in rows if ours_row is not None else []:
-        if row is ours_row or min(row["num_seeds"], ours_row["num_seeds"]) < 2:
+    for row in rows[1:] if ours else []:  # ours is the first row when it ran
+        if min(row["num_seeds"], ours[0]["num_seeds"]) < 2:
             continue
         key, sem = "final_valid_mae_f_meV_per_A", "final_valid_mae_f_sem_meV_per_A"
-        difference = ours_row[key] - row[key]
-        error = (ours_row[sem] ** 2 + row[sem] ** 2) ** 0.5
+        difference = ours[0][key] - row[key]
+        error = (ours[0][sem] ** 2 + row[sem] ** 2) ** 0.5
         print(
             f"final force MAE, mlip_eqx - {row['library']}: {difference:+.2f} ± "
-            f"{error:.2f} meV/Å (Welch t = {difference / error:+.2f}; "
-            f"{ours_row['num_seeds']} and {row['num_seeds']} seeds)"
+            f"{error:.2f} meV/Å (Welch t = {difference / max(error, 1e-12):+.2f}; "
+            f"{ours[0]['num_seeds']} and {row['num_seeds']} seeds)"
         )
     for library_runs in runs.values():
         padding = library_runs[0].get("padding_efficiency")
