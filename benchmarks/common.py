@@ -1,17 +1,4 @@
-"""Helpers shared by the benchmark scripts (run as ``python benchmarks/<name>.py``)."""
-
-import json
-import os
-import platform
-from pathlib import Path
-
-
-def write_record(path: Path, record: dict) -> None:
-    """Writes ``record`` as JSON to ``path``, with the machine it ran on added."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    full = {"machine": platform.platform(), "cpu_count": os.cpu_count(), **record}
-    path.write_text(json.dumps(full, indent=2))
-    print(f"wrote {path}")
+"""The training setup of ``train_step`` and ``profile_train_step``."""
 
 
 def demo_training_setup(num_devices: int, model: str = "mace") -> tuple:
@@ -20,7 +7,7 @@ def demo_training_setup(num_devices: int, model: str = "mace") -> tuple:
 
     ``model``: "mace" (32 channels, l_max 2, correlation 3, 2 layers), "visnet"
     (64 channels, 2 layers, the other defaults) or "nequip" (32x0e + 32x0o +
-    16x1o + 16x1e, l_max 2, 2 layers): the configs of ``train_vs_peers.py``.
+    16x1o + 16x1e, l_max 2, 2 layers): the configs of ``train_vs_peers``.
 
     The default MLIP optimizer and MSE loss; one epoch of batches grouped for
     ``num_devices`` devices and placed on the mesh.

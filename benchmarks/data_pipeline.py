@@ -1,35 +1,24 @@
 """Speed of the data pipeline: reading, graph building, batching; padding efficiency.
 
 Usage:
-    python benchmarks/data_pipeline.py [--repeats 5] [--num-large 1000]
+    python -m benchmarks.data_pipeline [--repeats 5] [--num-large 1000]
         [--output benchmarks/results/data_pipeline.json]
 
 Data sets: the demo set (300 EMT cells of 32 atoms) and ``--num-large`` EMT cells of
 108 atoms, both generated once and cached (generation is not timed). Prints a table
 and writes JSON with the medians over ``--repeats`` runs. (Mixed sizes, with train
-throughput: ``mixed_sizes.py``.)
+throughput: ``mixed_sizes``.)
 """
 
-import argparse
-import statistics
-import time
-from pathlib import Path
-
-from common import write_record
-
+from benchmarks.harness import (
+    argument_parser,
+    median_seconds,
+    print_columns,
+    write_record,
+)
 from mlip_eqx.data import ExtxyzReader, GraphDatasetBuilder
 from mlip_eqx.data.demo import get_demo_dataset
 from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
-
-
-def median_time(function, repeats: int) -> tuple[float, object]:
-    """Median wall time of ``function()`` in s over ``repeats`` runs, and a result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def measure(name: str, num_structures: int, repeat: int, batch_size: int, repeats: int):
@@ -42,13 +31,13 @@ def measure(name: str, num_structures: int, repeat: int, batch_size: int, repeat
             required_labels=("energy", "forces", "stress"),
         )
     )
-    read_time, (train, validation, test) = median_time(reader.load, repeats)
+    read_time, (train, validation, test) = median_seconds(reader.load, repeats)
     systems = train + validation + test
     atoms = sum(system.num_atoms for system in systems)
 
     table = species_table(sorted({int(z) for s in systems for z in s.atomic_numbers}))
     cutoff = 5.0
-    build_time, graphs = median_time(
+    build_time, graphs = median_seconds(
         lambda: [graph_from_chemical_system(s, cutoff, table) for s in systems],
         repeats,
     )
@@ -61,7 +50,7 @@ def measure(name: str, num_structures: int, repeat: int, batch_size: int, repeat
         builder.prepare_datasets()
         return builder
 
-    prepare_time, builder = median_time(prepare, repeats)
+    prepare_time, builder = median_seconds(prepare, repeats)
     train_set = builder.get_splits()[0]
     results = {
         "dataset": name,
@@ -76,7 +65,7 @@ def measure(name: str, num_structures: int, repeat: int, batch_size: int, repeat
     }
     for prefetch in (0, 2):
         train_set.num_batch_prefetch = prefetch
-        epoch_time, num_batches = median_time(
+        epoch_time, num_batches = median_seconds(
             lambda: sum(1 for _ in train_set.iter_batches(epoch=1)), repeats
         )
         results[f"iteration_batches_per_s_prefetch{prefetch}"] = (
@@ -91,22 +80,16 @@ def measure(name: str, num_structures: int, repeat: int, batch_size: int, repeat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__, "data_pipeline")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--num-large", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument(
-        "--output", default="benchmarks/results/data_pipeline.json", type=Path
-    )
     args = parser.parse_args()
     rows = [
         measure("demo (32 atoms)", 300, 2, args.batch_size, args.repeats),
         measure("EMT 108 atoms", args.num_large, 3, args.batch_size, args.repeats),
     ]
-    keys = [key for key in rows[0] if key != "dataset"]
-    print(f"{'metric':40s}" + "".join(f"{row['dataset']:>20s}" for row in rows))
-    for key in keys:
-        print(f"{key:40s}" + "".join(f"{row[key]:20.3f}" for row in rows))
+    print_columns(rows, "dataset", width=20)
     write_record(
         args.output, {"repeats": args.repeats, "statistic": "median", "results": rows}
     )

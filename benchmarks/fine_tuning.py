@@ -3,7 +3,7 @@ frozen interactions, and with replay.
 
 Usage:
     mlip-eqx train --output-dir runs/demo   # once: the pretrained demo model
-    python benchmarks/fine_tuning.py [--pretrained runs/demo/model.zip]
+    python -m benchmarks.fine_tuning [--pretrained runs/demo/model.zip]
         [--epochs 20] [--work-dir /tmp/fine_tuning]
         [--output benchmarks/results/fine_tuning.json] [--runs a b c d e f]
 
@@ -29,18 +29,17 @@ the pretrained model's.
 Prints a table and writes JSON.
 """
 
-import argparse
 import json
 from pathlib import Path
 
 import ase.io
 from ase.calculators.emt import EMT
-from common import write_record
 
+from benchmarks.harness import argument_parser, write_record
 from mlip_eqx.cli import settings_from_dict, train
 from mlip_eqx.data import ExtxyzReader
 from mlip_eqx.data.demo import generate_demo_structures, get_demo_dataset
-from mlip_eqx.evaluation import evaluate_force_field
+from mlip_eqx.inference.evaluation import evaluate_force_field
 from mlip_eqx.models import InferenceContext
 from mlip_eqx.models.model_io import load_model_from_zip
 
@@ -130,14 +129,10 @@ def runs(pretrained: str, demo) -> dict[str, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__, "fine_tuning", work_dir="/tmp/fine_tuning")
     parser.add_argument("--pretrained", type=Path, default=Path("runs/demo/model.zip"))
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--learning-rate", type=float, default=0.003)
-    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/fine_tuning"))
-    parser.add_argument(
-        "--output", type=Path, default=Path("benchmarks/results/fine_tuning.json")
-    )
     parser.add_argument(
         "--runs", nargs="+", choices=tuple("abcdef"), default=list("abcdef")
     )

@@ -2,7 +2,7 @@
 batch and per atom.
 
 Usage:
-    python benchmarks/force_field.py [--repeats 5] [--num-batches 10]
+    python -m benchmarks.force_field [--repeats 5] [--num-batches 10]
         [--models small default] [--output benchmarks/results/force_field.json]
 
 Models: MACE "small" (32 channels, l_max 2) and "default" (MACE.Config() defaults:
@@ -17,17 +17,14 @@ inputs already on the device.
 Prints a table and writes JSON.
 """
 
-import argparse
-import statistics
 import time
-from pathlib import Path
 
 import ase.build
 import equinox as eqx
 import jax
 import numpy as np
-from common import write_record
 
+from benchmarks.harness import argument_parser, median_seconds, write_record
 from mlip_eqx.data import (
     ChemicalSystem,
     DatasetInfo,
@@ -104,14 +101,11 @@ def measure(force_field: ForceField, batches: list[Graph], repeats: int) -> dict
     compiled = energy_and_forces.lower(params, batches[0]).compile()
     compile_seconds = time.perf_counter() - start
     jax.block_until_ready(compiled(params, batches[0]))
-    pass_seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for batch in batches:
-            result = compiled(params, batch)
-        jax.block_until_ready(result)
-        pass_seconds.append(time.perf_counter() - start)
-    seconds = statistics.median(pass_seconds)
+
+    def one_pass():
+        return jax.block_until_ready([compiled(params, batch) for batch in batches])
+
+    seconds, _ = median_seconds(one_pass, repeats)
     atoms = sum(int(np.asarray(batch.node_mask).sum()) for batch in batches)
     structures = sum(int(np.asarray(batch.graph_mask).sum()) for batch in batches)
     return {
@@ -128,13 +122,10 @@ def measure(force_field: ForceField, batches: list[Graph], repeats: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__, "force_field")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--num-batches", type=int, default=10)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument(
-        "--output", type=Path, default=Path("benchmarks/results/force_field.json")
-    )
     args = parser.parse_args()
     demo, dataset_info = demo_batches(args.num_batches)
     data = {

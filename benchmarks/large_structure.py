@@ -2,7 +2,7 @@
 predictions with batch size 1, their time and the peak memory.
 
 Usage:
-    python benchmarks/large_structure.py [--atoms 5000] [--steps 3]
+    python -m benchmarks.large_structure [--atoms 5000] [--steps 3]
         [--output benchmarks/results/large_structure.json]
 
 The structure is an fcc Cu/Ag/Au/Ni alloy cell with EMT labels, of about
@@ -11,21 +11,19 @@ through ``GraphDatasetBuilder`` with default settings except ``batch_size=1``.
 Model: the main job's MACE (32 channels, l_max 2, correlation 3, 2 layers).
 Reports the graph size, graph-building time, the first train step (compile
 included), the median of the next ``--steps`` train steps, the same for
-predictions, and the process's peak resident memory (ru_maxrss) after each phase.
+predictions, and the process's peak resident memory (VmHWM) after each phase.
 """
 
-import argparse
-import resource
-import statistics
 import time
-from pathlib import Path
 
 import numpy as np
-from common import write_record
 
-
-def peak_memory_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from benchmarks.harness import (
+    argument_parser,
+    median_seconds,
+    peak_rss_mib,
+    write_record,
+)
 
 
 def large_alloy(num_atoms: int, seed: int = 0):
@@ -48,12 +46,9 @@ def large_alloy(num_atoms: int, seed: int = 0):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__, "large_structure")
     parser.add_argument("--atoms", type=int, default=5000)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument(
-        "--output", type=Path, default=Path("benchmarks/results/large_structure.json")
-    )
     args = parser.parse_args()
 
     import jax
@@ -82,7 +77,7 @@ def main() -> None:
         "num_atoms": len(atoms),
         "num_edges": int(train_set.graphs[0].n_edge[0]),
         "graph_building_s": graph_seconds,
-        "peak_rss_after_graphs_mib": peak_memory_mib(),
+        "peak_rss_after_graphs_mib": peak_rss_mib(),
     }
     mace = Mace(
         Mace.Config(num_channels=32, l_max=2, correlation=3, num_layers=2),
@@ -94,28 +89,23 @@ def main() -> None:
     train_step = make_train_step(force_field, MSELoss(), optimizer)
     stacked = stack_graphs([batch])
 
-    def timed(function) -> float:
-        begin = time.perf_counter()
-        jax.block_until_ready(function())
-        return time.perf_counter() - begin
-
     holder = {"state": state}
 
     def one_train_step():
         holder["state"], metrics = train_step(holder["state"], stacked, 0)
-        return holder["state"].params
+        return jax.block_until_ready(holder["state"].params)
 
-    record["first_train_step_s"] = timed(one_train_step)
-    record["train_step_s"] = statistics.median(
-        timed(one_train_step) for _ in range(args.steps)
-    )
-    record["peak_rss_after_training_mib"] = peak_memory_mib()
+    record["first_train_step_s"], _ = median_seconds(one_train_step, 1)
+    record["train_step_s"], _ = median_seconds(one_train_step, args.steps)
+    record["peak_rss_after_training_mib"] = peak_rss_mib()
     predict = make_predictor(force_field)
-    record["first_prediction_s"] = timed(lambda: predict(batch).forces)
-    record["prediction_s"] = statistics.median(
-        timed(lambda: predict(batch).forces) for _ in range(args.steps)
-    )
-    record["peak_rss_after_prediction_mib"] = peak_memory_mib()
+
+    def one_prediction():
+        return jax.block_until_ready(predict(batch).forces)
+
+    record["first_prediction_s"], _ = median_seconds(one_prediction, 1)
+    record["prediction_s"], _ = median_seconds(one_prediction, args.steps)
+    record["peak_rss_after_prediction_mib"] = peak_rss_mib()
     for key, value in record.items():
         print(f"{key:32s} {value:12.2f}")
     write_record(args.output, record)

@@ -2,7 +2,7 @@
 
 Usage:
     mlip-eqx train --output-dir runs/demo   # once: the demo model
-    python benchmarks/md_physics.py [--model runs/demo/model.zip]
+    python -m benchmarks.md_physics [--model runs/demo/model.zip]
         [--nve-steps 2000] [--nvt-steps 2000]
         [--output benchmarks/results/md_physics.json]
 
@@ -21,7 +21,6 @@ Checks, each printed with its number and the goal from issue 13:
 Writes JSON with every number.
 """
 
-import argparse
 import time
 from pathlib import Path
 
@@ -30,10 +29,10 @@ import ase.io
 import jax
 import numpy as np
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
-from common import write_record
 
 jax.config.update("jax_enable_x64", True)
 
+from benchmarks.harness import argument_parser, write_record  # noqa: E402
 from mlip_eqx.data.demo import DEMO_ELEMENTS, get_demo_dataset  # noqa: E402
 from mlip_eqx.models.model_io import load_model_from_zip  # noqa: E402
 from mlip_eqx.simulation.ase import ASESimulationEngine  # noqa: E402
@@ -135,13 +134,10 @@ def minimisation_check(force_field) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__, "md_physics")
     parser.add_argument("--model", type=Path, default=Path("runs/demo/model.zip"))
     parser.add_argument("--nve-steps", type=int, default=2000)
     parser.add_argument("--nvt-steps", type=int, default=2000)
-    parser.add_argument(
-        "--output", type=Path, default=Path("benchmarks/results/md_physics.json")
-    )
     args = parser.parse_args()
     if not args.model.exists():
         raise SystemExit(

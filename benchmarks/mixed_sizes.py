@@ -1,7 +1,7 @@
 """Batching of a mixed-size data set: padding efficiency, shapes and train throughput.
 
 Usage:
-    python benchmarks/mixed_sizes.py [--rounds 3] [--baseline-path /tmp/before]
+    python -m benchmarks.mixed_sizes [--rounds 3] [--baseline-path /tmp/before]
         [--output benchmarks/results/mixed_sizes.json]
 
 The data set (generated once and cached): 300 non-periodic clusters of 5-30 atoms
@@ -20,14 +20,18 @@ on batches already on the device, after a first epoch that compiles every shape
 (its time is reported too). Medians over the rounds, and ratios to the baseline.
 """
 
-import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from benchmarks.harness import (
+    alternate,
+    argument_parser,
+    print_columns,
+    run_in_child,
+    write_record,
+)
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mlip_eqx"
 DATA_PATH = CACHE / "benchmark_mixed_sizes_v1.extxyz"
@@ -79,7 +83,7 @@ def generate(path: Path, num_clusters: int = 300, num_cells: int = 300) -> None:
 
 
 def measure(max_batch_shapes: int | None, repeats: int) -> dict:
-    """One configuration, in this process (the code on ``sys.path``)."""
+    """One configuration, in this process (the mlip_eqx first on ``sys.path``)."""
     import jax
     import numpy as np
 
@@ -155,51 +159,34 @@ def measure(max_batch_shapes: int | None, repeats: int) -> dict:
     }
 
 
-def run_configuration(
-    name: str, python_path: str, shapes: int | None, repeats: int
-) -> dict:
-    """``measure`` in a fresh process with ``python_path`` first on sys.path."""
-    command = [sys.executable, __file__, "--measure", "--repeats", str(repeats)]
-    if shapes is not None:
-        command += ["--max-batch-shapes", str(shapes)]
-    env = {**os.environ, "PYTHONPATH": python_path}
-    output = subprocess.run(
-        command, env=env, check=True, capture_output=True, text=True
-    ).stdout
-    result = json.loads(output.strip().splitlines()[-1])
-    print(f"  {name}: {result}", flush=True)
-    return result
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__, "mixed_sizes")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--baseline-path", default=None)
-    parser.add_argument("--max-batch-shapes", type=int, default=None)
-    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--output", default="benchmarks/results/mixed_sizes.json", type=Path
-    )
     args = parser.parse_args()
     if not DATA_PATH.exists():
         print(f"generating {DATA_PATH}", flush=True)
         generate(DATA_PATH)
-    if args.measure:
-        print(json.dumps(measure(args.max_batch_shapes, args.repeats)))
-        return
-
-    from common import write_record
-
-    here = str(Path(__file__).resolve().parents[1])
-    configurations = {"bucketed (default)": (here, None), "one shape": (here, 1)}
+    configurations = {"bucketed (default)": (None, None), "one shape": (None, 1)}
     if args.baseline_path:
-        configurations["baseline"] = (str(Path(args.baseline_path).resolve()), None)
-    runs: dict[str, list[dict]] = {name: [] for name in configurations}
-    for round_index in range(args.rounds):
-        print(f"round {round_index + 1} of {args.rounds}", flush=True)
-        for name, (path, shapes) in configurations.items():
-            runs[name].append(run_configuration(name, path, shapes, args.repeats))
+        configurations["baseline"] = (Path(args.baseline_path).resolve(), None)
+
+    def configuration(name: str, library_path: Path | None, shapes: int | None):
+        def run(round_index: int) -> dict:
+            result = run_in_child(
+                measure, shapes, args.repeats, library_path=library_path
+            ).value
+            print(f"round {round_index + 1}, {name}: {result}", flush=True)
+            return result
+
+        return run
+
+    runs = alternate(
+        range(args.rounds),
+        {name: configuration(name, *setting)
+         for name, setting in configurations.items()},
+    )  # fmt: skip
     summary = {
         name: {
             key: statistics.median(run[key] for run in results)
@@ -215,16 +202,11 @@ def main() -> None:
                 for run, base in zip(results, runs["baseline"])
             ]
             summary[name]["throughput_ratio_to_baseline"] = statistics.median(ratios)
-    keys = list(next(iter(summary.values())).keys()) + ["throughput_ratio_to_baseline"]
-    print(f"{'metric':36s}" + "".join(f"{name:>22s}" for name in summary))
-    for key in dict.fromkeys(keys):
-        cells = [summary[name].get(key) for name in summary]
-        print(
-            f"{key:36s}"
-            + "".join(
-                f"{'-':>22s}" if value is None else f"{value:22.3f}" for value in cells
-            )
-        )
+    print_columns(
+        [{"configuration": name, **values} for name, values in summary.items()],
+        "configuration",
+        width=22,
+    )
     write_record(
         args.output,
         {

@@ -1,7 +1,7 @@
 """Training over two processes (jax.distributed, Gloo on CPU) against one process.
 
 Usage:
-    python benchmarks/multi_process.py [--epochs 4] [--repeats 2]
+    python -m benchmarks.multi_process [--epochs 4] [--repeats 2]
         [--work-dir /tmp/multi_process] [--output benchmarks/results/multi_process.json]
 
 Runs ``mlip-eqx train`` on the demo data (300 structures, the main job's MACE:
@@ -15,21 +15,23 @@ cores, so it measures the cost of the process split and the Gloo transport, not
 scaling. Prints a table and writes JSON.
 """
 
-import argparse
 import json
-import os
 import shutil
 import socket
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from common import write_record
+from benchmarks.harness import (
+    alternate,
+    argument_parser,
+    print_rows,
+    run_module,
+    start_child,
+    write_record,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--demo-structures", "300", "--batches-per-step", "2", "--no-plots"]
+LAYOUTS = ("one_device", "two_devices", "two_processes")
 
 
 def free_port() -> int:
@@ -39,33 +41,33 @@ def free_port() -> int:
 
 
 def run_layout(layout: str, output_dir: Path, epochs: int) -> dict:
-    """Trains in one layout; returns its epoch times and final metrics."""
+    """Trains in one layout (``mlip-eqx train`` in child processes); returns its
+    epoch times and final metrics."""
     shutil.rmtree(output_dir, ignore_errors=True)
-    base = [sys.executable, "-m", "mlip_eqx.cli", "train", *FLAGS]
-    base += ["--epochs", str(epochs), "--output-dir", str(output_dir)]
-    env = dict(os.environ)
+    flags = [*FLAGS, "--epochs", str(epochs), "--output-dir", str(output_dir)]
+    environment = {}
     if layout == "two_processes":
         port = free_port()
         commands = [
-            base + ["--coordinator", f"localhost:{port}", "--num-processes", "2",
-                    "--process-id", str(i)]
+            [*flags, "--coordinator", f"localhost:{port}", "--num-processes", "2",
+             "--process-id", str(i)]
             for i in (0, 1)
         ]  # fmt: skip
     elif layout == "two_devices":
-        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
-        commands = [base + ["--all-devices"]]
+        environment["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+        commands = [[*flags, "--all-devices"]]
     else:
-        commands = [base]
-    start = time.perf_counter()
-    processes = [
-        subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+        commands = [flags]
+    children = [
+        start_child(run_module, "mlip_eqx.cli", ["train", *command],
+                    environment=environment)
         for command in commands
     ]  # fmt: skip
-    errors = [process.communicate()[1] for process in processes]
-    for process, error in zip(processes, errors, strict=True):
-        if process.returncode:
-            raise RuntimeError(f"{layout} failed:\n{error[-3000:]}")
+    try:
+        wall_s = max(child.wait().wall_s for child in children)
+    finally:  # a failed process leaves no other waiting for it
+        for child in children:
+            child.process.kill()
     records = [
         json.loads(line) for line in open(output_dir / "metrics.jsonl") if line.strip()
     ]
@@ -73,30 +75,25 @@ def run_layout(layout: str, output_dir: Path, epochs: int) -> dict:
     evals = [r for r in records if r["category"] == "EVAL_METRICS"]
     return {
         "epoch_seconds": [r["runtime_in_seconds"] for r in train],
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": wall_s,
         "final_validation_mae_f": evals[-1]["mae_f"],
         "final_train_loss": train[-1]["loss"],
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__, "multi_process", work_dir="/tmp/multi_process")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/multi_process"))
-    parser.add_argument(
-        "--output", type=Path, default=ROOT / "benchmarks/results/multi_process.json"
-    )
     arguments = parser.parse_args()
-    layouts = ("one_device", "two_devices", "two_processes")
-    runs: dict[str, list[dict]] = {layout: [] for layout in layouts}
-    for _ in range(arguments.repeats):
-        for layout in layouts:  # interleaved, so that machine noise spreads evenly
-            runs[layout].append(
-                run_layout(layout, arguments.work_dir / layout, arguments.epochs)
-            )
+    runs = alternate(
+        range(arguments.repeats),
+        {layout: (lambda _, layout=layout: run_layout(
+            layout, arguments.work_dir / layout, arguments.epochs))
+         for layout in LAYOUTS},
+    )  # fmt: skip
     summary = {}
-    for layout in layouts:
+    for layout in LAYOUTS:
         times = [t for run in runs[layout] for t in run["epoch_seconds"][1:]]
         summary[layout] = {
             "median_epoch_seconds": statistics.median(times),
@@ -106,14 +103,13 @@ def main() -> None:
             "runs": runs[layout],
         }
     base = summary["one_device"]["median_epoch_seconds"]
-    print(f"{'layout':<15} {'s/epoch':>8} {'vs 1 device':>12} {'val MAE F':>10}")
-    for layout in layouts:
-        entry = summary[layout]
-        print(
-            f"{layout:<15} {entry['median_epoch_seconds']:>8.2f} "
-            f"{entry['median_epoch_seconds'] / base:>11.2f}x "
-            f"{entry['final_validation_mae_f_meV']:>10.3f}"
-        )
+    print_rows(
+        [{"layout": layout, **entry,
+          "ratio": entry["median_epoch_seconds"] / base}
+         for layout, entry in summary.items()],
+        [("layout", "layout", 0), ("s/epoch", "median_epoch_seconds", 2),
+         ("vs 1 device", "ratio", 2), ("val MAE F", "final_validation_mae_f_meV", 3)],
+    )  # fmt: skip
     write_record(
         arguments.output,
         {"epochs": arguments.epochs, "repeats": arguments.repeats, **summary},

@@ -3,30 +3,30 @@ schedule) and EMA of mlip_eqx and mlip 0.2.5 compared for the same weights and
 the same batches.
 
 Usage:
-    python benchmarks/nequip_step_parity.py [--seed 7] [--steps 30]
+    python -m benchmarks.nequip_step_parity [--seed 7] [--steps 30]
         [--dtype float32|float64] [--epochs 0]
         [--mlip-python /tmp/peer_mlip/bin/python] [--work-dir /tmp/train_vs_peers]
         [--skip-dataset-info]
         [--output benchmarks/results/nequip_step_parity_<dtype>.json]
 
-Data, model and training settings are those of ``train_vs_peers.py --model
+Data, model and training settings are those of ``train_vs_peers --model
 nequip`` (NequIP 32x0e + 32x0o + 16x1o + 16x1e, l_max 2, 2 layers; MSE loss with
 energy weight 1, forces 25, stress 0; the default MLIP optimizer at a constant
 lr 0.01 without warm-up; EMA 0.99; batch size 8).
 
-mlip's interpreter (this file run with ``--child``) builds mlip's data sets from
-``train.extxyz``, draws mlip's initial weights for ``--seed``, builds mlip's
-``TrainingLoop`` exactly as ``train_vs_peers.py`` does and takes the first
+mlip's interpreter (``peers.mlip_nequip.training_steps``) builds mlip's data
+sets from ``train.extxyz``, draws mlip's initial weights for ``--seed``, builds
+mlip's ``TrainingLoop`` exactly as ``train_vs_peers`` does and takes the first
 ``--steps`` batches of its first epoch. It computes the loss, the prediction
 and the parameter gradients of the first batch (the training step's own
 ``predictor.apply`` + loss), then runs the loop's own jitted ``training_step``
-over the batches, and writes the batches, the dataset info, the gradients and
-the parameters and debiased EMA parameters after steps 1, 10 and ``--steps``
-to a temporary directory. The parent converts each of mlip's batches to our
-``Graph`` (same nodes, edges, shifts, labels and padding; mlip's padding graph
-moved last, where ours keeps it, past any empty graphs), maps mlip's weights
-into our NequIP with ``mlip_parity.map_nequip_weights`` (checked to be a
-bijection of the array entries), builds our force field with mlip's dataset
+over the batches, and passes back the batches, the dataset info, the gradients
+and the parameters and debiased EMA parameters after steps 1, 10 and
+``--steps``. The parent converts each of mlip's batches to our ``Graph`` (same
+nodes, edges, shifts, labels and padding; mlip's padding graph moved last,
+where ours keeps it, past any empty graphs), maps mlip's weights into our
+NequIP with ``mlip_eqx.models.convert.nequip_from_mlip_params`` (checked to be
+a bijection of the array entries), builds our force field with mlip's dataset
 info, and runs our ``loss_and_gradients`` and ``make_train_step`` (optimizer
 from ``get_default_mlip_optimizer``, state from ``init_training_state``) on the
 same batches. mlip's gradients and parameters are mapped with the same map and
@@ -35,7 +35,7 @@ compared leaf by leaf (max |difference|, and relative to the leaf's max
 float64 weights, so that float rounding is out of the way. It also prints our
 own builder's dataset info next to mlip's. Writes JSON.
 
-With ``--epochs N`` the child also writes every batch of mlip's first N epochs
+With ``--epochs N`` the child also passes back every batch of mlip's first N epochs
 (its order and its batching, which closes a batch early when the next graph
 would overflow its edge budget), and the parent trains ours on exactly those
 batches from mlip's initial weights, evaluating the EMA parameters on the
@@ -44,189 +44,15 @@ the seed recorded in ``results/train_vs_peers_nequip_5seeds.json`` (same data
 set seed, so the same batches).
 """
 
-import argparse
 import json
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-import train_vs_peers
-
-_BATCH_FIELDS = (
-    "positions",
-    "atomic_numbers",
-    "forces",
-    "shifts",
-    "cell",
-    "energy",
-    "weight",
-    "n_node",
-    "n_edge",
-    "senders",
-    "receivers",
-    "node_mask",
-    "graph_mask",
-)
+from benchmarks.harness import argument_parser, run_in_child, write_record
+from benchmarks.harness.report import RESULTS
+from benchmarks.peers import mlip_nequip, training
 
 
-def checkpoints(steps: int) -> list[int]:
-    """The steps after which parameters and EMA are compared."""
-    return sorted({1, min(10, steps), steps})
-
-
-def _names(tree) -> tuple[list[str], list]:
-    import jax
-
-    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    names = [
-        "/".join(str(getattr(key, "key", key)) for key in path) for path, _ in flat
-    ]
-    return names, [value for _, value in flat]
-
-
-# ----------------------------------------------------------------- child side
-
-
-def run_child(
-    seed: int, steps: int, epochs: int, dtype: str, work_dir: Path, out: Path
-) -> None:
-    """In mlip's interpreter: batches, gradients, parameters after steps."""
-    import importlib.metadata
-
-    import jax
-
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-    import mlip.models
-    import mlip.models_v1
-    import mlip.typing.properties
-    import numpy as np
-    from mlip import training
-    from mlip.training.ema import get_debiased_params
-
-    builder, datasets, force_field = train_vs_peers.mlip_nequip(work_dir, seed)
-    predictor = force_field.predictor
-    if dtype == "float64":
-        force_field = mlip.models.ForceField(
-            predictor=predictor,
-            params=jax.tree.map(
-                lambda x: jnp.asarray(x, jnp.float64), force_field.params
-            ),
-        )
-    loss, optimizer = train_vs_peers.loss_and_optimizer("mlip")
-    loop = training.TrainingLoop(
-        train_dataset=datasets["train"],
-        validation_dataset=datasets["valid"],
-        force_field=force_field,
-        loss=loss,
-        optimizer=optimizer,
-        config=training.TrainingLoop.Config(
-            num_epochs=1, ema_decay=train_vs_peers.EMA_DECAY, random_seed=seed
-        ),
-    )
-    epoch = 1
-    batches, arrays, graphs_per_batch = [], {}, []
-    for epoch_number in range(1, max(1, epochs) + 1):
-        graphs_per_batch.append([])
-        for index, batch in enumerate(loop.train_dataset):  # whole epochs
-            graphs_per_batch[-1].append(int(batch.graph_mask().sum()))
-            if epoch_number == 1 and index < steps:
-                batches.append(batch)
-            elif epochs == 0:
-                continue
-            fields = {
-                "positions": batch.nodes.positions,
-                "atomic_numbers": batch.nodes.atomic_numbers,
-                "forces": batch.nodes.forces,
-                "shifts": batch.edges.shifts,
-                "cell": batch.globals.cell,
-                "energy": batch.globals.energy,
-                "weight": batch.globals.weight,
-                "n_node": batch.n_node,
-                "n_edge": batch.n_edge,
-                "senders": batch.senders,
-                "receivers": batch.receivers,
-                "node_mask": batch.node_mask(),
-                "graph_mask": batch.graph_mask(),
-            }
-            for name, value in fields.items():
-                arrays[f"e{epoch_number}b{index}/{name}"] = np.asarray(value)
-
-    # The loss of the training step (training_step.make_train_step's model_loss).
-    def model_loss(params, graph):
-        prediction = loop.force_field.predictor.apply(params, graph)
-        loss_value, _ = loop._loss_train(prediction, graph, epoch)
-        return loss_value, prediction
-
-    (loss0, prediction), gradients = jax.jit(
-        jax.value_and_grad(model_loss, has_aux=True)
-    )(loop.training_state.params, batches[0])
-    arrays["pred/energy"] = np.asarray(prediction.globals.energy)
-    arrays["pred/forces"] = np.asarray(prediction.nodes.forces)
-    names, values = _names(loop.training_state.params)
-    arrays |= {f"init/{n}": np.asarray(v) for n, v in zip(names, values)}
-    grad_names, grad_values = _names(gradients)
-    assert grad_names == names
-    arrays |= {f"grad/{n}": np.asarray(v) for n, v in zip(names, grad_values)}
-
-    state, step_metrics = loop.training_state, []
-    wanted = checkpoints(len(batches))
-    for step, batch in enumerate(batches, start=1):
-        state, metrics = loop.training_step(state, batch, epoch)
-        step_metrics.append(
-            {
-                k: float(metrics[k])
-                for k in ("loss", "gradient_norm", "param_update_norm")
-            }
-        )
-        if step in wanted:
-            debiased = get_debiased_params(state.ema_state, loop.config.ema_decay)
-            for prefix, tree in (("params", state.params), ("ema", debiased)):
-                tree_names, tree_values = _names(tree)
-                assert tree_names == names
-                arrays |= {
-                    f"{prefix}{step}/{n}": np.asarray(v)
-                    for n, v in zip(names, tree_values)
-                }
-            arrays[f"ema_step{step}"] = np.asarray(state.ema_state.step)
-    np.savez(out / "mlip_arrays.npz", **arrays)
-    info = builder.dataset_info
-    (out / "mlip_output.json").write_text(
-        json.dumps(
-            {
-                "mlip_version": importlib.metadata.version("mlip"),
-                "param_dtype": str(values[0].dtype),
-                "num_batches": len(batches),
-                "checkpoints": wanted,
-                "loss0": float(loss0),
-                "step_metrics": step_metrics,
-                "avg_n_graphs_per_batch": loop.total_num_graphs
-                / len(loop.train_dataset),
-                "graphs_per_batch_by_epoch": graphs_per_batch,
-                "dataset_info": {
-                    "atomic_energies_map": {
-                        str(z): float(e) for z, e in info.atomic_energies_map.items()
-                    },
-                    "graph_cutoff_angstrom": info.graph_cutoff_angstrom,
-                    "avg_num_neighbors": info.avg_num_neighbors,
-                    "avg_r_min_angstrom": info.avg_r_min_angstrom,
-                    "scaling_mean": info.scaling_mean,
-                    "scaling_stdev": info.scaling_stdev,
-                    "atomic_energies_removed": bool(
-                        getattr(info, "atomic_energies_removed", False)
-                    ),
-                },
-            }
-        )
-    )
-
-
-# ---------------------------------------------------------------- parent side
-
-
-def our_graph(arrays: dict, prefix: str, z_to_species):
+def our_graph(a: dict, z_to_species):
     """mlip's padded batch as our Graph: the same nodes, edges and labels.
 
     mlip (jraph's convention) puts one padding graph holding every padding node
@@ -239,7 +65,6 @@ def our_graph(arrays: dict, prefix: str, z_to_species):
 
     from mlip_eqx.graph.graph import Graph
 
-    a = {name: arrays[f"{prefix}/{name}"] for name in _BATCH_FIELDS}
     graph_mask = a["graph_mask"].astype(bool)
     node_mask = a["node_mask"].astype(bool)
     padding = np.flatnonzero(~graph_mask)
@@ -318,36 +143,38 @@ def compare(ours, theirs) -> dict:
     }
 
 
-def check_map_is_bijection(network, mlip_shapes: dict) -> int:
-    """Maps distinct integers through map_nequip_weights: every entry of every
-    mlip array must land in exactly one entry of ours. Returns the count."""
+def check_map_is_bijection(network, mlip_params: dict) -> int:
+    """Maps distinct integers through ``nequip_from_mlip_params``: every entry of
+    every mlip array must land in exactly one entry of ours. Returns the count."""
     import equinox as eqx
     import jax
     import numpy as np
-    from mlip_parity import map_nequip_weights
 
-    ids, offset = {}, 0
-    for name, shape in mlip_shapes.items():
-        size = int(np.prod(shape))
-        ids[name] = np.arange(offset, offset + size, dtype=np.float64).reshape(shape)
-        offset += size
-    mapped = map_nequip_weights(network, ids)
+    from mlip_eqx.models.convert import nequip_from_mlip_params
+
+    leaves, structure = jax.tree.flatten(mlip_params)
+    ids, offset = [], 0
+    for leaf in leaves:
+        ids.append(np.arange(offset, offset + leaf.size, dtype=np.float64))
+        offset += leaf.size
+    ids = [block.reshape(leaf.shape) for block, leaf in zip(ids, leaves)]
+    mapped = nequip_from_mlip_params(network, jax.tree.unflatten(structure, ids))
     values = np.concatenate(
         [np.ravel(leaf) for leaf in jax.tree.leaves(eqx.filter(mapped, eqx.is_array))]
     )
     if not np.array_equal(np.sort(values), np.arange(offset)):
-        raise AssertionError("map_nequip_weights is not a bijection of the entries")
+        raise AssertionError("the NequIP map is not a bijection of the entries")
     return offset
 
 
 def train_on_mlip_batches(
-    args, child: dict, arrays: dict, force_field, z_to_species, validation_set
+    args, child: dict, force_field, z_to_species, validation_set
 ) -> dict:
     """Our training step over every batch of mlip's first ``--epochs`` epochs
     (mlip's order and batching), from mlip's initial weights; validation force
     MAE of the EMA parameters after each epoch (our evaluation, our batches of
     the validation set), next to mlip's own run of the seed recorded by
-    ``train_vs_peers.py``."""
+    ``train_vs_peers``."""
 
     from mlip_eqx.graph.batching import stack_graphs
     from mlip_eqx.training.ema import debiased_ema_params
@@ -356,33 +183,32 @@ def train_on_mlip_batches(
     from mlip_eqx.training.training_state import init_training_state
     from mlip_eqx.training.training_step import make_eval_step, make_train_step
 
-    loss, optimizer = train_vs_peers.loss_and_optimizer("mlip_eqx")
+    loss, optimizer = training.loss_and_optimizer("mlip_eqx")
     mesh = make_mesh()
     state = init_training_state(
-        force_field, optimizer, args.seed, mesh, train_vs_peers.EMA_DECAY
+        force_field, optimizer, args.seed, mesh, training.EMA_DECAY
     )
     train_step = make_train_step(force_field, loss, optimizer, mesh)
     eval_step = make_eval_step(force_field, loss, mesh)
     curve = []
-    for epoch, counts in enumerate(child["graphs_per_batch_by_epoch"], start=1):
-        for index in range(len(counts)):
-            graph = our_graph(arrays, f"e{epoch}b{index}", z_to_species)
+    for epoch, batches in enumerate(child["batches_by_epoch"], start=1):
+        for batch in batches:
+            graph = our_graph(batch, z_to_species)
             state, _ = train_step(state, stack_graphs([graph]), epoch)
         params = debiased_ema_params(state.ema_state)
         metrics = evaluate(eval_step, params, validation_set, mesh, epoch)
         curve.append(1e3 * metrics["mae_f"])
-        print(f"  epoch {epoch}: {len(counts)} steps, validation force MAE "
+        print(f"  epoch {epoch}: {len(batches)} steps, validation force MAE "
               f"{curve[-1]:.2f} meV/Å")  # fmt: skip
-    results = Path(__file__).resolve().parent / "results"
     recorded = {}
-    peers = results / "train_vs_peers_nequip_5seeds.json"
+    peers = RESULTS / "train_vs_peers_nequip_5seeds.json"
     if peers.is_file():
         runs = json.loads(peers.read_text())["runs"]
         for library, key in (("mlip", "mlip"), ("mlip_eqx", "mlip_eqx_own_init")):
             for run in runs.get(library, []):
                 if run["seed"] == args.seed:
                     recorded[key] = [1e3 * e["valid_mae_f"] for e in run["epochs"]]
-    same_init = results / "nequip_same_init.json"
+    same_init = RESULTS / "nequip_same_init.json"
     if same_init.is_file():
         record = json.loads(same_init.read_text())
         if record["seed"] == args.seed:
@@ -402,18 +228,10 @@ def train_on_mlip_batches(
 def run_parent(args) -> dict:
     import numpy as np
 
-    with tempfile.TemporaryDirectory() as directory:
-        out = Path(directory)
-        subprocess.run(
-            [args.mlip_python, __file__, "--child", "--seed", str(args.seed),
-             "--steps", str(args.steps), "--epochs", str(args.epochs),
-             "--dtype", args.dtype,
-             "--work-dir", str(args.work_dir), "--child-dir", str(out)],
-            check=True,
-        )  # fmt: skip
-        child = json.loads((out / "mlip_output.json").read_text())
-        with np.load(out / "mlip_arrays.npz") as npz:
-            arrays = {name: npz[name] for name in npz.files}
+    child = run_in_child(
+        mlip_nequip.training_steps, args.seed, args.steps, args.epochs, args.dtype,
+        args.work_dir, python=args.mlip_python,
+    ).value  # fmt: skip
 
     # Only now, with mlip's child done: one JAX process at a time.
     import equinox as eqx
@@ -421,12 +239,11 @@ def run_parent(args) -> dict:
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    from mlip_parity import map_nequip_weights
-
     from mlip_eqx.data.dataset_info import DatasetInfo
     from mlip_eqx.data.graph_creation import species_table
     from mlip_eqx.graph.batching import stack_graphs
     from mlip_eqx.models import ForceField
+    from mlip_eqx.models.convert import nequip_from_mlip_params
     from mlip_eqx.training.mesh import make_mesh
     from mlip_eqx.training.training_state import init_training_state
     from mlip_eqx.training.training_step import (
@@ -446,33 +263,22 @@ def run_parent(args) -> dict:
         scaling_mean=mlip_info["scaling_mean"],
         scaling_stdev=mlip_info["scaling_stdev"],
     )
-    network = train_vs_peers.network("mlip_eqx", "nequip", info, True)
+    network = training.network("mlip_eqx", "nequip", info)
 
-    def mlip_tree(prefix: str) -> dict:
-        return {
-            name[len(prefix) :].replace("mlip_network/", ""): value
-            for name, value in arrays.items()
-            if name.startswith(prefix)
-        }
+    def mapped(mlip_params: dict):
+        """mlip's network parameters as our trainable PyTree."""
+        return ForceField(nequip_from_mlip_params(network, mlip_params)).params
 
-    def mapped(prefix: str):
-        """mlip's arrays under ``prefix`` as our trainable PyTree."""
-        return ForceField(map_nequip_weights(network, mlip_tree(prefix))).params
-
-    initial = mlip_tree("init/")
-    num_entries = check_map_is_bijection(
-        network, {name: value.shape for name, value in initial.items()}
-    )
-    force_field = ForceField(map_nequip_weights(network, initial), False)
+    num_entries = check_map_is_bijection(network, child["initial"])
+    force_field = ForceField(nequip_from_mlip_params(network, child["initial"]), False)
     dtype = str(force_field.dtype)
     z_to_species = species_table(list(info.atomic_energies_map))
-    graphs = [
-        our_graph(arrays, f"e1b{i}", z_to_species) for i in range(child["num_batches"])
-    ]
-    loss, optimizer = train_vs_peers.loss_and_optimizer("mlip_eqx")
+    first_epoch = child["batches_by_epoch"][0][: child["num_batches"]]
+    graphs = [our_graph(batch, z_to_species) for batch in first_epoch]
+    loss, optimizer = training.loss_and_optimizer("mlip_eqx")
     padding = []
-    for i, graph in enumerate(graphs):
-        mask = arrays[f"e1b{i}/graph_mask"]
+    for graph, batch in zip(graphs, first_epoch, strict=True):
+        mask = batch["graph_mask"]
         padding.append(
             {
                 "n_graph": int(graph.num_graphs),
@@ -489,13 +295,13 @@ def run_parent(args) -> dict:
     # First batch: prediction, and the gradient through the training step's path.
     prediction = eqx.filter_jit(force_field)(graphs[0])
     node_mask = graphs[0].node_mask
-    graph_mask = arrays["e1b0/graph_mask"].astype(bool)
+    graph_mask = first_epoch[0]["graph_mask"].astype(bool)
     prediction_difference = {
         "energy_eV": float(
             np.max(
                 np.abs(
                     np.asarray(prediction.energy)[: graph_mask.sum()]
-                    - arrays["pred/energy"][graph_mask]
+                    - child["prediction"]["energy"][graph_mask]
                 )
             )
         ),
@@ -503,7 +309,7 @@ def run_parent(args) -> dict:
             np.max(
                 np.abs(
                     np.asarray(prediction.forces)[node_mask]
-                    - arrays["pred/forces"][node_mask]
+                    - child["prediction"]["forces"][node_mask]
                 )
             )
         ),
@@ -528,7 +334,7 @@ def run_parent(args) -> dict:
             "relative": abs(loss0 - child["loss0"]) / abs(child["loss0"]),
         },
         "prediction_first_batch_max_abs": prediction_difference,
-        "gradients_first_batch": compare(gradients, mapped("grad/")),
+        "gradients_first_batch": compare(gradients, mapped(child["gradients"])),
     }
 
     # The training steps.
@@ -537,7 +343,7 @@ def run_parent(args) -> dict:
         optimizer,
         seed=args.seed,
         mesh=mesh,
-        ema_decay=train_vs_peers.EMA_DECAY,
+        ema_decay=training.EMA_DECAY,
     )
     train_step = make_train_step(force_field, loss, optimizer, mesh)
     step_metrics = []
@@ -552,7 +358,7 @@ def run_parent(args) -> dict:
         # mlip logs loss * n_graphs / (average graphs per batch) (its
         # metrics_reweighting; the gradient is of the plain loss): undone here.
         theirs["loss"] *= child["avg_n_graphs_per_batch"] / float(
-            np.sum(arrays[f"e1b{step - 1}/graph_mask"])
+            np.sum(first_epoch[step - 1]["graph_mask"])
         )
         step_metrics.append(
             {
@@ -562,12 +368,13 @@ def run_parent(args) -> dict:
             }
         )
         if step in child["checkpoints"]:
+            after = child["after_steps"][str(step)]
             params = jax.tree.map(np.asarray, state.params)
             ema = jax.tree.map(np.asarray, state.ema_state.params_ema)
             stages[f"params_after_{step}_steps"] = compare(
-                params, mapped(f"params{step}/")
+                params, mapped(after["params"])
             )
-            stages[f"ema_after_{step}_steps"] = compare(ema, mapped(f"ema{step}/"))
+            stages[f"ema_after_{step}_steps"] = compare(ema, mapped(after["ema"]))
             update_ours = jax.tree.map(
                 lambda a, b: np.asarray(a, np.float64) - np.asarray(b, np.float64),
                 params,
@@ -575,7 +382,7 @@ def run_parent(args) -> dict:
             )
             update_mlip = jax.tree.map(
                 lambda a, b: np.asarray(a, np.float64) - np.asarray(b, np.float64),
-                mapped(f"params{step}/"),
+                mapped(after["params"]),
                 force_field.params,
             )
             stages[f"param_change_after_{step}_steps"] = compare(
@@ -583,7 +390,7 @@ def run_parent(args) -> dict:
             )
 
     # Our own builder's dataset statistics for the same files.
-    ours_info, training = None, None
+    ours_info, on_mlip_batches = None, None
     if not args.skip_dataset_info or args.epochs > 0:
         from mlip_eqx import data
 
@@ -596,8 +403,8 @@ def run_parent(args) -> dict:
         builder = data.GraphDatasetBuilder(
             reader,
             data.GraphDatasetBuilder.Config(
-                graph_cutoff_angstrom=train_vs_peers.CUTOFF_ANGSTROM,
-                batch_size=train_vs_peers.BATCH_SIZE,
+                graph_cutoff_angstrom=training.CUTOFF_ANGSTROM,
+                batch_size=training.BATCH_SIZE,
             ),
         )
         builder.prepare_datasets()
@@ -613,8 +420,8 @@ def run_parent(args) -> dict:
             "scaling_stdev": i.scaling_stdev,
         }
     if args.epochs > 0:
-        training = train_on_mlip_batches(
-            args, child, arrays, force_field, z_to_species, builder.get_splits()[1]
+        on_mlip_batches = train_on_mlip_batches(
+            args, child, force_field, z_to_species, builder.get_splits()[1]
         )
     return {
         "seed": args.seed,
@@ -631,7 +438,7 @@ def run_parent(args) -> dict:
                 for n in sorted(set(child["graphs_per_batch_by_epoch"][0]))
             },
         },
-        "training_on_mlip_batches": training,
+        "training_on_mlip_batches": on_mlip_batches,
         "padding_per_batch": padding,
         "dataset_info_mlip": mlip_info,
         "dataset_info_ours": ours_info,
@@ -709,7 +516,9 @@ def print_report(record: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(
+        __doc__, "nequip_step_parity_{dtype}", work_dir="/tmp/train_vs_peers"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument(
@@ -720,35 +529,13 @@ def main() -> None:
     )
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--mlip-python", default="/tmp/peer_mlip/bin/python")
-    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/train_vs_peers"))
     parser.add_argument("--skip-dataset-info", action="store_true")
-    parser.add_argument("--output", type=Path)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--child-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        run_child(
-            args.seed,
-            args.steps,
-            args.epochs,
-            args.dtype,
-            args.work_dir,
-            args.child_dir,
-        )
-        return
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import write_record
-
     if not (args.work_dir / "train.extxyz").is_file():
-        train_vs_peers.prepare_data(args.work_dir)
+        training.prepare_data(args.work_dir)
     record = run_parent(args)
     print_report(record)
-    output = args.output or (
-        Path(__file__).resolve().parent
-        / "results"
-        / f"nequip_step_parity_{args.dtype}.json"
-    )
-    write_record(output, record)
+    write_record(Path(str(args.output).format(dtype=args.dtype)), record)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Where a training step spends its time: XLA op time by model part.
 
 Usage:
-    python benchmarks/profile_train_step.py [--steps 3] [--model mace|visnet|nequip]
+    python -m benchmarks.profile_train_step [--steps 3] [--model mace|visnet|nequip]
         [--output benchmarks/results/profile_train_step.json]
 
-The model and data are those of ``train_step.py`` (one CPU device). The step is
+The model and data are those of ``train_step`` (one CPU device). The step is
 traced with ``jax.profiler``; every executed XLA op is attributed to the named scope
 of the model code it came from (``layer_<i>/.../<part>``, see the ``jax.named_scope``
 calls in ``mlip_eqx.models.mace`` and ``mlip_eqx.models.visnet``) through the
@@ -13,7 +13,6 @@ they can overlap, so the total exceeds the wall time) and averaged over
 ``--steps`` traced steps.
 """
 
-import argparse
 import collections
 import gzip
 import json
@@ -23,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import demo_training_setup, write_record
+from benchmarks.common import demo_training_setup
+from benchmarks.harness import argument_parser, write_record
 
 PARTS = (  # the first that an op's name contains is its part
     # ViSNet (before MACE's "gather" and "scatter", which its ops' names contain)
@@ -68,13 +68,8 @@ def op_names(hlo_text: str) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__, "profile_train_step")
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=Path("benchmarks/results/profile_train_step.json"),
-    )
     parser.add_argument("--model", choices=("mace", "visnet", "nequip"), default="mace")
     args = parser.parse_args()
     import jax

@@ -2,7 +2,7 @@
 the same graphs held in memory.
 
 Usage:
-    python benchmarks/streaming.py [--gigabytes 1.0] [--work-dir /tmp/streaming]
+    python -m benchmarks.streaming [--gigabytes 1.0] [--work-dir /tmp/streaming]
         [--output benchmarks/results/streaming.json]
 
 Builds the graphs of 1,000 demo cells (32 atoms, cutoff 5 Å) once and writes
@@ -16,14 +16,17 @@ batches; the process's resident memory just after importing mlip_eqx is the
 baseline. Prints a table and writes JSON.
 """
 
-import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from common import write_record
+from benchmarks.harness import (
+    argument_parser,
+    peak_rss_mib,
+    print_rows,
+    run_in_child,
+    write_record,
+)
 
 NUM_UNIQUE = 1000
 CUTOFF = 5.0
@@ -73,13 +76,13 @@ def write_shards(directory: Path, gigabytes: float) -> dict:
     }
 
 
-def measure(mode: str, directory: Path) -> dict:
+def measure(mode: str, directory: str) -> dict:
     """In this process: one epoch of batches, streamed or from memory."""
     from mlip_eqx.data.graph_dataset import GraphDataset
     from mlip_eqx.data.graph_shards import ShardedGraphs
 
-    baseline_mib = _peak_rss_mib()
-    graphs = ShardedGraphs(directory)
+    baseline_mib = peak_rss_mib()
+    graphs = ShardedGraphs(Path(directory))
     start = time.perf_counter()
     if mode == "memory":
         graphs = list(graphs)
@@ -91,7 +94,6 @@ def measure(mode: str, directory: Path) -> dict:
     return {
         "mode": mode,
         "baseline_rss_mib": baseline_mib,
-        "peak_rss_mib": _peak_rss_mib(),
         "load_s": load_s,
         "epoch_s": epoch_s,
         "batches": num_batches,
@@ -99,28 +101,11 @@ def measure(mode: str, directory: Path) -> dict:
     }
 
 
-def _peak_rss_mib() -> float:
-    """The process's peak resident memory (VmHWM: unlike ru_maxrss, which Linux
-    carries over from the parent through exec, it starts with the process)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argument_parser(__doc__, "streaming", work_dir="/tmp/streaming")
     parser.add_argument("--gigabytes", type=float, default=1.0)
-    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/streaming"))
-    parser.add_argument(
-        "--output", type=Path, default=Path("benchmarks/results/streaming.json")
-    )
-    parser.add_argument("--child", choices=("stream", "memory"))
     args = parser.parse_args()
     shards = args.work_dir / "shards"
-    if args.child:
-        print(json.dumps(measure(args.child, shards)))
-        return
     if any(shards.glob("shard_*.h5")):
         data = json.loads((args.work_dir / "data.json").read_text())
     else:
@@ -128,30 +113,17 @@ def main() -> None:
         (args.work_dir / "data.json").write_text(json.dumps(data))
     runs = []
     for mode in ("stream", "memory"):
-        output = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                mode,
-                "--work-dir",
-                str(args.work_dir),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        runs.append(json.loads(output.strip().splitlines()[-1]))
+        child = run_in_child(measure, mode, shards)
+        runs.append({**child.value, "peak_rss_mib": child.peak_rss_mib})
     print(
         f"{data['structures']:,} structures, {data['array_bytes'] / 1e9:.2f} GB of "
         f"arrays, {data['bytes_on_disk'] / 1e9:.2f} GB on disk"
     )
-    print(f"{'mode':<8} {'baseline MiB':>12} {'peak MiB':>9} {'batches/s':>10}")
-    for run in runs:
-        print(
-            f"{run['mode']:<8} {run['baseline_rss_mib']:>12.0f} "
-            f"{run['peak_rss_mib']:>9.0f} {run['batches_per_s']:>10.1f}"
-        )
+    print_rows(
+        runs,
+        [("mode", "mode", 0), ("baseline MiB", "baseline_rss_mib", 0),
+         ("peak MiB", "peak_rss_mib", 0), ("batches/s", "batches_per_s", 1)],
+    )  # fmt: skip
     write_record(args.output, {"data": data, "runs": runs, "batch_size": BATCH_SIZE})
 
 

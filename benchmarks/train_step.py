@@ -1,11 +1,11 @@
 """Training-step speed of a network on the demo data, on 1 and on 2 CPU devices.
 
 Usage:
-    python benchmarks/train_step.py [--steps 30] [--repeats 5]
+    python -m benchmarks.train_step [--steps 30] [--repeats 5]
         [--model mace|visnet|nequip] [--output benchmarks/results/train_step.json]
 
 Model: MACE with 32 channels, l_max 2, correlation 3, 2 layers (or ``--model``,
-the configs of ``train_vs_peers.py``: see ``common.demo_training_setup``), cutoff 5 Å;
+the configs of ``train_vs_peers``: see ``common.demo_training_setup``), cutoff 5 Å;
 batch size 8 (per device), float32, MSE loss, default MLIP optimizer. Each device
 count runs in its own process (``XLA_FLAGS=--xla_force_host_platform_device_count``
 must be set before jax starts). Reports the compile time (first step) and, over
@@ -13,16 +13,16 @@ must be set before jax starts). Reports the compile time (first step) and, over
 structures/s and atoms/s. On 2 devices one step processes 2 batches.
 """
 
-import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from common import demo_training_setup, write_record
+from benchmarks.common import demo_training_setup
+from benchmarks.harness import (
+    argument_parser,
+    print_columns,
+    run_in_child,
+    write_record,
+)
 
 
 def measure(num_devices: int, steps: int, repeats: int, model: str) -> dict:
@@ -69,46 +69,22 @@ def measure(num_devices: int, steps: int, repeats: int, model: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__, "train_step")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--model", choices=("mace", "visnet", "nequip"), default="mace")
-    parser.add_argument(
-        "--output", type=Path, default=Path("benchmarks/results/train_step.json")
-    )
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child is not None:
-        print(json.dumps(measure(args.child, args.steps, args.repeats, args.model)))
-        return
-    rows = []
-    for devices in args.devices:
-        environment = dict(os.environ)
-        environment["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-        result = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                str(devices),
-                "--steps",
-                str(args.steps),
-                "--repeats",
-                str(args.repeats),
-                "--model",
-                args.model,
-            ],
-            env=environment,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-    keys = [k for k in rows[0] if k != "num_devices"]
-    print(f"{'metric':28s}" + "".join(f"{r['num_devices']:>12d} dev" for r in rows))
-    for key in keys:
-        print(f"{key:28s}" + "".join(f"{r[key]:16.3f}" for r in rows))
+    rows = [
+        run_in_child(
+            measure, devices, args.steps, args.repeats, args.model,
+            environment={
+                "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"
+            },
+        ).value
+        for devices in args.devices
+    ]  # fmt: skip
+    print_columns(rows, "num_devices")
     write_record(
         args.output,
         {
