@@ -36,12 +36,13 @@ import ase.io
 from ase.calculators.emt import EMT
 
 from benchmarks.harness import argument_parser, write_record
-from mlip_eqx.cli import settings_from_dict, train
 from mlip_eqx.data import ExtxyzReader
 from mlip_eqx.data.demo import generate_demo_structures, get_demo_dataset
 from mlip_eqx.inference.evaluation import evaluate_force_field
 from mlip_eqx.models import InferenceContext
 from mlip_eqx.models.model_io import load_model_from_zip
+from mlip_eqx.workflows.train import train
+from mlip_eqx.workflows.train_settings import settings_from_dict
 
 VOLUME_FRACTION = 0.85
 NUM_NEW = 100

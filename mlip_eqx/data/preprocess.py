@@ -31,6 +31,7 @@ from mlip_eqx.utils.files import atomic_write
 FORMAT_VERSION = 1
 SPLITS = ("train", "validation", "test")
 MANIFEST = "preprocessed.json"
+DEFAULT_SHARD_SIZE = 10_000
 
 
 class PreprocessedDataError(ValueError):
@@ -43,7 +44,7 @@ def preprocess(
     output_dir: str | os.PathLike,
     config: GraphDatasetBuilderConfig | None = None,
     dataset_info: DatasetInfo | None = None,
-    shard_size: int = 10_000,
+    shard_size: int = DEFAULT_SHARD_SIZE,
 ) -> DatasetInfo:
     """Builds the graphs of ``reader``'s splits and writes them as shards.
 

@@ -50,8 +50,7 @@ class DistributedConfig(Config):
     heartbeat_timeout_seconds: PositiveInt = 60
     initialization_timeout_seconds: PositiveInt = 300
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         host, _, port = self.coordinator.rpartition(":")
         if not host or not port.isdigit():
             raise DistributedSetupError(

@@ -2,10 +2,19 @@
 which pretraining data is replayed."""
 
 import dataclasses
+import logging
 from collections.abc import Callable
 
-from mlip_eqx.training.freezing import last_layers, readout_heads
+import optax
+
+from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.models.params_transfer import with_dataset_info, with_new_readout_head
+from mlip_eqx.training.freezing import freeze_parameters, last_layers, readout_heads
+from mlip_eqx.utils.trees import flatten_with_key_paths
 from mlip_eqx.utils.config import Config, ConfigError, NonNegativeFloat, PositiveFloat
+
+logger = logging.getLogger("mlip_eqx")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +61,7 @@ class FineTuningConfig(Config):
     new_head: str | None = None
     train_new_head_only: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         starts_fresh = self.init_from is None
         if starts_fresh and (
             self.refit_atomic_energies
@@ -117,3 +125,52 @@ def trainable_predicate(
         return in_last_layers(path) and not any(text in path for text in config.frozen)
 
     return trainable
+
+
+def fine_tuning_start(
+    pretrained: ForceField,
+    dataset_info: DatasetInfo,
+    config: FineTuningConfig,
+    optimizer: optax.GradientTransformation,
+    predict_stress: bool = False,
+) -> tuple[ForceField, optax.GradientTransformation]:
+    """The force field a fine-tuning run starts from and its optimizer.
+
+    Args:
+        pretrained: The pretrained force field.
+        dataset_info: The run's DatasetInfo: the pretrained one, with refitted
+            reference energies, or with one more data set for ``config.new_head``
+            (as built by the run's dataset builder).
+        config: What trains.
+        optimizer: The optimizer of all parameters.
+        predict_stress: Whether the fine-tuned model predicts the stress.
+
+    Returns:
+        ``(force_field, optimizer)``: the pretrained network with the run's
+        DatasetInfo (and a new readout head, a copy of head 0, if the DatasetInfo
+        has one more data set), and the optimizer with the frozen parameters
+        masked out.
+    """
+    force_field = ForceField(pretrained.network, predict_stress)
+    new_head_index = None
+    if dataset_info.num_datasets > pretrained.dataset_info.num_datasets:
+        force_field = with_new_readout_head(force_field, dataset_info)
+        new_head_index = dataset_info.num_datasets - 1
+        logger.info(
+            "Fine-tuning: new readout head %d (%r) for the new data, started as a "
+            "copy of head 0.",
+            new_head_index,
+            config.new_head,
+        )
+    elif dataset_info != pretrained.dataset_info:
+        force_field = with_dataset_info(force_field, dataset_info)
+    if not config.freezes:
+        return force_field, optimizer
+    trainable = trainable_predicate(config, force_field.params, new_head_index)
+    paths = [path for path, _ in flatten_with_key_paths(force_field.params)]
+    logger.info(
+        "Fine-tuning: %d of %d parameter arrays train.",
+        sum(map(trainable, paths)),
+        len(paths),
+    )
+    return force_field, freeze_parameters(optimizer, trainable, force_field.params)

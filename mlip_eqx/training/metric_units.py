@@ -34,3 +34,15 @@ def for_display(name: str, value):
         return name, value
     label, factor = unit
     return f"{name} ({label})", value * factor
+
+
+SUMMARY_METRICS = ("mae_e_per_atom", "mae_f", "rmse_f", "mae_e", "rmse_e", "mae_stress")
+
+
+def summarize_metrics(
+    metrics: dict[str, float], names: tuple[str, ...] = SUMMARY_METRICS
+) -> str:
+    """The metrics of ``names`` that ``metrics`` has, in display units, in one
+    line (e.g. ``"mae_f (meV/Å) 23.1, mae_e (meV) 4.2"``)."""
+    shown = [for_display(name, metrics[name]) for name in names if name in metrics]
+    return ", ".join(f"{label} {value:.4g}" for label, value in shown)

@@ -45,9 +45,15 @@ class ConfigError(ValueError):
 class Config:
     """Base of all configs: subclasses are ``@dataclasses.dataclass(frozen=True)``.
 
-    Every field is checked against its annotation (with beartype) at construction;
-    a bad value raises :class:`ConfigError` naming the class and the field.
-    Integers are accepted where a float is expected.
+    At construction (its ``__post_init__``, which subclasses do not override):
+    1. a field declared with ``dataclasses.field(metadata={"convert": f})`` is
+       replaced by ``f(value)`` (e.g. lists of pairs to a dict of floats);
+    2. every field is checked against its annotation (with beartype); a bad
+       value raises :class:`ConfigError` naming the class and the field
+       (integers are accepted where a float is expected);
+    3. every class of the hierarchy that defines a ``__check_init__(self)``
+       has it called, base classes first (as equinox does for modules): the
+       checks that involve several fields, each raising :class:`ConfigError`.
     """
 
     # The jaxtyping import hook would type-check __init__ before __post_init__ runs
@@ -55,6 +61,11 @@ class Config:
     __no_type_check__ = True
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            convert = field.metadata.get("convert")
+            if convert is not None:
+                value = convert(getattr(self, field.name))
+                object.__setattr__(self, field.name, value)
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             hint = field.type
@@ -67,6 +78,10 @@ class Config:
                     f"{type(self).__name__}.{field.name}: invalid value {value!r} "
                     f"(expected {_describe(hint)})."
                 )
+        for cls in reversed(type(self).__mro__):
+            check = cls.__dict__.get("__check_init__")
+            if check is not None:
+                check(self)
 
     def replace(self, **changes):
         """Returns a copy with some fields changed (and checked again)."""
@@ -142,14 +157,20 @@ def config_from_dict(config_class: type[Config], data: dict) -> Config:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{config_class.__name__}: unknown fields {unknown}.")
-    # typing.get_type_hints honours Config.__no_type_check__ and would return {}.
-    hints = {}
-    for cls in reversed(config_class.__mro__):
-        hints.update(inspect.get_annotations(cls, eval_str=True))
+    hints = config_field_hints(config_class)
     values = {
         name: _from_json_value(value, hints[name]) for name, value in data.items()
     }
     return config_class(**values)
+
+
+def config_field_hints(config_class: type[Config]) -> dict[str, object]:
+    """The resolved type annotation of every field of ``config_class``."""
+    # typing.get_type_hints honours Config.__no_type_check__ and would return {}.
+    hints = {}
+    for cls in reversed(config_class.__mro__):
+        hints.update(inspect.get_annotations(cls, eval_str=True))
+    return hints
 
 
 def _to_json_value(value, where: str):

@@ -68,15 +68,14 @@ class MaceConfig(Config):
     activation: ActivationName = "silu"
     radial_envelope: RadialEnvelope = "polynomial_envelope"
     symmetric_tensor_product_basis: bool = False
-    atomic_energies: Literal["average", "zero"] | dict[int, float] | None = None
+    atomic_energies: Literal["average", "zero"] | dict[int, float] | None = (
+        dataclasses.field(default=None, metadata={"convert": with_float_energies})
+    )
     avg_num_neighbors: PositiveFloat | None = None
     avg_r_min: PositiveFloat | None = None
     num_species: PositiveInt | None = None
 
-    def __post_init__(self) -> None:
-        energies = with_float_energies(self.atomic_energies)
-        object.__setattr__(self, "atomic_energies", energies)
-        super().__post_init__()
+    def __check_init__(self) -> None:
         name = type(self).__name__
         if self.node_symmetry is not None and self.node_symmetry > self.l_max:
             raise ConfigError(

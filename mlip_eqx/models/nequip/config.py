@@ -56,14 +56,13 @@ class NequipConfig(Config):
     radial_net_n_layers: PositiveInt = 2
     radial_envelope: RadialEnvelope = "polynomial_envelope"
     scalar_mlp_std: PositiveFloat = 4.0
-    atomic_energies: AtomicEnergiesChoice = None
+    atomic_energies: AtomicEnergiesChoice = dataclasses.field(
+        default=None, metadata={"convert": with_float_energies}
+    )
     avg_num_neighbors: PositiveFloat | None = None
     num_readout_heads: PositiveInt = 1
 
-    def __post_init__(self) -> None:
-        energies = with_float_energies(self.atomic_energies)
-        object.__setattr__(self, "atomic_energies", energies)
-        super().__post_init__()
+    def __check_init__(self) -> None:
         name = type(self).__name__
         check_atomic_numbers(self.atomic_energies, f"{name}.atomic_energies")
         try:

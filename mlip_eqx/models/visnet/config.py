@@ -58,12 +58,11 @@ class VisnetConfig(Config):
     attn_activation: ActivationName = "silu"
     vecnorm_type: VectorNormType = "none"
     num_readout_heads: PositiveInt = 1
-    atomic_energies: AtomicEnergiesChoice = None
+    atomic_energies: AtomicEnergiesChoice = dataclasses.field(
+        default=None, metadata={"convert": with_float_energies}
+    )
 
-    def __post_init__(self) -> None:
-        energies = with_float_energies(self.atomic_energies)
-        object.__setattr__(self, "atomic_energies", energies)
-        super().__post_init__()
+    def __check_init__(self) -> None:
         name = type(self).__name__
         check_atomic_numbers(self.atomic_energies, f"{name}.atomic_energies")
         if self.num_channels % self.num_heads != 0:

@@ -30,8 +30,7 @@ class JaxMDSimulationConfig(SimulationConfig):
     num_episodes: PositiveInt | None = None
     neighbor_list_skin_angstrom: PositiveFloat = 1.0
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         if self.num_episodes is None:
             return
         if self.num_steps % self.num_episodes:

@@ -53,8 +53,7 @@ class TemperatureScheduleConfig(Config):
     min_temperature: PositiveFloat | None = None
     heating_period: PositiveInt | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         missing = [
             name
             for name in _SCHEDULE_FIELDS[self.method]
@@ -107,8 +106,7 @@ class SimulationConfig(Config):
     friction: PositiveFloat = 0.01
     max_force_convergence_threshold: PositiveFloat | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         name = type(self).__name__
         if self.num_steps % self.snapshot_interval:
             raise ConfigError(

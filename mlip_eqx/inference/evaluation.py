@@ -1,6 +1,7 @@
 """A trained model on a set of structures: error metrics, predictions, parity plots.
 
-This is what ``mlip-eqx evaluate`` runs; the functions are public for scripts.
+What ``mlip-eqx evaluate`` runs (:func:`mlip_eqx.workflows.evaluate.evaluate`)
+is built on these functions.
 """
 
 import dataclasses

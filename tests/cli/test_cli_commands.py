@@ -5,18 +5,12 @@ import ase.io
 import numpy as np
 import pytest
 
-from mlip_eqx.cli import (
-    _parser,
-    _settings,
-    default_train_settings,
-    main,
-    settings_from_dict,
-    settings_to_dict,
-)
+from mlip_eqx.cli import main
 from mlip_eqx.data.demo import get_demo_dataset
 from mlip_eqx.models import Mace
 from mlip_eqx.models.model_io import load_model_from_zip
 from mlip_eqx.utils.trees import flatten_with_key_paths
+from mlip_eqx.workflows.train_settings import settings_from_dict, settings_to_dict
 
 TINY = [
     "--demo-structures",
@@ -241,23 +235,6 @@ def test_bad_config_file_names_the_problem(tmp_path, contents, message):
         main(["train", "--config", str(config)])
 
 
-def test_every_flag_sets_a_real_config_field():
-    defaults = settings_to_dict(default_train_settings())
-    arguments = [
-        "--epochs", "7", "--cutoff", "4.5", "--learning-rate", "0.003",
-        "--seed", "5", "--no-plots",
-    ]  # fmt: skip
-    settings = _settings(_parser().parse_args(["train", *arguments]))
-    assert settings.training_loop.num_epochs == 7
-    assert settings.graph_dataset.graph_cutoff_angstrom == 4.5
-    assert settings.optimizer.peak_learning_rate == 0.003
-    assert settings.optimizer.final_learning_rate == 0.003
-    assert settings.seed == settings.training_loop.random_seed == 5
-    assert settings.plots is False
-    # Untouched settings keep the defaults of the configs.
-    assert settings_to_dict(settings)["model"] == defaults["model"]
-
-
 def test_an_earlier_run_is_resumed_or_overwritten_only_when_asked(
     tmp_path, monkeypatch
 ):
@@ -297,25 +274,6 @@ def test_bad_data_is_a_message_and_writes_nothing(tmp_path):
     assert not output.exists()
 
 
-def test_model_flag_and_config_file_select_nequip_in_any_case(tmp_path):
-    from mlip_eqx.models import NequipConfig
-
-    arguments = ["train", "--model", "nequip", "--num-layers", "1"]
-    settings = _settings(_parser().parse_args(arguments))
-    assert settings.model_type == "Nequip"
-    assert settings.model == NequipConfig(num_layers=1)
-    config = tmp_path / "settings.json"
-    config.write_text(
-        json.dumps({"model_type": "NEQUIP", "model": {"node_irreps": "8x0e + 4x1o"}})
-    )
-    settings = _settings(_parser().parse_args(["train", "--config", str(config)]))
-    assert settings.model_type == "Nequip"
-    assert settings.model == NequipConfig(node_irreps="8x0e + 4x1o")
-    assert settings_from_dict(settings_to_dict(settings)) == settings
-    with pytest.raises(SystemExit, match="NequipConfig: unknown fields.*num_channels"):
-        _settings(_parser().parse_args([*arguments, "--num-channels", "8"]))
-
-
 def test_preprocess_then_train_on_the_shards(tmp_path):
     """``mlip-eqx preprocess`` writes the demo set's graphs; ``train
     --preprocessed`` trains on them with the same DatasetInfo as from files."""
@@ -336,29 +294,3 @@ def test_preprocess_then_train_on_the_shards(tmp_path):
               str(store), "--cutoff", "4.0"])  # fmt: skip
     with pytest.raises(SystemExit, match="not both"):
         main(["train", "--preprocessed", str(store), "--train", "x.xyz"])
-
-
-def test_model_flag_and_config_file_select_visnet_in_any_case(tmp_path):
-    from mlip_eqx.models import VisnetConfig
-
-    arguments = ["train", "--model", "visnet", "--num-channels", "16", "--l-max", "1"]
-    settings = _settings(_parser().parse_args(arguments))
-    assert settings.model_type == "Visnet"
-    assert settings.model == VisnetConfig(num_channels=16, l_max=1)
-    config = tmp_path / "settings.json"
-    config.write_text(
-        json.dumps(
-            {
-                "model_type": "ViSNet",
-                "model": {"num_heads": 4, "vecnorm_type": "rms"},
-            }
-        )
-    )
-    settings = _settings(_parser().parse_args(["train", "--config", str(config)]))
-    assert settings.model_type == "Visnet"
-    assert settings.model == VisnetConfig(num_heads=4, vecnorm_type="rms")
-    assert settings_from_dict(settings_to_dict(settings)) == settings
-    with pytest.raises(SystemExit, match="VisnetConfig: unknown fields.*correlation"):
-        _settings(_parser().parse_args([*arguments, "--correlation", "2"]))
-    with pytest.raises(SystemExit, match="VisnetConfig.num_channels"):
-        _settings(_parser().parse_args([*arguments[:3], "--num-channels", "12"]))

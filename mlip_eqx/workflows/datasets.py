@@ -1,0 +1,120 @@
+"""The data of a training job: its reader (files, the demo set, replayed
+pretraining data) and its graph datasets (built, or read from a preprocessed
+directory)."""
+
+import logging
+
+from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.data.demo import get_demo_dataset
+from mlip_eqx.data.graph_dataset import GraphDataset
+from mlip_eqx.data.graph_dataset_builder import GraphDatasetBuilder
+from mlip_eqx.data.preprocess import PreprocessedDataError, load_preprocessed
+from mlip_eqx.data.readers.dataset_index_reader import DatasetIndexReader
+from mlip_eqx.data.readers.file_readers import reader_for_files
+from mlip_eqx.data.readers.reader import ChemicalSystemsReader
+from mlip_eqx.data.readers.replay_reader import ReplayReader
+from mlip_eqx.workflows.train_settings import TrainSettings
+
+logger = logging.getLogger("mlip_eqx")
+
+Splits = tuple[GraphDataset, GraphDataset, GraphDataset, DatasetInfo]
+
+
+def job_reader(
+    settings: TrainSettings, new_dataset_idx: int = 0
+) -> ChemicalSystemsReader:
+    """The reader of the job's data (its files, or the demo data set): the new
+    data in data set ``new_dataset_idx``, with the replayed pretraining data
+    (data set 0) of ``settings.fine_tuning`` if any."""
+    data = settings.data
+    if data.train:
+        splits = data.train, data.valid, data.test
+    else:
+        demo = get_demo_dataset(num_structures=data.demo_structures)
+        splits = (demo.train_path,), (demo.validation_path,), (demo.test_path,)
+    labels = ("energy", "forces", "stress")[: 3 if settings.predict_stress else 2]
+    reader = reader_for_files(*splits, required_labels=labels)
+    if new_dataset_idx:
+        reader = DatasetIndexReader(reader, new_dataset_idx)
+    fine_tuning = settings.fine_tuning
+    if not fine_tuning.replay_paths:
+        return reader
+    replay = reader_for_files(fine_tuning.replay_paths, required_labels=labels)
+    return ReplayReader(
+        reader,
+        replay,
+        fine_tuning.replay_fraction,
+        fine_tuning.replay_weight,
+        seed=settings.graph_dataset.split_seed,
+    )
+
+
+def build_datasets(
+    settings: TrainSettings, dataset_info: DatasetInfo | None = None
+) -> Splits:
+    """Reads the structures and builds the graph datasets.
+
+    Args:
+        settings: The job's settings.
+        dataset_info: The DatasetInfo of a pretrained model to use (its E0
+            refitted if ``settings.fine_tuning`` says so; with a new head, one
+            more data set for the new data, with data set 0's E0, or, with
+            ``refit_atomic_energies``, E0 fitted to the new data); None:
+            computed from the training set.
+
+    Returns:
+        ``(train_set, validation_set, test_set, dataset_info)``.
+
+    Raises:
+        PreprocessedDataError: A preprocessed directory whose DatasetInfo is not
+            the pretrained model's.
+    """
+    if settings.data.preprocessed is not None:
+        return _preprocessed_datasets(settings, dataset_info)
+    fine_tuning = settings.fine_tuning
+    new_dataset_idx = 0
+    refit: bool | set[int] = fine_tuning.refit_atomic_energies
+    if dataset_info is not None and fine_tuning.new_head is not None:
+        new_dataset_idx = dataset_info.num_datasets
+        dataset_info = dataset_info.with_new_dataset(fine_tuning.new_head)
+        # The new head starts with head 0's E0; refitting concerns it alone.
+        refit = {new_dataset_idx} if refit else False
+    builder = GraphDatasetBuilder(
+        job_reader(settings, new_dataset_idx),
+        settings.graph_dataset,
+        dataset_info,
+        refit_atomic_energies=refit,
+    )
+    builder.prepare_datasets()
+    train_set, validation_set, test_set = builder.get_splits()
+    _log_sizes("Structures", train_set, validation_set, test_set)
+    return train_set, validation_set, test_set, builder.dataset_info
+
+
+def _preprocessed_datasets(
+    settings: TrainSettings, dataset_info: DatasetInfo | None
+) -> Splits:
+    """The datasets of ``settings.data.preprocessed``, read lazily."""
+    directory = settings.data.preprocessed
+    train_set, validation_set, test_set, stored_info = load_preprocessed(
+        directory, settings.graph_dataset
+    )
+    if dataset_info is not None and stored_info != dataset_info:
+        raise PreprocessedDataError(
+            f"{directory}: its DatasetInfo is not the pretrained model's; "
+            "preprocess the data for fine-tuning with the model's DatasetInfo "
+            "(mlip_eqx.data.preprocess.preprocess(..., dataset_info=))."
+        )
+    _log_sizes(f"Preprocessed data {directory}", train_set, validation_set, test_set)
+    return train_set, validation_set, test_set, stored_info
+
+
+def _log_sizes(what: str, *splits: GraphDataset) -> None:
+    train, validation, test = (len(split.graphs) for split in splits)
+    logger.info(
+        "%s: %d train, %d validation, %d test structures.",
+        what,
+        train,
+        validation,
+        test,
+    )

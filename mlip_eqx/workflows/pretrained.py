@@ -1,0 +1,85 @@
+"""Pretrained models for fine-tuning: a model zip, or a training run's output
+directory (its latest checkpoint)."""
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+
+from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.models.model_io import load_model_from_zip
+from mlip_eqx.models.params_loading import (
+    load_parameters_from_checkpoint,
+    saved_epochs,
+)
+from mlip_eqx.models.registry import get_network_class
+from mlip_eqx.workflows.train_settings import TrainSettings, settings_from_dict
+
+logger = logging.getLogger("mlip_eqx")
+
+
+class PretrainedModelError(ValueError):
+    """A path is neither a model zip nor a training run with a checkpoint."""
+
+
+def build_force_field(settings: TrainSettings, dataset_info: DatasetInfo) -> ForceField:
+    """The network of ``settings.model_type`` with fresh parameters (seeded by
+    ``settings.seed``)."""
+    network = get_network_class(settings.model_type)(settings.model, dataset_info)
+    return ForceField.from_mlip_network(
+        network, predict_stress=settings.predict_stress, seed=settings.seed
+    )
+
+
+def load_pretrained(path: str | os.PathLike) -> ForceField:
+    """The force field of a model zip, or of a training run's output directory
+    (the EMA parameters of its latest checkpoint, the architecture from its
+    ``config.json`` and ``dataset_info.json``).
+
+    Raises:
+        PretrainedModelError: Naming the path if it is neither, or if the run
+            has no checkpoint yet.
+    """
+    path = Path(path)
+    if path.is_file():
+        return load_model_from_zip(None, path)
+    run_files = [path / "config.json", path / "dataset_info.json"]
+    if not (path.is_dir() and all(file.is_file() for file in run_files)):
+        raise PretrainedModelError(
+            f"{path}: not a model zip nor a training run's output directory (with "
+            "config.json, dataset_info.json and checkpoints in model/)."
+        )
+    settings = settings_from_dict(json.loads(run_files[0].read_text()))
+    dataset_info = DatasetInfo.from_dict(json.loads(run_files[1].read_text()))
+    force_field = build_force_field(settings, dataset_info)
+    try:
+        epochs = saved_epochs(path)
+    except FileNotFoundError:
+        epochs = []
+    if not epochs:
+        raise PretrainedModelError(f"{path}: the run has no checkpoint yet.")
+    params = load_parameters_from_checkpoint(
+        path, force_field.params, epochs[-1], load_ema_params=True
+    )
+    logger.info("Pretrained model: %s, epoch %d (EMA parameters).", path, epochs[-1])
+    return force_field.with_params(params)
+
+
+def pretrained_settings(
+    settings: TrainSettings, pretrained: ForceField
+) -> TrainSettings:
+    """The settings with the pretrained model's architecture and cutoff (a
+    fine-tuning run trains that model, whatever the model section said); an
+    element the model lacks is an error, not a dropped structure."""
+    return dataclasses.replace(
+        settings,
+        model_type=type(pretrained.network).__name__,
+        model=pretrained.config,
+        graph_dataset=dataclasses.replace(
+            settings.graph_dataset,
+            graph_cutoff_angstrom=pretrained.cutoff_distance,
+            strict_elements=True,
+        ),
+    )
