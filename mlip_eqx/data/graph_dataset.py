@@ -7,6 +7,7 @@ import numpy as np
 
 from mlip_eqx.data.batch_shapes import BatchShape, SizeBucket, plan_buckets
 from mlip_eqx.data.prefetch import prefetch
+from mlip_eqx.data.stored_graphs import StoredGraphs
 from mlip_eqx.graph.batching import batch_graphs, stack_graphs
 from mlip_eqx.graph.graph import Graph
 
@@ -75,11 +76,10 @@ class GraphDataset:
 
         Args:
             graphs: Unpadded single-structure graphs with numpy leaves: a list,
-                or a lazy sequence that gives the sizes up front as
-                ``num_nodes_per_graph`` and ``num_edges_per_graph`` arrays (and
-                may give ``sources``), such as
-                :class:`~mlip_eqx.data.graph_shards.ShardedGraphs`: its graphs
-                are then read only when a batch needs them.
+                or :class:`~mlip_eqx.data.stored_graphs.StoredGraphs` (e.g.
+                :class:`~mlip_eqx.data.graph_shards.ShardedGraphs`), whose
+                sizes and sources are known up front and whose graphs are then
+                read only when a batch needs them.
             batch_size: Maximum number of structures per batch.
             max_n_node: If given, a batch holds at most ``batch_size * max_n_node``
                 real atoms (a memory limit); None: no limit.
@@ -114,10 +114,10 @@ class GraphDataset:
                 "target_padding_efficiency must be in [0, 1], got "
                 f"{target_padding_efficiency}."
             )
-        is_lazy = hasattr(graphs, "num_nodes_per_graph")
+        is_lazy = isinstance(graphs, StoredGraphs)
         self._graphs = graphs if is_lazy else list(graphs)
         if sources is None and is_lazy:
-            sources = getattr(graphs, "sources", None)
+            sources = graphs.sources
         self.sources = (
             list(sources)
             if sources is not None

@@ -14,12 +14,13 @@ the sizes up front) with the same batches as the in-memory graphs.
 """
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from mlip_eqx.data.stored_graphs import StoredGraphs
 from mlip_eqx.graph.graph import Graph
 
 FORMAT_VERSION = 1
@@ -136,17 +137,12 @@ def _concatenated(graphs: list[Graph], name: str, dtype) -> np.ndarray:
     return np.concatenate([np.asarray(getattr(g, name)) for g in graphs]).astype(dtype)
 
 
-class ShardedGraphs(Sequence[Graph]):
+class ShardedGraphs(StoredGraphs):
     """The graphs of a directory of shards, read when indexed.
 
     The per-structure arrays (sizes, offsets, labels, cells, sources) are held
     in memory; a structure's nodes and edges are read from its shard on every
     access (two h5py reads; the files stay open).
-
-    Attributes:
-        num_nodes_per_graph: Atoms of every structure, [num_graphs].
-        num_edges_per_graph: Directed edges of every structure, [num_graphs].
-        sources: Where every structure came from.
     """
 
     def __init__(self, directory: str | os.PathLike):
@@ -166,17 +162,30 @@ class ShardedGraphs(Sequence[Graph]):
             name: np.concatenate([f[name][:] for f in self._files])
             for name in _GRAPH_FIELDS
         }
-        self.num_nodes_per_graph = self._per_graph["n_node"].astype(np.int64)
-        self.num_edges_per_graph = self._per_graph["n_edge"].astype(np.int64)
-        self.sources = [s for f in self._files for s in f["sources"].asstr()[:]]
+        self._sources = [s for f in self._files for s in f["sources"].asstr()[:]]
         counts = [len(f["n_node"]) for f in self._files]
         self._shard = np.repeat(np.arange(len(counts)), counts)
         self._row = np.concatenate([np.arange(count) for count in counts])
         self._node_offsets = [f["node_offsets"][:] for f in self._files]
         self._edge_offsets = [f["edge_offsets"][:] for f in self._files]
 
+    @property
+    def num_nodes_per_graph(self) -> np.ndarray:
+        """Atoms of every structure, [num_graphs]."""
+        return self._per_graph["n_node"].astype(np.int64)
+
+    @property
+    def num_edges_per_graph(self) -> np.ndarray:
+        """Directed edges of every structure, [num_graphs]."""
+        return self._per_graph["n_edge"].astype(np.int64)
+
+    @property
+    def sources(self) -> list[str]:
+        """Where every structure came from."""
+        return self._sources
+
     def __len__(self) -> int:
-        return len(self.num_nodes_per_graph)
+        return len(self._per_graph["n_node"])
 
     def __getitem__(self, index):
         if isinstance(index, slice):

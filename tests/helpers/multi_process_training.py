@@ -18,24 +18,38 @@ NUM_EPOCHS = 2
 BATCHES_PER_STEP = 2
 
 
-class RecordingGraphs:
-    """A lazy sequence of graphs (as ``ShardedGraphs``) that records which
-    structures were read."""
+def recording_graphs(graphs):
+    """StoredGraphs (as ``ShardedGraphs``) that record which structures were
+    read, in ``reads``."""
+    import numpy as np
 
-    def __init__(self, graphs):
-        import numpy as np
+    from mlip_eqx.data.stored_graphs import StoredGraphs
 
-        self._graphs = list(graphs)
-        self.num_nodes_per_graph = np.array([int(g.n_node[0]) for g in self._graphs])
-        self.num_edges_per_graph = np.array([int(g.n_edge[0]) for g in self._graphs])
-        self.reads: list[int] = []
+    class RecordingGraphs(StoredGraphs):
+        def __init__(self, graphs):
+            self._graphs = list(graphs)
+            self.reads: list[int] = []
 
-    def __len__(self) -> int:
-        return len(self._graphs)
+        @property
+        def num_nodes_per_graph(self):
+            return np.array([int(g.n_node[0]) for g in self._graphs])
 
-    def __getitem__(self, index: int):
-        self.reads.append(int(index))
-        return self._graphs[index]
+        @property
+        def num_edges_per_graph(self):
+            return np.array([int(g.n_edge[0]) for g in self._graphs])
+
+        @property
+        def sources(self):
+            return [f"structure {i}" for i in range(len(self._graphs))]
+
+        def __len__(self) -> int:
+            return len(self._graphs)
+
+        def __getitem__(self, index: int):
+            self.reads.append(int(index))
+            return self._graphs[index]
+
+    return RecordingGraphs(graphs)
 
 
 def train(out: Path, name: str, should_parallelize: bool, io_config=None) -> dict:
@@ -51,7 +65,7 @@ def train(out: Path, name: str, should_parallelize: bool, io_config=None) -> dic
     from tests.training.test_training_loop import build_splits_and_info, make_loop
 
     (train_set, validation, test), info = build_splits_and_info()
-    recording = RecordingGraphs(train_set.graphs)
+    recording = recording_graphs(train_set.graphs)
     train_set = GraphDataset(
         recording, batch_size=train_set.batch_size, seed=train_set.seed
     )
