@@ -146,6 +146,10 @@ def test_io_handler_and_training_loop_examples(placeholders, tmp_path):
     assert jax.tree.structure(final_params) == jax.tree.structure(best_params)
     assert (tmp_path / "run" / "dataset_info.json").exists()
     assert (tmp_path / "run" / "model").is_dir()
-    assert uploads and all(os.fspath(u) == os.fspath(tmp_path / "run") for u in uploads)
+    # As in mlip: dataset_info.json once written, then the directory after saves.
+    assert os.fspath(uploads[0]) == os.fspath(tmp_path / "run" / "dataset_info.json")
+    assert uploads[1:] and all(
+        os.fspath(u) == os.fspath(tmp_path / "run") for u in uploads[1:]
+    )
     assert LogCategory.TRAIN_METRICS in logged and LogCategory.TEST_METRICS in logged
     assert (tmp_path / "model.zip").stat().st_size > 0

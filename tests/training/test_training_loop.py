@@ -24,7 +24,6 @@ from mlip_eqx.training import (
 )
 from mlip_eqx.training.optimizer_config import OptimizerConfig
 from mlip_eqx.training.training_io_handler import LogCategory
-from mlip_eqx.training.training_loggers import JsonLinesLogger
 from mlip_eqx.training.training_loop import IncompatibleCheckpointError
 from tests.helpers.pair_network import PairNetwork
 from tests.helpers.subprocesses import run_script
@@ -144,40 +143,6 @@ def test_default_io_handler_logs_lines(splits_and_info, caplog):
     assert any(line.startswith("Epoch 0 validation: ") for line in lines)
 
 
-def test_resumed_run_equals_uninterrupted_run(splits_and_info, tmp_path):
-    splits, info = splits_and_info
-
-    def handler(directory, restore):
-        config = TrainingIOHandler.Config(
-            local_model_output_dir=directory,
-            restore_checkpoint_if_exists=restore,
-            restore_optimizer_state=restore,
-        )
-        return TrainingIOHandler(config)
-
-    uninterrupted = make_loop(splits, info, 4, handler(tmp_path / "a", False))
-    uninterrupted.run()
-
-    first_part = make_loop(splits, info, 2, handler(tmp_path / "b", False))
-    first_part.run()
-    jsonl = JsonLinesLogger(tmp_path / "b" / "metrics.jsonl")
-    resumed_handler = handler(tmp_path / "b", True)
-    resumed_handler.attach_logger(jsonl)
-    resumed = make_loop(splits, info, 4, resumed_handler)
-    assert 1 <= resumed.epoch_number <= 2
-    resumed.run()
-
-    np.testing.assert_allclose(
-        flat(resumed.training_state.params),
-        flat(uninterrupted.training_state.params),
-        rtol=1e-6,
-        atol=1e-8,
-    )
-    assert int(resumed.training_state.num_steps) == int(
-        uninterrupted.training_state.num_steps
-    )
-
-
 def test_resume_with_other_elements_fails_before_training(splits_and_info, tmp_path):
     splits, info = splits_and_info
     config = TrainingIOHandler.Config(local_model_output_dir=tmp_path)
@@ -188,8 +153,39 @@ def test_resume_with_other_elements_fails_before_training(splits_and_info, tmp_p
     restore = TrainingIOHandler.Config(
         local_model_output_dir=tmp_path, restore_checkpoint_if_exists=True
     )
+    records = []
+    handler = TrainingIOHandler(restore)
+    handler.attach_logger(lambda c, m, e: records.append(c))
+    loop = make_loop(splits, info, 2, handler)  # the run starts in run()
     with pytest.raises(IncompatibleCheckpointError, match="cutoff 5.0 Å"):
-        make_loop(splits, info, 2, TrainingIOHandler(restore))
+        loop.run()
+    assert records == [] and handler.saved_epochs() == [1]
+
+
+def test_the_run_starts_at_the_first_use_not_at_construction(splits_and_info, tmp_path):
+    splits, info = splits_and_info
+    output = tmp_path / "run"
+    config = TrainingIOHandler.Config(local_model_output_dir=output)
+    loop = make_loop(splits, info, 1, TrainingIOHandler(config))
+    assert not output.exists()
+    # The caller's test for "from scratch" starts the run (locks, writes the info).
+    assert loop.epoch_number == 0
+    assert sorted(p.name for p in output.iterdir()) == [
+        ".lock",
+        "dataset_info.json",
+        "model",
+    ]
+    np.testing.assert_array_equal(
+        flat(loop.best_model.params), flat(pair_force_field(info).params)
+    )
+    resumed = make_loop(
+        splits,
+        info,
+        1,
+        TrainingIOHandler(config.replace(restore_checkpoint_if_exists=True)),
+    )
+    loop.run()
+    assert resumed.epoch_number == 1
 
 
 def counting_step(state, batches, epoch, *, architecture, loss, optimizer):
