@@ -2,7 +2,8 @@
 and a JSON-lines file.
 
 Each is a callable ``(category, to_log, epoch_number) -> None``; attach it with
-``io_handler.attach_logger(...)``.
+``io_handler.attach_logger(...)``. Loggers for experiment trackers (TensorBoard,
+Weights & Biases, MLflow) are in :mod:`mlip_eqx.training.trackers`.
 """
 
 import json
