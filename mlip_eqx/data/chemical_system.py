@@ -1,6 +1,6 @@
 """One atomistic structure on the host, with its reference labels."""
 
-import dataclasses
+import numbers
 
 import equinox as eqx
 import numpy as np
@@ -11,7 +11,7 @@ class InvalidStructureError(ValueError):
     """A structure (or one of its labels) is malformed; the message names where."""
 
 
-_PER_ATOM_FIELDS = ("positions", "forces")
+_PER_ATOM_FIELDS = ("positions", "forces", "partial_charges")
 
 
 def check_finite(name: str, value: np.ndarray | float | None, source: str) -> None:
@@ -19,7 +19,7 @@ def check_finite(name: str, value: np.ndarray | float | None, source: str) -> No
 
     Args:
         name: The field, e.g. "positions"; for per-atom fields ("positions",
-            "forces") the message names the first bad atoms.
+            "forces", "partial_charges") the message names the first bad atoms.
         value: The field's value.
         source: Where the structure comes from, for the message.
 
@@ -30,7 +30,9 @@ def check_finite(name: str, value: np.ndarray | float | None, source: str) -> No
         return
     where = ""
     if name in _PER_ATOM_FIELDS:
-        bad_atoms = np.flatnonzero(~np.all(np.isfinite(value), axis=-1))
+        finite = np.isfinite(value)
+        per_atom = finite if finite.ndim == 1 else np.all(finite, axis=-1)
+        bad_atoms = np.flatnonzero(~per_atom)
         shown = ", ".join(str(int(index)) for index in bad_atoms[:10])
         more = f", ... ({bad_atoms.size} in all)" if bad_atoms.size > 10 else ""
         where = f" (atoms {shown}{more})"
@@ -64,6 +66,22 @@ def _as_optional_float(value) -> float | None:
     return None if value is None else float(value)
 
 
+def _as_optional_array(value) -> np.ndarray | None:
+    return None if value is None else np.asarray(value)
+
+
+def _as_optional_integer(value) -> object:
+    """An integral number as an int (1.0 and numpy integers too); any other
+    value unchanged, for ``__check_init__`` to name it in its error."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class ChemicalSystem(eqx.Module):
     """A single structure with optional labels, held as numpy arrays.
 
@@ -89,9 +107,20 @@ class ChemicalSystem(eqx.Module):
             a single data set.
         source: Where the structure came from, e.g. ``"data.xyz, frame 3"``; used in
             error messages.
-        atomic_species: Accepted and ignored, for code written for the original
-            library's ChemicalSystem (species indices are made when graphs are
-            built, from the dataset's element table); not stored.
+        atomic_species: Features of each atom, shape [n_atoms] or [n_atoms,
+            n_features], or None: the original library's (0.1) field, kept for
+            code that sets it. Not used to build graphs: species indices come
+            from the atomic numbers and the dataset's element table.
+        partial_charges: Partial charge of each atom in units of the elementary
+            charge e, shape [n_atoms], or None.
+        charge: Total charge of the structure, an integer in units of e, or None.
+        spin_multiplicity: Spin multiplicity 2S + 1 of the structure, an integer
+            >= 1, or None.
+        dipole_moment: Dipole moment in e·Å (ASE's unit), shape [3], or None.
+
+    The last four are labels of the original library (0.2); no force field of
+    this library predicts them, so losses and metrics ignore them, but readers
+    fill them where the data has them and they are validated like the others.
     """
 
     atomic_numbers: Int[np.ndarray, " n_atoms"] = eqx.field(converter=_as_int_array)
@@ -112,10 +141,19 @@ class ChemicalSystem(eqx.Module):
     weight: float = eqx.field(default=1.0, converter=float)
     dataset_idx: int = eqx.field(default=0, converter=int)
     source: str = eqx.field(static=True, default="structure")
-    atomic_species: dataclasses.InitVar[object] = None
-
-    def __post_init__(self, atomic_species: object) -> None:
-        del atomic_species  # see the class docstring
+    atomic_species: np.ndarray | None = eqx.field(
+        default=None, converter=_as_optional_array
+    )
+    partial_charges: Float[np.ndarray, " n_atoms"] | None = eqx.field(
+        default=None, converter=_as_optional_float_array
+    )
+    charge: int | None = eqx.field(default=None, converter=_as_optional_integer)
+    spin_multiplicity: int | None = eqx.field(
+        default=None, converter=_as_optional_integer
+    )
+    dipole_moment: Float[np.ndarray, "3"] | None = eqx.field(
+        default=None, converter=_as_optional_float_array
+    )
 
     def __check_init__(self) -> None:
         source = self.source
@@ -156,7 +194,17 @@ class ChemicalSystem(eqx.Module):
             raise InvalidStructureError(
                 f"{source}: pbc must have 3 entries, got {len(self.pbc)}."
             )
-        for name in ("positions", "energy", "forces", "stress", "cell", "weight"):
+        self._check_original_library_fields()
+        for name in (
+            "positions",
+            "energy",
+            "forces",
+            "stress",
+            "cell",
+            "weight",
+            "partial_charges",
+            "dipole_moment",
+        ):
             check_finite(name, getattr(self, name), source)
         if self.weight < 0:
             raise InvalidStructureError(
@@ -178,6 +226,41 @@ class ChemicalSystem(eqx.Module):
         if self.stress is not None and abs(np.linalg.det(self.cell)) < 1e-8:
             raise InvalidStructureError(
                 f"{source}: a stress label needs a cell with non-zero volume."
+            )
+
+    def _check_original_library_fields(self) -> None:
+        """Shapes and types of the optional fields of the original library."""
+        source, n_atoms = self.source, self.atomic_numbers.shape[0]
+        species = self.atomic_species
+        if species is not None and (
+            species.ndim not in (1, 2) or len(species) != n_atoms
+        ):
+            raise InvalidStructureError(
+                f"{source}: atomic_species must have shape [{n_atoms}] or "
+                f"[{n_atoms}, n_features], got {species.shape}."
+            )
+        if self.partial_charges is not None and self.partial_charges.shape != (
+            n_atoms,
+        ):
+            raise InvalidStructureError(
+                f"{source}: partial_charges must have shape ({n_atoms},), "
+                f"got {self.partial_charges.shape}."
+            )
+        if self.dipole_moment is not None and self.dipole_moment.shape != (3,):
+            raise InvalidStructureError(
+                f"{source}: dipole_moment must have shape (3,), "
+                f"got {self.dipole_moment.shape}."
+            )
+        for name in ("charge", "spin_multiplicity"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, int):
+                raise InvalidStructureError(
+                    f"{source}: {name} must be an integer, got {value!r}."
+                )
+        if self.spin_multiplicity is not None and self.spin_multiplicity < 1:
+            raise InvalidStructureError(
+                f"{source}: spin_multiplicity (2S + 1) must be >= 1, "
+                f"got {self.spin_multiplicity}."
             )
 
     @property

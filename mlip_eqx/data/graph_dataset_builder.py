@@ -2,12 +2,12 @@
 
 import dataclasses
 import logging
-from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Literal
 
+import jax
 import numpy as np
-from ase.data import chemical_symbols
+from jax.sharding import Mesh
 
 from mlip_eqx.data.chemical_system import ChemicalSystem
 from mlip_eqx.data.dataset_info import (
@@ -24,6 +24,15 @@ from mlip_eqx.data.graph_creation import (
 )
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.data.readers import ChemicalSystemsReader
+from mlip_eqx.data.split_selection import (
+    UnseenElementsError as UnseenElementsError,
+)
+from mlip_eqx.data.split_selection import (
+    check_dataset_indices,
+    check_neighbours,
+    drop_unseen_elements,
+    hold_out_validation,
+)
 from mlip_eqx.graph.graph import Graph
 from mlip_eqx.utils.config import (
     Config,
@@ -40,10 +49,6 @@ logger = logging.getLogger("mlip_eqx")
 
 class DatasetsHaveNotBeenProcessedError(RuntimeError):
     """Raised when results are read before ``prepare_datasets()`` ran."""
-
-
-class UnseenElementsError(ValueError):
-    """Validation or test structures contain elements absent from training."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,12 +188,51 @@ class GraphDatasetBuilder:
             )
         return self._dataset_info
 
-    def get_splits(self) -> tuple[GraphDataset, GraphDataset, GraphDataset]:
-        """The (train, validation, test) datasets (after ``prepare_datasets()``)."""
+    def get_splits(
+        self,
+        prefetch: bool = False,
+        devices: Sequence[jax.Device] | None = None,
+        *,
+        mesh: Mesh | None = None,
+    ) -> tuple[GraphDataset, GraphDataset, GraphDataset]:
+        """The (train, validation, test) datasets (after ``prepare_datasets()``).
+
+        The arguments are the original library's. There, ``prefetch=True`` gave
+        iterators of batches stacked per device and sharded over ``devices``
+        (or ``mesh``), which its training loop needed for several devices.
+        Here the datasets already build batches ahead on a background thread
+        (``Config.num_batch_prefetch``), and :class:`~mlip_eqx.training.TrainingLoop`
+        groups batches per device and places them itself, so ``prefetch=True``
+        returns the same datasets: pass them to the loop, with
+        ``should_parallelize=True`` for every device. Unlike the original's
+        iterators, iterating one yields single padded batches; for batches
+        stacked per device write ``dataset.iter_batches(epoch,
+        num_devices=len(devices))`` (numpy), or
+        ``mlip_eqx.training.device_batches(dataset, make_mesh(devices), epoch)``
+        (on the devices).
+
+        Args:
+            prefetch: Accepted for the original's call (see above).
+            devices: The devices to shard over (the original's argument); the
+                loop uses all devices, so these must be all of them.
+            mesh: The mesh to shard over (the original's later argument); its
+                devices must be all devices, too.
+
+        Raises:
+            DatasetsHaveNotBeenProcessedError: Before ``prepare_datasets()``.
+            ValueError: If ``devices`` or ``mesh`` is not all devices.
+        """
+        for name, given in (
+            ("devices", devices),
+            ("mesh", None if mesh is None else list(mesh.devices.flat)),
+        ):
+            if given is not None:
+                _check_all_devices(name, given)
         if self._splits is None:
             raise DatasetsHaveNotBeenProcessedError(
                 "Datasets are not available yet: call prepare_datasets() first."
             )
+        del prefetch  # the datasets prefetch anyway (see the docstring)
         return self._splits
 
     def prepare_datasets(self) -> None:
@@ -198,22 +242,22 @@ class GraphDatasetBuilder:
         if not train:
             raise ValueError("The reader returned no training structures.")
         if not validation and config.validation_fraction > 0:
-            train, validation = _hold_out(
+            train, validation = hold_out_validation(
                 train, config.validation_fraction, config.split_seed
             )
         if self._given_dataset_info is not None:
             elements = self._given_dataset_info.allowed_atomic_numbers
-            train = _drop_unseen_elements(
+            train = drop_unseen_elements(
                 train, elements, "train", config.strict_elements
             )
         else:
             elements = sorted(
                 set(np.concatenate([s.atomic_numbers for s in train]).tolist())
             )
-        validation = _drop_unseen_elements(
+        validation = drop_unseen_elements(
             validation, elements, "validation", config.strict_elements
         )
-        test = _drop_unseen_elements(test, elements, "test", config.strict_elements)
+        test = drop_unseen_elements(test, elements, "test", config.strict_elements)
         if not validation:
             logger.warning(
                 "There is no validation data: the validation split is empty, and "
@@ -237,7 +281,7 @@ class GraphDatasetBuilder:
             (validation_graphs, validation, "validation"),
             (test_graphs, test, "test"),
         ):
-            _check_neighbours(graphs, systems, split, config.graph_cutoff_angstrom)
+            check_neighbours(graphs, systems, split, config.graph_cutoff_angstrom)
         num_datasets = (
             self._given_dataset_info.num_datasets
             if self._given_dataset_info is not None
@@ -248,7 +292,7 @@ class GraphDatasetBuilder:
             (validation, "validation"),
             (test, "test"),
         ):
-            _check_dataset_indices(systems, split, num_datasets)
+            check_dataset_indices(systems, split, num_datasets)
         if self._given_dataset_info is None:
             self._dataset_info = self._compute_dataset_info(
                 train_graphs, elements, num_datasets
@@ -318,6 +362,22 @@ class GraphDatasetBuilder:
         )
 
 
+def _check_all_devices(name: str, devices: Sequence[jax.Device]) -> None:
+    """Raises unless ``devices`` are those of this process or of all processes."""
+    chosen = {device.id for device in devices}
+    if chosen not in (
+        {device.id for device in jax.local_devices()},
+        {device.id for device in jax.devices()},
+    ):
+        raise ValueError(
+            f"get_splits({name}=...): the training loop places batches on all "
+            f"{len(jax.devices())} devices itself (TrainingLoop(..., "
+            f"should_parallelize=True)), not on {len(chosen)} chosen ones: write "
+            "get_splits(), and to train on fewer devices make only those visible "
+            "to JAX (e.g. CUDA_VISIBLE_DEVICES) before it starts."
+        )
+
+
 def batched_dataset(
     graphs: Sequence[Graph],
     config: GraphDatasetBuilderConfig,
@@ -349,21 +409,6 @@ def atomic_energies_table(dataset_info: DatasetInfo) -> np.ndarray:
 
 def _graphs_of_dataset(graphs: list[Graph], dataset_idx: int) -> list[Graph]:
     return [graph for graph in graphs if int(graph.dataset_idx[0]) == dataset_idx]
-
-
-def _check_dataset_indices(
-    systems: list[ChemicalSystem], split: str, num_datasets: int
-) -> None:
-    """Raises ValueError naming the first structure whose ``dataset_idx`` is not
-    below ``num_datasets``."""
-    for system in systems:
-        if system.dataset_idx >= num_datasets:
-            raise ValueError(
-                f"{split}: {system.source} has dataset_idx={system.dataset_idx}, but "
-                f"there are {num_datasets} data sets (indices 0 to "
-                f"{num_datasets - 1}; a data set is given by the model's "
-                "DatasetInfo, or by the training structures that carry its index)."
-            )
 
 
 def _with_refitted_atomic_energies(
@@ -406,57 +451,6 @@ def _with_refitted_atomic_energies(
     return dataclasses.replace(dataset_info, atomic_energies_map=refitted)
 
 
-def _hold_out(
-    systems: list[ChemicalSystem], fraction: float, seed: int
-) -> tuple[list[ChemicalSystem], list[ChemicalSystem]]:
-    """Splits off a random ``fraction`` (at least one structure) for validation."""
-    if len(systems) < 2:
-        raise ValueError(
-            "Cannot hold out a validation set from fewer than 2 training structures; "
-            "give validation data or set validation_fraction=0."
-        )
-    num_validation = min(len(systems) - 1, max(1, round(fraction * len(systems))))
-    order = np.random.default_rng(seed).permutation(len(systems))
-    held_out = set(order[:num_validation].tolist())
-    train = [s for i, s in enumerate(systems) if i not in held_out]
-    validation = [s for i, s in enumerate(systems) if i in held_out]
-    logger.info(
-        "No validation data given: held out %d of %d training structures (seed %d).",
-        num_validation,
-        len(systems),
-        seed,
-    )
-    return train, validation
-
-
-def _drop_unseen_elements(
-    systems: list[ChemicalSystem], elements: Sequence[int], split: str, strict: bool
-) -> list[ChemicalSystem]:
-    """Removes structures with elements outside ``elements`` (or raises if strict)."""
-    known = set(elements)
-    unseen_counts: Counter[int] = Counter()
-    kept = []
-    for system in systems:
-        unseen = set(system.atomic_numbers.tolist()) - known
-        if unseen:
-            unseen_counts.update(unseen)
-        else:
-            kept.append(system)
-    if unseen_counts:
-        described = ", ".join(
-            f"{chemical_symbols[z]} (Z={z}) in {count} structure(s)"
-            for z, count in sorted(unseen_counts.items())
-        )
-        message = (
-            f"{split}: {len(systems) - len(kept)} of {len(systems)} structures "
-            f"contain elements that the model does not know: {described}."
-        )
-        if strict:
-            raise UnseenElementsError(message)
-        logger.warning("%s They are dropped.", message)
-    return kept
-
-
 def _build_graphs(
     systems: list[ChemicalSystem],
     config: GraphDatasetBuilderConfig,
@@ -472,34 +466,6 @@ def _build_graphs(
         )
         for system in track(systems, f"Building {split} graphs")
     ]
-
-
-def _check_neighbours(
-    graphs: list[Graph], systems: list[ChemicalSystem], split: str, cutoff: float
-) -> None:
-    """Warns about structures without any neighbour pair within ``cutoff`` (Å);
-    raises if no training structure has one."""
-    isolated = [
-        system.source for graph, system in zip(graphs, systems) if not graph.num_edges
-    ]
-    if not isolated:
-        return
-    if split == "train" and len(isolated) == len(graphs):
-        raise ValueError(
-            f"The cutoff of {cutoff} Å finds no neighbours in any of the "
-            f"{len(graphs)} training structures (e.g. {isolated[0]}): no atom is "
-            f"within {cutoff} Å of another. Set a larger graph_cutoff_angstrom."
-        )
-    shown = "; ".join(isolated[:5]) + ("; ..." if len(isolated) > 5 else "")
-    logger.warning(
-        "%s: %d of %d structures have no neighbours within the cutoff of %s Å "
-        "(their atoms get no edges): %s",
-        split,
-        len(isolated),
-        len(graphs),
-        cutoff,
-        shown,
-    )
 
 
 def _subtract_atomic_energies(graph: Graph, atomic_energies: np.ndarray) -> Graph:

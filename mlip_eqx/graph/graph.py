@@ -40,16 +40,17 @@ class Graph(eqx.Module):
         forces: Reference forces in eV/Å, [n_node, 3].
         stress: Reference stress in eV/Å³ (ASE sign convention), [n_graph, 3, 3].
         weight: Loss weight per graph (0 for padding graphs), [n_graph].
-        dataset_idx: The data set of each graph (0 for padding graphs): it
-            selects the readout head and reference energies of multi-head
-            models (see :class:`~mlip_eqx.data.dataset_info.DatasetInfo`),
-            [n_graph].
         has_energy: Whether each graph has an energy label, [n_graph].
         has_forces: Whether each graph has force labels, [n_graph].
         has_stress: Whether each graph has a stress label, [n_graph].
         node_mask: True for real nodes, [n_node].
         edge_mask: True for real edges, [n_edge].
         graph_mask: True for real graphs, [n_graph].
+        dataset_idx: The data set of each graph (0 for padding graphs): it
+            selects the readout head and reference energies of multi-head
+            models (see :class:`~mlip_eqx.data.dataset_info.DatasetInfo`),
+            [n_graph]. Optional when the graph is built by hand (as before data
+            sets existed): None gives data set 0 to every graph.
         paired_edges: Whether the edges have the paired layout described above.
     """
 
@@ -65,14 +66,18 @@ class Graph(eqx.Module):
     forces: Float[ArrayLike, "n_node 3"]
     stress: Float[ArrayLike, "n_graph 3 3"]
     weight: Float[ArrayLike, " n_graph"]
-    dataset_idx: Int[ArrayLike, " n_graph"]
     has_energy: Bool[ArrayLike, " n_graph"]
     has_forces: Bool[ArrayLike, " n_graph"]
     has_stress: Bool[ArrayLike, " n_graph"]
     node_mask: Bool[ArrayLike, " n_node"]
     edge_mask: Bool[ArrayLike, " n_edge"]
     graph_mask: Bool[ArrayLike, " n_graph"]
+    dataset_idx: Int[ArrayLike, " n_graph"] | None = None
     paired_edges: bool = eqx.field(static=True, default=False)
+
+    def __post_init__(self) -> None:
+        if self.dataset_idx is None:
+            self.dataset_idx = np.zeros(np.shape(self.n_node), np.int32)
 
     @property
     def num_nodes(self) -> int:

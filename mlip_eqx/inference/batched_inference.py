@@ -51,8 +51,10 @@ def run_batched_inference(
         One Prediction per structure, in input order (``dataset.graphs`` for a
         GraphDataset), on the host: energy in eV (a float), forces in eV/Å
         ([num_atoms, 3] numpy), and, if ``force_field.predict_stress``, stress in
-        eV/Å³ ([3, 3] numpy, ASE's sign; zeros without a cell) and pressure in
-        eV/Å³ (a float); otherwise those two are None.
+        eV/Å³ ([3, 3] numpy, ASE's sign; zeros without a cell), pressure in
+        eV/Å³ (a float) and the stress's parts ``stress_cell`` and
+        ``stress_forces`` ([3, 3], see :class:`Prediction`); otherwise those are
+        None.
 
     Raises:
         UnseenElementsError: (a ValueError) A structure has an element the model
@@ -88,19 +90,24 @@ def run_batched_inference(
             results[index] = Prediction(
                 energy=float(prediction.energy[graph]),
                 forces=np.array(prediction.forces[nodes]),
-                stress=(
-                    None
-                    if prediction.stress is None
-                    else np.array(prediction.stress[graph])
-                ),
+                stress=_graph_part(prediction.stress, graph),
                 pressure=(
                     None
                     if prediction.pressure is None
                     else float(prediction.pressure[graph])
                 ),
+                stress_cell=_graph_part(prediction.stress_cell, graph),
+                stress_forces=_graph_part(prediction.stress_forces, graph),
             )
     assert all(result is not None for result in results)  # every structure once
     return results
+
+
+def _graph_part(
+    values: np.ndarray | None, graph: int | np.integer
+) -> np.ndarray | None:
+    """The entry of one graph of a per-graph prediction (None stays None)."""
+    return None if values is None else np.array(values[graph])
 
 
 def _checked_atoms(structures: Sequence[object]) -> list[ase.Atoms]:
@@ -174,6 +181,13 @@ class StructurePrediction:
         reference_energy: Label in eV, or None if the structure has none.
         reference_forces: Labels in eV/Å, or None.
         reference_stress: Label in eV/Å³, or None.
+        pressure: Predicted pressure -trace(stress)/3 in eV/Å³, or None if
+            stress is not predicted.
+        stress_cell: The stress's part through the cell in eV/Å³, [3, 3], or
+            None if stress is not predicted (see
+            :class:`~mlip_eqx.models.prediction.Prediction`).
+        stress_forces: The stress's part through the atoms in eV/Å³, [3, 3], or
+            None if stress is not predicted.
     """
 
     num_atoms: int
@@ -183,6 +197,9 @@ class StructurePrediction:
     reference_energy: float | None
     reference_forces: np.ndarray | None
     reference_stress: np.ndarray | None
+    pressure: float | None = None
+    stress_cell: np.ndarray | None = None
+    stress_forces: np.ndarray | None = None
 
 
 def predict_dataset(
@@ -211,6 +228,9 @@ def predict_dataset(
             reference_stress=(
                 np.asarray(graph.stress[0]) if graph.has_stress[0] else None
             ),
+            pressure=prediction.pressure,
+            stress_cell=prediction.stress_cell,
+            stress_forces=prediction.stress_forces,
         )
         for prediction, graph in zip(predictions, dataset.graphs, strict=True)
     ]

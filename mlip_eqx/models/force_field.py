@@ -23,7 +23,9 @@ class ForceField(eqx.Module):
     parameters' dtype; :meth:`energies` gives the energies alone and
     :meth:`node_energies` those of every atom. Forces are -dE/dx; the stress is
     (1/V) dE/dε for a symmetric strain ε applied to positions and cell (ASE's sign
-    convention) and the pressure is -trace(stress)/3. Padding nodes and graphs get
+    convention) and the pressure is -trace(stress)/3; with the stress come its
+    two parts through the cell and through the atoms (``stress_cell``,
+    ``stress_forces``, see :class:`Prediction`). Padding nodes and graphs get
     zeros.
 
     A multi-head network predicts each graph with the head and reference
@@ -155,7 +157,8 @@ class ForceField(eqx.Module):
             graph: A padded batch (numpy or jax leaves).
         """
         positions = jnp.asarray(graph.positions, self.dtype)
-        return _node_energies(self, graph, positions, strain=None)
+        cell = jnp.asarray(graph.cell, self.dtype)
+        return _node_energies(self, graph, positions, strain=None, cell=cell)
 
     def __call__(self, graph: Graph) -> Prediction:
         """Predicts energy, forces and, if asked, stress of every graph.
@@ -168,26 +171,39 @@ class ForceField(eqx.Module):
         """
         dtype = self.dtype
         positions = jnp.asarray(graph.positions, dtype)
+        cell = jnp.asarray(graph.cell, dtype)
 
-        def total_energy(positions, strain):
-            node_energies = _node_energies(self, graph, positions, strain)
+        def total_energy(positions, strain, cell):
+            node_energies = _node_energies(self, graph, positions, strain, cell)
             energies = _sum_per_graph(graph, node_energies)
             return jnp.sum(energies), energies
 
         if not self.predict_stress:
-            gradient, energies = jax.grad(total_energy, has_aux=True)(positions, None)
+            gradient, energies = jax.grad(total_energy, has_aux=True)(
+                positions, None, cell
+            )
             return Prediction(energy=energies, forces=-gradient)
-        cell = jnp.asarray(graph.cell, dtype)
         # Zeros that vary like the cell: under shard_map, the gradient of a
         # device-invariant input (jnp.zeros) would come back summed over devices.
         strain = jnp.zeros_like(cell)
-        (gradient, strain_gradient), energies = jax.grad(
-            total_energy, argnums=(0, 1), has_aux=True
-        )(positions, strain)
-        stress = _stress_from_strain_gradient(strain_gradient, cell)
+        (gradient, strain_gradient, cell_gradient), energies = jax.grad(
+            total_energy, argnums=(0, 1, 2), has_aux=True
+        )(positions, strain, cell)
+        stress = _per_volume(strain_gradient, cell)
         pressure = -jnp.trace(stress, axis1=-2, axis2=-1) / 3.0
+        cell_virial = jnp.einsum("gab,gac->gbc", cell_gradient, cell)
+        atoms_virial = jax.ops.segment_sum(
+            jnp.einsum("nb,nc->nbc", gradient, positions),
+            graph.node_graph_index(),
+            num_segments=graph.num_graphs,
+        )
         return Prediction(
-            energy=energies, forces=-gradient, stress=stress, pressure=pressure
+            energy=energies,
+            forces=-gradient,
+            stress=stress,
+            pressure=pressure,
+            stress_cell=_per_volume(cell_virial, cell),
+            stress_forces=_per_volume(atoms_virial, cell),
         )
 
 
@@ -205,24 +221,26 @@ def _node_energies(
     graph: Graph,
     positions: Float[Array, "n_node 3"],
     strain: Float[Array, "n_graph 3 3"] | None,
+    cell: Float[Array, "n_graph 3 3"],
 ) -> Float[Array, " n_node"]:
-    """Energy of every node in eV at ``positions`` (in the parameters' dtype),
-    deformed by ``strain`` unless it is None; zero for padding nodes."""
-    cell = jnp.asarray(graph.cell, positions.dtype)
+    """Energy of every node in eV at ``positions`` and ``cell`` (Å, in the
+    parameters' dtype), deformed by ``strain`` unless it is None; zero for
+    padding nodes."""
     vectors = graph.edge_vectors(positions=positions, cell=cell)
     if strain is not None:
         vectors = _apply_strain(vectors, strain, graph.edge_graph_index())
     node_dataset_idx = _node_dataset_idx(force_field, graph)
     # Passed only when needed, so that networks written for a single data set
     # need not take the argument.
-    heads = {} if node_dataset_idx is None else {"node_dataset_idx": node_dataset_idx}
+    options = {} if node_dataset_idx is None else {"node_dataset_idx": node_dataset_idx}
+    if type(force_field.network).takes_paired_edges:
+        options["paired_edges"] = graph.paired_edges
     node_energies = force_field.network(
         vectors,
         jnp.asarray(graph.species),
         jnp.asarray(graph.senders),
         jnp.asarray(graph.receivers),
-        paired_edges=graph.paired_edges,
-        **heads,
+        **options,
     )
     return jnp.where(jnp.asarray(graph.node_mask), node_energies, 0.0)
 
@@ -252,13 +270,14 @@ def _apply_strain(
     return vectors + jnp.einsum("ei,eij->ej", vectors, symmetric[edge_graph])
 
 
-def _stress_from_strain_gradient(
-    strain_gradient: Float[Array, "n_graph 3 3"], cell: Float[Array, "n_graph 3 3"]
+def _per_volume(
+    virial: Float[Array, "n_graph 3 3"], cell: Float[Array, "n_graph 3 3"]
 ) -> Float[Array, "n_graph 3 3"]:
-    """(1/V) dE/dε, zero for graphs without a cell (volume 0)."""
+    """(1/V) times a virial (eV) of every graph, e.g. dE/dε: a stress in eV/Å³;
+    zero for graphs without a cell (volume 0)."""
     volume = jnp.abs(jnp.linalg.det(cell))
     has_volume = volume > 0.0
     safe_volume = jnp.where(has_volume, volume, 1.0)
     return jnp.where(
-        has_volume[:, None, None], strain_gradient / safe_volume[:, None, None], 0.0
+        has_volume[:, None, None], virial / safe_volume[:, None, None], 0.0
     )

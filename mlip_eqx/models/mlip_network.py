@@ -1,6 +1,8 @@
 """MLIPNetwork: the interface of every energy model (MACE, NequIP, ViSNet)."""
 
 import abc
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -22,11 +24,25 @@ class MLIPNetwork(eqx.Module):
     the dtype of :func:`default_float_dtype` at construction. Register it with
     :func:`~mlip_eqx.models.registry.register_network` so that model archives and
     the CLI find it by name.
+
+    Which parameters get weight decay is declared by the class variable
+    ``weight_decay_where`` (see :meth:`weight_decay_mask`): a network written
+    for the original library needs nothing more than it had there.
     """
 
     Config: eqx.AbstractClassVar[type[Config]]
     config: eqx.AbstractVar[Config]
     dataset_info: eqx.AbstractVar[DatasetInfo]
+    weight_decay_where: ClassVar[Callable[[Any], Sequence[PyTree]] | None] = None
+    """The parts of the network that get weight decay, as ``where`` of
+    ``eqx.tree_at``: a function of the network that returns a sequence of its
+    sub-trees (e.g. modules). None (the default): every parameter gets decay, as
+    the original library does for every network but MACE."""
+    takes_paired_edges: ClassVar[bool] = False
+    """Whether ``__call__`` takes ``paired_edges`` (force fields then pass the
+    graph's layout). False (the default): it is called as the original
+    library's networks are, ``(edge_vectors, node_species, senders,
+    receivers)`` (and ``node_dataset_idx`` for models of several data sets)."""
 
     @abc.abstractmethod
     def __call__(
@@ -48,8 +64,9 @@ class MLIPNetwork(eqx.Module):
             receivers: Receiving node of each edge.
             paired_edges: Whether the edges have the paired layout of ``Graph``
                 (edge ``k + n_edge / 2`` reverses edge ``k``), so that a network
-                may evaluate per-pair functions once; a network that does not use
-                the layout ignores it (the edges are valid either way). Static.
+                may evaluate per-pair functions once; passed only to networks
+                that declare ``takes_paired_edges`` (the edges are valid either
+                way). Static.
             node_dataset_idx: The data set of each node's structure: it selects
                 the node's readout head and E0 (see
                 :func:`~mlip_eqx.models.energy_heads.node_energies_from_heads`);
@@ -61,9 +78,9 @@ class MLIPNetwork(eqx.Module):
             The energy contribution of every node (including the E0 reference) in eV.
         """
 
-    @abc.abstractmethod
     def weight_decay_mask(self) -> PyTree[bool]:
-        """Which parameters get weight decay (when the optimizer masks it).
+        """Which parameters get weight decay (when the optimizer masks it): the
+        sub-trees that the class's ``weight_decay_where`` selects, or all.
 
         Works on the network itself and on its parameter tree filtered with
         ``eqx.filter`` (None for the non-arrays), e.g. ``force_field.params.network``.
@@ -72,6 +89,14 @@ class MLIPNetwork(eqx.Module):
             A PyTree with the structure of ``self``: True for the arrays to decay,
             False for the others (None stays None).
         """
+        where = type(self).weight_decay_where
+        if where is None:
+            return jax.tree.map(lambda _: True, self)
+        return eqx.tree_at(
+            where,
+            jax.tree.map(lambda _: False, self),
+            replace_fn=lambda part: jax.tree.map(lambda _: True, part),
+        )
 
 
 def default_float_dtype() -> jnp.dtype:

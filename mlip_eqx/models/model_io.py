@@ -2,15 +2,19 @@
 
 The archive holds two kinds of entries::
 
-    mlip_eqx_model.json    format version, network class name, network config,
-                           DatasetInfo, predict_stress, and the key path, shape
-                           and dtype of every array
+    mlip_eqx_model.json    format version, the version of mlip_eqx that wrote
+                           it ("version", as the original library's
+                           hyperparams.json has), network class name, network
+                           config, DatasetInfo, predict_stress, and the key
+                           path, shape and dtype of every array
     arrays/00000.npy ...   the trainable arrays of the force field, in that order
 
 Loading rebuilds the network from its config and DatasetInfo and puts the saved
-arrays in, after checking that each one fits.
+arrays in, after checking that each one fits; archives without "version" (older
+ones) load the same.
 """
 
+import importlib.metadata
 import io
 import json
 import os
@@ -23,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import mlip_eqx
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.mlip_network import MLIPNetwork
@@ -57,7 +60,7 @@ def save_model_to_zip(save_path: str | os.PathLike, force_field: ForceField) -> 
     keyed = [(key, np.asarray(leaf)) for key, leaf in flatten_with_key_paths(params)]
     manifest = {
         "format_version": MODEL_FORMAT_VERSION,
-        "mlip_eqx_version": mlip_eqx.__version__,
+        "version": importlib.metadata.version("mlip_eqx"),
         "network": type(force_field.network).__name__,
         "config": config_to_dict(force_field.config),
         "dataset_info": force_field.dataset_info.to_dict(),

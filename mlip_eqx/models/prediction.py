@@ -25,9 +25,24 @@ class Prediction(eqx.Module):
             predicted.
         pressure: Pressure -trace(stress)/3 in eV/Å³, [n_graph] (or a float); None
             unless stress is predicted.
+        stress_cell: The part of the stress that acts through the cell,
+            (1/V) (dE/dh)ᵀ h for the lattice vectors h (rows) at fixed Cartesian
+            positions, in eV/Å³, [n_graph, 3, 3] (or [3, 3]); None unless stress
+            is predicted.
+        stress_forces: The part that acts through the atoms,
+            (1/V) Σᵢ (dE/dxᵢ) ⊗ xᵢ = -(1/V) Σᵢ Fᵢ ⊗ xᵢ, in eV/Å³; None unless
+            stress is predicted. ``stress_cell + stress_forces`` is the virial
+            over the volume, which equals ``stress`` (its symmetric part, up to
+            rounding, for a rotation-invariant energy); each part alone depends on
+            the origin and on which periodic images the edges use. The original
+            library (0.1.0 to 0.1.3) had these fields with the opposite sign (its
+            stress had the opposite sign of ASE's; ours follow ASE's, as
+            ``stress``); padding graphs and graphs without a cell get zeros.
     """
 
     energy: Float[ArrayLike, " *n_graph"] | float
     forces: Float[ArrayLike, "n_node 3"]
     stress: Float[ArrayLike, "*n_graph 3 3"] | None = None
     pressure: Float[ArrayLike, " *n_graph"] | float | None = None
+    stress_cell: Float[ArrayLike, "*n_graph 3 3"] | None = None
+    stress_forces: Float[ArrayLike, "*n_graph 3 3"] | None = None

@@ -4,7 +4,14 @@ The state holds the bias-corrected average itself, updated as
 ``average += (1 - decay) / (1 - decay**step) * (params - average)``: the same
 numbers as dividing the plain average by ``1 - decay**step``, but exact for
 parameters that do not change (frozen ones stay bit-identical in the average).
+
+For code written for the original library, ``exponentially_moving_average(decay)``
+gives the same ``init``/``update`` pair and :func:`get_debiased_params` the
+average; its state held the plain (biased) average instead.
 """
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -27,8 +34,16 @@ class EMAState(eqx.Module):
     decay: float = eqx.field(static=True)
 
 
-def ema_init(params: PyTree, decay: float) -> EMAState:
+DEFAULT_EMA_DECAY = 0.99
+
+
+def ema_init(params: PyTree, decay: float = DEFAULT_EMA_DECAY) -> EMAState:
     """An EMA state of zeros for ``params``.
+
+    Args:
+        params: The parameters to average (any PyTree of arrays).
+        decay: The decay of the average; the default 0.99 is the original
+            library's (``exponentially_moving_average(decay=0.99)``).
 
     Raises:
         ValueError: If ``decay`` is not in (0, 1).
@@ -62,6 +77,62 @@ def debiased_ema_params(state: EMAState) -> PyTree:
     """The bias-corrected average (what the state holds; zeros before the
     first update)."""
     return state.params_ema
+
+
+def get_debiased_params(state: EMAState, decay: float | None = None) -> PyTree:
+    """The bias-corrected average, as the original library's function of that name.
+
+    Args:
+        state: The EMA state.
+        decay: Accepted for the original library's call
+            ``get_debiased_params(state, decay)``; the state holds its decay, so
+            None is enough. If given, it must be the state's.
+
+    Raises:
+        ValueError: If ``decay`` is not the state's decay.
+    """
+    if decay is not None and decay != state.decay:
+        raise ValueError(
+            f"get_debiased_params: decay={decay} is not the decay of this EMA "
+            f"state ({state.decay}); the state keeps its decay, write "
+            "get_debiased_params(state)."
+        )
+    return debiased_ema_params(state)
+
+
+class EMAParameterTransformation(NamedTuple):
+    """The ``init``/``update`` pair of an EMA of fixed decay (the original
+    library's type of that name).
+
+    Attributes:
+        init: ``init(params) -> EMAState`` (zeros, step 0).
+        update: ``update(state, params) -> EMAState`` (one step).
+    """
+
+    init: Callable[[PyTree], EMAState]
+    update: Callable[[EMAState, PyTree], EMAState]
+
+
+def exponentially_moving_average(
+    decay: float = DEFAULT_EMA_DECAY,
+) -> EMAParameterTransformation:
+    """The EMA as an ``init``/``update`` pair, as the original library's function.
+
+    ``ema = exponentially_moving_average(0.99); state = ema.init(params);
+    state = ema.update(state, params)`` is :func:`ema_init` and :func:`ema_update`.
+    Unlike the original's, the state holds the bias-corrected average (read it
+    with :func:`get_debiased_params` or :func:`debiased_ema_params`).
+
+    Args:
+        decay: The decay of the average (default 0.99, the original's).
+
+    Raises:
+        ValueError: If ``decay`` is not in (0, 1).
+    """
+    ema_init({}, decay)  # checks the decay now, not at the first init
+    return EMAParameterTransformation(
+        init=lambda params: ema_init(params, decay), update=ema_update
+    )
 
 
 def biased_to_debiased(state: EMAState) -> EMAState:

@@ -1,5 +1,3 @@
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -75,7 +73,39 @@ def test_pbc_is_a_tuple_of_bools_that_compares_with_tuples():
         make(pbc=[True, True])
 
 
-def test_atomic_species_of_the_original_library_is_accepted_and_ignored():
-    system = make(atomic_species=np.array([0, 0]))
-    assert system == make()
-    assert "atomic_species" not in {field.name for field in dataclasses.fields(system)}
+def test_optional_fields_of_the_original_library_are_kept_and_converted():
+    system = make(
+        atomic_species=[[1.0, 0.0], [1.0, 0.0]],
+        partial_charges=[0.5, -0.5],
+        charge=np.int64(-1),
+        spin_multiplicity=2.0,
+        dipole_moment=(0.1, 0.0, 0.0),
+    )
+    assert system.atomic_species.shape == (2, 2)
+    assert system.partial_charges.dtype == np.float64
+    assert system.charge == -1 and type(system.charge) is int
+    assert system.spin_multiplicity == 2 and type(system.spin_multiplicity) is int
+    np.testing.assert_array_equal(system.dipole_moment, [0.1, 0.0, 0.0])
+    missing = make()
+    assert missing.atomic_species is None and missing.partial_charges is None
+    assert missing.charge is None and missing.spin_multiplicity is None
+    assert missing.dipole_moment is None
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"atomic_species": [0, 0, 0]}, r"atomic_species must have shape \[2\]"),
+        ({"partial_charges": [0.1]}, r"partial_charges must have shape \(2,\)"),
+        ({"partial_charges": [0.1, np.nan]}, r"partial_charges contains NaN .*atoms 1"),
+        ({"dipole_moment": [0.0, 1.0]}, r"dipole_moment must have shape \(3,\)"),
+        ({"dipole_moment": [0.0, np.inf, 0.0]}, "dipole_moment contains NaN"),
+        ({"charge": 0.5}, "charge must be an integer, got 0.5"),
+        ({"spin_multiplicity": "two"}, "spin_multiplicity must be an integer"),
+        ({"spin_multiplicity": 0}, r"spin_multiplicity \(2S \+ 1\) must be >= 1"),
+    ],
+)
+def test_bad_optional_fields_name_the_field_and_structure(overrides, match):
+    with pytest.raises(InvalidStructureError, match=match) as error:
+        make(**overrides)
+    assert SOURCE in str(error.value)

@@ -9,7 +9,7 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Float, Int
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.mlip_network import MLIPNetwork, default_float_dtype
@@ -74,6 +74,3 @@ class PairNetwork(MLIPNetwork):
             list(self.dataset_info.atomic_energies_map.values()), node_energies.dtype
         )
         return node_energies + e0[node_species]
-
-    def weight_decay_mask(self) -> PyTree[bool]:
-        return jax.tree.map(lambda _: True, self)

@@ -20,6 +20,14 @@ DEFAULT_LABEL_KEYS = {
     "stress": ("REF_stress", "stress"),
 }
 DEFAULT_WEIGHT_KEYS = ("config_weight", "weight")
+# The original library's (0.2) optional labels, under its default keys: in
+# ``atoms.arrays`` (per-atom columns) or ``atoms.info``.
+OPTIONAL_LABEL_KEYS = (
+    "partial_charges",
+    "charge",
+    "spin_multiplicity",
+    "dipole_moment",
+)
 
 
 def atoms_to_chemical_system(
@@ -41,7 +49,10 @@ def atoms_to_chemical_system(
     given, the keys tried are "REF_<label>", then "<label>", then the calculator's
     "<label>". Stress may be 6 Voigt values (xx yy zz yz xz xy), 9 values or 3x3.
     The weight is ``atoms.info[weight_key]``; with no key, "config_weight", then
-    "weight", else 1.0.
+    "weight", else 1.0. The optional labels ``partial_charges`` (e),
+    ``charge`` (e), ``spin_multiplicity`` and ``dipole_moment`` (e·Å) are taken
+    from ``atoms.arrays`` or ``atoms.info`` under those names, as the original
+    library does.
 
     Args:
         atoms: The structure; positions in Å, cell and pbc are taken from it.
@@ -85,6 +96,7 @@ def atoms_to_chemical_system(
         pbc=atoms.pbc,
         weight=_find_weight(atoms, weight_key, source),
         source=source,
+        **_optional_labels(atoms, source),
     )
     check_label_magnitudes(
         system, {"energy": energy_where, "forces": forces_where, "stress": stress_where}
@@ -128,6 +140,18 @@ def _calculator_result(atoms: ase.Atoms, name: str) -> object:
     if calculator.check_state(atoms):
         return None
     return results[name]
+
+
+def _optional_labels(atoms: ase.Atoms, source: str) -> dict[str, object]:
+    """The optional labels of ``OPTIONAL_LABEL_KEYS`` that ``atoms`` carries."""
+    found = {}
+    for name in OPTIONAL_LABEL_KEYS:
+        for store_name, store in (("arrays", atoms.arrays), ("info", atoms.info)):
+            if name in store:
+                where = f"{source}, {store_name} key '{name}'"
+                found[name] = numeric_array(store[name], where)
+                break
+    return found
 
 
 def _find_weight(atoms: ase.Atoms, weight_key: str | None, source: str) -> float:

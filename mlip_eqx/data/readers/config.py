@@ -2,25 +2,30 @@
 
 import dataclasses
 import os
+from collections.abc import Sequence
 
 from mlip_eqx.data.readers.labels import check_required_labels
 from mlip_eqx.utils.config import Config, ConfigError, PositiveInt
 
 PathLike = str | os.PathLike
-DatasetPaths = PathLike | list[PathLike] | tuple[PathLike, ...]
+DatasetPaths = PathLike | Sequence[PathLike]
 
 
 @dataclasses.dataclass(frozen=True)
 class ChemicalSystemsReaderConfig(Config):
     """Where the train, validation and test data are and how much of it to load.
 
+    Paths are given as the original library takes them: a str or
+    ``os.PathLike`` (e.g. ``pathlib.Path``), or a list (any sequence) of them;
+    each is stored, as there, as a list (of str here).
+
     Attributes:
         train_dataset_paths: Path or list of paths to the training data; not empty.
-            Stored as a tuple of strings.
+            Stored as a list of strings.
         valid_dataset_paths: Path(s) to the validation data, or None for none.
-            Stored as a tuple of strings (empty for None).
+            Stored as a list of strings (empty for None).
         test_dataset_paths: Path(s) to the test data, or None for none. Stored as a
-            tuple of strings (empty for None).
+            list of strings (empty for None).
         train_num_to_load: Number of structures to load from the start of each
             training path (the limit applies per path), or None for all.
         valid_num_to_load: The same for each validation path.
@@ -57,9 +62,9 @@ class ChemicalSystemsReaderConfig(Config):
             raise ConfigError(str(error)) from None
 
 
-def _normalise_paths(paths: object, name: str) -> tuple[str, ...]:
+def _normalise_paths(paths: object, name: str) -> list[str]:
     if paths is None:
-        return ()
+        return []
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     normalised = []
@@ -76,4 +81,4 @@ def _normalise_paths(paths: object, name: str) -> tuple[str, ...]:
                 "a non-empty text path)."
             )
         normalised.append(path)
-    return tuple(normalised)
+    return normalised

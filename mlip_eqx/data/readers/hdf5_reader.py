@@ -38,6 +38,10 @@ class Hdf5Reader(ChemicalSystemsReader):
     ``cell`` [3, 3] in Å (lattice vectors as rows; zeros if absent) and ``pbc`` [3]
     (booleans; all False if absent); its attribute ``energy`` is the total energy in
     eV and its attribute ``config_weight`` or ``weight`` the weight (1.0 if absent).
+    The original library's optional labels are read where present: the dataset
+    ``partial_charges`` [n_atoms] (e), the attributes ``charge`` (e) and
+    ``spin_multiplicity``, and ``dipole_moment`` [3] (e·Å, an attribute or a
+    dataset).
     Groups are read in the file's iteration order (alphabetical by name unless the
     file tracks creation order); other top-level items are ignored; other datasets
     and attributes of a group are ignored.
@@ -182,7 +186,21 @@ def _read_group(
         pbc=np.zeros(3, dtype=bool) if pbc is None else pbc,
         weight=weight,
         source=source,
+        **_optional_labels(group, source),
     )
+
+
+def _optional_labels(group: h5py.Group, source: str) -> dict[str, object]:
+    """The original library's optional labels that ``group`` holds."""
+    found: dict[str, object] = {}
+    for name in ("charge", "spin_multiplicity", "dipole_moment"):
+        if name in group.attrs:
+            where = f"{source}, attribute '{name}'"
+            found[name] = numeric_array(group.attrs[name], where)
+    for name in ("partial_charges", "dipole_moment"):
+        if name in group and name not in found:
+            found[name] = _dataset(group, name, source, required=False)
+    return found
 
 
 def _dataset(

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Float, Int
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.atomic_energies import atomic_energies_per_species
@@ -141,6 +141,20 @@ class MaceLayer(eqx.Module):
         return energies, node_features
 
 
+def _decayed_parts(network: "Mace") -> list[eqx.Module]:
+    """The interactions' down-projections (``linear_down``) and the symmetric
+    contractions: the parameters that get weight decay, as in the original
+    library."""
+    return [
+        module
+        for layer in network.layers
+        for module in (
+            layer.interaction.linear_down,
+            layer.product_basis.symmetric_contraction,
+        )
+    ]
+
+
 @register_network
 class Mace(MLIPNetwork):
     """The MACE network: per-node energies from edge vectors and species.
@@ -158,6 +172,8 @@ class Mace(MLIPNetwork):
     """
 
     Config = MaceConfig
+    takes_paired_edges = True
+    weight_decay_where = staticmethod(_decayed_parts)
 
     config: MaceConfig = eqx.field(static=True)
     dataset_info: DatasetInfo = eqx.field(static=True)
@@ -264,28 +280,6 @@ class Mace(MLIPNetwork):
             self.dataset_info,
             self.config.atomic_energies,
             self.num_species,
-        )
-
-    def weight_decay_mask(self) -> PyTree[bool]:
-        """True for the weights of the interactions' down-projections
-        (``linear_down``) and of the symmetric contractions, as in the original
-        library; False for the other arrays."""
-
-        def decayed(network: Mace) -> list[eqx.Module]:
-            return [
-                module
-                for layer in network.layers
-                for module in (
-                    layer.interaction.linear_down,
-                    layer.product_basis.symmetric_contraction,
-                )
-            ]
-
-        mask = jax.tree.map(lambda _: False, self)
-        return eqx.tree_at(
-            decayed,
-            mask,
-            replace_fn=lambda module: jax.tree.map(lambda _: True, module),
         )
 
 

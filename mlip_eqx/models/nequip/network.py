@@ -6,7 +6,7 @@ import e3nn_jax as e3nn
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Float, Int
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.atomic_energies import atomic_energies_per_species
@@ -43,6 +43,7 @@ class Nequip(MLIPNetwork):
     """
 
     Config = NequipConfig
+    takes_paired_edges = True
 
     config: NequipConfig = eqx.field(static=True)
     dataset_info: DatasetInfo = eqx.field(static=True)
@@ -170,11 +171,6 @@ class Nequip(MLIPNetwork):
             self.config.atomic_energies,
             self.num_species,
         )
-
-    def weight_decay_mask(self) -> PyTree[bool]:
-        """True for every array: the original library decays all of NequIP's
-        parameters."""
-        return jax.tree.map(lambda _: True, self)
 
 
 class NequipReadout(eqx.Module):

@@ -6,7 +6,7 @@ equivariant vector-scalar interactive message passing", Nature Communications 15
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Float, Int
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.atomic_energies import atomic_energies_per_species
@@ -58,6 +58,7 @@ class Visnet(MLIPNetwork):
     """
 
     Config = VisnetConfig
+    takes_paired_edges = True
 
     config: VisnetConfig = eqx.field(static=True)
     dataset_info: DatasetInfo = eqx.field(static=True)
@@ -233,7 +234,3 @@ class Visnet(MLIPNetwork):
             signs = parity_signs(self.config.l_max, dtype)[1:]
             harmonics = jnp.concatenate([harmonics, harmonics * signs])
         return radial_basis, envelope, harmonics
-
-    def weight_decay_mask(self) -> PyTree[bool]:
-        """True for every array: mlip decays all of ViSNet's parameters."""
-        return jax.tree.map(lambda _: True, self)
