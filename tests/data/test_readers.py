@@ -61,19 +61,19 @@ def read_train(path, **kwargs):
     return train
 
 
-def test_config_normalises_paths_to_tuples_of_str(tmp_path):
+def test_config_normalises_paths_to_lists_of_str(tmp_path):
     config = ChemicalSystemsReaderConfig(
         train_dataset_paths=tmp_path / "a.xyz",
-        valid_dataset_paths=["b.xyz", tmp_path / "c.xyz"],
+        valid_dataset_paths=("b.xyz", tmp_path / "c.xyz"),
     )
-    assert config.train_dataset_paths == (str(tmp_path / "a.xyz"),)
-    assert config.valid_dataset_paths == ("b.xyz", str(tmp_path / "c.xyz"))
-    assert config.test_dataset_paths == ()
+    assert config.train_dataset_paths == [str(tmp_path / "a.xyz")]
+    assert config.valid_dataset_paths == ["b.xyz", str(tmp_path / "c.xyz")]
+    assert config.test_dataset_paths == []
     assert config.required_labels == ("energy", "forces")
     assert ExtxyzReader.Config is ChemicalSystemsReaderConfig
-    assert config.replace(test_num_to_load=3).train_dataset_paths == (
-        str(tmp_path / "a.xyz"),
-    )
+    assert config.replace(test_num_to_load=3).train_dataset_paths == [
+        str(tmp_path / "a.xyz")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -125,8 +125,5 @@ def test_network_without_config_class_is_rejected():
         ):
             return node_species
 
-        def weight_decay_mask(self):
-            return jax.tree.map(lambda _: True, self)
-
     with pytest.raises(TypeError, match="Config"):
         Broken(Mace.Config(), DATASET_INFO)
