@@ -73,9 +73,7 @@ def initial_progress(
 ) -> TrainingProgress:
     """The progress of a run that starts from ``state`` (epoch 0, whose
     parameters are the best so far)."""
-    return TrainingProgress(
-        state, 0, evaluation_params(state, use_ema_params_for_eval)
-    )
+    return TrainingProgress(state, 0, evaluation_params(state, use_ema_params_for_eval))
 
 
 def _ignore_record(category: LogCategory, to_log: dict[str, Any], epoch: int) -> None:
