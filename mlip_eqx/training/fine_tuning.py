@@ -11,8 +11,8 @@ from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.params_transfer import with_dataset_info, with_new_readout_head
 from mlip_eqx.training.freezing import freeze_parameters, last_layers, readout_heads
-from mlip_eqx.utils.trees import flatten_with_key_paths
 from mlip_eqx.utils.config import Config, ConfigError, NonNegativeFloat, PositiveFloat
+from mlip_eqx.utils.trees import flatten_with_key_paths
 
 logger = logging.getLogger("mlip_eqx")
 

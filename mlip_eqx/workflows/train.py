@@ -130,7 +130,8 @@ def model_and_optimizer(
 @contextlib.contextmanager
 def _trackers(settings: TrainSettings, io_handler: TrainingIOHandler) -> Iterator[None]:
     """Attaches the experiment trackers of ``settings.loggers`` (process 0 of a
-    multi-process run only) and closes them when the block ends."""
+    multi-process run only) and closes them when the block ends (a run that
+    raises is marked failed in the tracker)."""
     with contextlib.ExitStack() as stack:
         if is_primary_process():
             for kind in settings.loggers:
@@ -140,8 +141,8 @@ def _trackers(settings: TrainSettings, io_handler: TrainingIOHandler) -> Iterato
                     run_name=Path(settings.output_dir).name,
                     config=settings_to_dict(settings),
                 )
-                stack.callback(tracker.close)
-                io_handler.attach_logger(tracker)
+                # Closed when the block ends; marked failed if it raises.
+                io_handler.attach_logger(stack.enter_context(tracker))
         yield
 
 

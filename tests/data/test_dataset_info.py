@@ -11,7 +11,7 @@ from mlip_eqx.data.dataset_info import (
     fit_atomic_energies,
 )
 from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
-from tests.helpers.structures import random_system
+from mlip_eqx.testing.structures import random_system
 
 ELEMENTS = [1, 6, 8, 29]
 TABLE = species_table(ELEMENTS)

@@ -8,10 +8,10 @@ import pytest
 from mlip_eqx.data.chemical_system import InvalidStructureError
 from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
 from mlip_eqx.models import ForceField
+from mlip_eqx.testing.physics import predict_graph
+from mlip_eqx.testing.structures import random_system
 from tests.helpers.models import DATASET_INFO
 from tests.helpers.pair_network import PairNetwork
-from tests.helpers.physics import predict_graph
-from tests.helpers.structures import random_system
 
 TABLE = species_table([29, 47, 79])
 CUTOFF = DATASET_INFO.cutoff_distance_angstrom

@@ -4,7 +4,7 @@ import pytest
 from mlip_eqx.data.batch_shapes import BatchShape
 from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
 from mlip_eqx.data.graph_dataset import GraphDataset, StructureTooLargeError
-from tests.helpers.structures import random_system
+from mlip_eqx.testing.structures import random_system
 
 TABLE = species_table([29, 47, 79])
 

@@ -12,8 +12,8 @@ from mlip_eqx.data import (
     StructureTooLargeError,
     UnseenElementsError,
 )
+from mlip_eqx.testing.structures import random_system
 from mlip_eqx.utils.config import ConfigError
-from tests.helpers.structures import random_system
 
 E0 = {29: -3.0, 47: -2.0, 79: -5.0, 8: -7.0}
 

@@ -20,9 +20,9 @@ from mlip_eqx.data.readers import (
     Hdf5Reader,
     MissingLabelError,
 )
+from mlip_eqx.testing.structures import random_system
 from mlip_eqx.utils.config import ConfigError
 from tests.helpers.atoms import as_atoms
-from tests.helpers.structures import random_system
 
 CUBIC_LATTICE = 'Lattice="4.0 0.0 0.0 0.0 5.0 0.0 0.0 0.0 6.0" pbc="T T T"'
 FORCES_PROPERTIES = "Properties=species:S:1:pos:R:3:REF_forces:R:3"

@@ -9,7 +9,7 @@ from mlip_eqx.graph import (
     batch_graphs,
     stack_graphs,
 )
-from tests.helpers.structures import random_system
+from mlip_eqx.testing.structures import random_system
 
 TABLE = species_table([29, 47, 79])
 

@@ -4,7 +4,7 @@ import ase
 import numpy as np
 
 from mlip_eqx.data.chemical_system import ChemicalSystem
-from tests.helpers.structures import random_system
+from mlip_eqx.testing.structures import random_system
 
 
 def as_atoms(system: ChemicalSystem) -> ase.Atoms:

@@ -11,7 +11,7 @@ import jax
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import ForceField, Mace, Nequip, Visnet
 
-ELEMENTS = (29, 47, 79)  # those of tests.helpers.structures.random_system
+ELEMENTS = (29, 47, 79)  # those of mlip_eqx.testing.structures.random_system
 CUTOFF = 4.0  # Å
 
 DATASET_INFO = DatasetInfo(

@@ -4,10 +4,10 @@ import jax
 import numpy as np
 
 from mlip_eqx.inference import make_predictor
-from tests.helpers import physics
+from mlip_eqx.testing import physics
+from mlip_eqx.testing.structures import random_system
 from tests.helpers.compilations import compilations, logging_compilations
 from tests.helpers.models import force_field
-from tests.helpers.structures import random_system
 
 SIZES = {"n_node": 24, "n_edge": 512, "n_graph": 4}
 

@@ -9,10 +9,10 @@ import pytest
 from mlip_eqx.data import GraphDataset, UnseenElementsError
 from mlip_eqx.inference import batched_inference, predict_dataset, run_batched_inference
 from mlip_eqx.models import Prediction
-from tests.helpers import physics
+from mlip_eqx.testing import physics
+from mlip_eqx.testing.structures import random_system
 from tests.helpers.atoms import as_atoms
 from tests.helpers.models import force_field
-from tests.helpers.structures import random_system
 
 # Molecules and cells of very different sizes, not in order of size.
 SIZES = [(30, True), (2, False), (5, True), (40, True), (3, False), (12, True)]

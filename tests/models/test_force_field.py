@@ -11,9 +11,9 @@ from ase.calculators.emt import EMT
 
 from mlip_eqx.data.chemical_system import ChemicalSystem
 from mlip_eqx.models import ForceField, Mace, MLIPNetwork, Prediction
-from tests.helpers import physics
+from mlip_eqx.testing import physics
+from mlip_eqx.testing.structures import random_system, some_systems
 from tests.helpers.models import DATASET_INFO, ELEMENTS, NETWORK_CONFIGS, force_field
-from tests.helpers.structures import random_system, some_systems
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import pytest
 
 from mlip_eqx.models import ForceField, Mace
 from mlip_eqx.models.model_io import load_model_from_zip, save_model_to_zip
+from mlip_eqx.testing.physics import make_batch, predict_graph
+from mlip_eqx.testing.structures import random_system
 from tests.helpers.models import DATASET_INFO
 from tests.helpers.pair_network import PairNetwork
-from tests.helpers.physics import make_batch, predict_graph
-from tests.helpers.structures import random_system
 
 SIZES = {"n_node": 24, "n_edge": 600, "n_graph": 4}
 

@@ -20,8 +20,8 @@ from mlip_eqx.models import ForceField, InferenceContext, Mace, Nequip, Visnet
 from mlip_eqx.models.model_io import load_model_from_zip, save_model_to_zip
 from mlip_eqx.models.params_transfer import with_new_readout_head
 from mlip_eqx.simulation.ase.mlip_ase_calculator import MLIPForceFieldASECalculator
+from mlip_eqx.testing.structures import some_systems
 from tests.helpers.models import DATASET_INFO
-from tests.helpers.structures import some_systems
 
 TWO_DATASETS = DATASET_INFO.with_new_dataset("shifted", {29: -1.0, 47: -2.0, 79: -0.5})
 NETWORKS = {

@@ -5,6 +5,7 @@ import pytest
 
 from mlip_eqx.models import ForceField
 from mlip_eqx.models.params_loading import load_parameters_from_checkpoint
+from mlip_eqx.testing.physics import assert_trees_close
 from mlip_eqx.training.ema import debiased_ema_params, ema_update
 from mlip_eqx.training.training_io_handler import (
     CheckpointRestorationError,
@@ -13,7 +14,6 @@ from mlip_eqx.training.training_io_handler import (
 from mlip_eqx.training.training_state import init_training_state
 from tests.helpers.models import DATASET_INFO
 from tests.helpers.pair_network import PairNetwork
-from tests.helpers.physics import assert_trees_close
 
 EMA_DECAY = 0.9
 

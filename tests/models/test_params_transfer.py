@@ -15,9 +15,9 @@ from mlip_eqx.models.params_transfer import (
     transfer_params,
     with_dataset_info,
 )
+from mlip_eqx.testing.structures import some_systems
 from mlip_eqx.utils.trees import flatten_with_key_paths
 from tests.helpers.models import DATASET_INFO
-from tests.helpers.structures import some_systems
 
 CONFIG = Mace.Config(num_channels=8, l_max=1, correlation=2, num_layers=2)
 

@@ -17,7 +17,7 @@ from mlip_eqx.simulation.ase import (
     MLIPForceFieldASECalculator,
     NumberOfAtomsChangedError,
 )
-from tests.helpers import physics
+from mlip_eqx.testing import physics
 from tests.helpers.atoms import as_atoms, as_system, structures_of_every_periodicity
 from tests.helpers.compilations import compilations, logging_compilations
 from tests.helpers.models import force_field

@@ -12,6 +12,7 @@ from mlip_eqx.graph import batch_graphs, stack_graphs
 from mlip_eqx.models import ForceField
 from mlip_eqx.models.loss import MSELoss
 from mlip_eqx.models.loss.reductions import reduce_metrics
+from mlip_eqx.testing.structures import random_system
 from mlip_eqx.training import training_step as training_step_module
 from mlip_eqx.training.ema import debiased_ema_params
 from mlip_eqx.training.optimizer import (
@@ -23,7 +24,6 @@ from mlip_eqx.training.training_state import init_training_state
 from mlip_eqx.training.training_step import make_eval_step, make_train_step
 from tests.helpers.models import DATASET_INFO
 from tests.helpers.pair_network import PairNetwork
-from tests.helpers.structures import random_system
 from tests.helpers.subprocesses import run_script
 
 TABLE = species_table(DATASET_INFO.allowed_atomic_numbers)

@@ -20,25 +20,7 @@ from mlip_eqx.models.convert import (
     visnet_from_mlip_params,
 )
 from mlip_eqx.models.convert.nequip import mlip_gate_chunks
-from tests.helpers.models import DATASET_INFO
-
-NEQUIP = Nequip.Config(
-    num_layers=3,
-    node_irreps="6x0e + 2x0o + 3x1o + 2x1e + 2x2e",
-    l_max=2,
-    num_bessel=4,
-    radial_net_n_hidden=8,
-    radial_net_n_layers=2,
-)
-VISNET = Visnet.Config(
-    num_layers=3,
-    num_channels=8,
-    l_max=1,
-    num_heads=2,
-    num_rbf=4,
-    trainable_rbf=True,
-    num_readout_heads=2,
-)
+from tests.helpers.models import DATASET_INFO, NETWORK_CONFIGS
 
 
 def _linear_names(linear, prefix: str, chunks_out, species: int | None = None):
@@ -176,26 +158,35 @@ def our_arrays(network) -> np.ndarray:
     return np.concatenate([np.ravel(np.asarray(leaf)) for leaf in leaves])
 
 
-CASES = {
-    "nequip": (Nequip, NEQUIP, nequip_layout, nequip_from_mlip_params),
-    "visnet": (Visnet, VISNET, visnet_layout, visnet_from_mlip_params),
-}
+LAYOUTS = {Nequip: nequip_layout, Visnet: visnet_layout}
+CONVERTERS = {Nequip: nequip_from_mlip_params, Visnet: visnet_from_mlip_params}
 
 
-@pytest.fixture(params=list(CASES), scope="module")
+@pytest.fixture(
+    params=[name for name, (cls, _) in NETWORK_CONFIGS.items() if cls in LAYOUTS],
+    scope="module",
+)
 def case(request):
-    network_class, config, layout, convert = CASES[request.param]
+    """A network of the shared suite's configs, mlip's layout of it, its map."""
+    network_class, config = NETWORK_CONFIGS[request.param]
     network = network_class(config, DATASET_INFO, key=jax.random.key(1))
-    return network, layout(network), convert
+    return network, LAYOUTS[network_class](network), CONVERTERS[network_class]
 
 
-def test_every_mlip_entry_lands_in_one_entry_of_ours(case):
-    network, layout, convert = case
+def integer_ids(layout: dict[str, tuple]) -> tuple[dict[str, np.ndarray], int]:
+    """Arrays of mlip's layout holding 0, 1, 2, ... (one number per entry), and
+    how many."""
     ids, offset = {}, 0
     for name, shape in layout.items():
         size = int(np.prod(shape))
         ids[name] = np.arange(offset, offset + size, dtype=np.float32).reshape(shape)
         offset += size
+    return ids, offset
+
+
+def test_every_mlip_entry_lands_in_one_entry_of_ours(case):
+    network, layout, convert = case
+    ids, offset = integer_ids(layout)
     mapped = convert(network, nested(ids))
     assert np.array_equal(np.sort(our_arrays(mapped)), np.arange(offset))
 
@@ -203,11 +194,7 @@ def test_every_mlip_entry_lands_in_one_entry_of_ours(case):
 def test_round_trip(case):
     """Ours -> mlip's layout (the inverse from the integers' map) -> ours."""
     network, layout, convert = case
-    ids, offset = {}, 0
-    for name, shape in layout.items():
-        size = int(np.prod(shape))
-        ids[name] = np.arange(offset, offset + size, dtype=np.float32).reshape(shape)
-        offset += size
+    ids, offset = integer_ids(layout)
     where = our_arrays(convert(network, nested(ids))).astype(np.int64)
     ours = our_arrays(network)
     entries = np.empty(offset, ours.dtype)
@@ -251,7 +238,7 @@ def test_a_wrong_shape_is_named(case):
 
 
 def test_nequip_missing_kernel_names_the_key():
-    network = Nequip(NEQUIP, DATASET_INFO)
+    network = Nequip(NETWORK_CONFIGS["nequip"][1], DATASET_INFO)
     params = _zeros(nequip_layout(network))
     name = "params/NequipBlock_0/NequipLayer_1/MLP_0/Dense_0/kernel"
     del params[name]

@@ -7,10 +7,10 @@ import pytest
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import ForceField, Mace, MLIPNetwork
+from mlip_eqx.testing import physics
+from mlip_eqx.testing.structures import random_system
 from mlip_eqx.utils.config import Config
-from tests.helpers import physics
 from tests.helpers.models import DATASET_INFO, num_parameters
-from tests.helpers.structures import random_system
 
 # Cu, Ag, Au, Ni as in the original library's counts below.
 FOUR_ELEMENTS_INFO = DatasetInfo(

@@ -10,9 +10,9 @@ import pytest
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import ForceField, Nequip
 from mlip_eqx.models.nequip.irreps import layer_irreps
-from tests.helpers import physics
+from mlip_eqx.testing import physics
+from mlip_eqx.testing.structures import random_system
 from tests.helpers.models import DATASET_INFO, counting_dataset_info, num_parameters
-from tests.helpers.structures import random_system
 
 # The published nequip_organics_01 hyperparameters.
 ORGANICS = Nequip.Config(

@@ -10,9 +10,9 @@ import pytest
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import ForceField, Visnet
 from mlip_eqx.models.visnet.vector_norm import normalise_vectors
-from tests.helpers import physics
+from mlip_eqx.testing import physics
+from mlip_eqx.testing.structures import random_system
 from tests.helpers.models import DATASET_INFO, counting_dataset_info, num_parameters
-from tests.helpers.structures import random_system
 
 SMALL = Visnet.Config(num_layers=2, num_channels=4, num_heads=2, num_rbf=4)
 

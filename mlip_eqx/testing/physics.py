@@ -1,4 +1,4 @@
-"""Physics checks shared by the tests of every force field (MACE, NequIP, ViSNet).
+"""Physics checks of force fields (ours and a user's), for tests.
 
 Each ``check_*`` function takes a :class:`ForceField` and structures, builds graphs
 with the force field's own cutoff and element table, and asserts a physical law.
@@ -13,6 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import PyTree
 
 from mlip_eqx.data.chemical_system import ChemicalSystem
 from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
@@ -20,7 +21,9 @@ from mlip_eqx.graph import Graph, batch_graphs
 from mlip_eqx.models import ForceField, Prediction
 
 
-def assert_trees_close(actual, expected, rtol: float, atol: float) -> None:
+def assert_trees_close(
+    actual, expected, rtol: float | int = 0, atol: float | int = 0
+) -> None:
     """Asserts that two PyTrees have the same structure and close leaves."""
     actual_leaves, actual_tree = jax.tree.flatten(actual)
     expected_leaves, expected_tree = jax.tree.flatten(expected)
@@ -54,7 +57,7 @@ def predict_energies(force_field: ForceField, graph: Graph) -> jax.Array:
 
 @eqx.filter_jit
 @functools.partial(jax.grad, argnums=0)
-def loss_gradient(params: ForceField, force_field: ForceField, graph: Graph):
+def loss_gradient(params: PyTree, force_field: ForceField, graph: Graph) -> PyTree:
     """Gradient with respect to ``params`` of a loss of the energies, forces and
     (if predicted) stress of ``force_field.with_params(params)``, as in training."""
     prediction = force_field.with_params(params)(graph)

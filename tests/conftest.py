@@ -1,0 +1,35 @@
+"""Settings of the whole test session.
+
+One JAX persistent compilation cache per test run: the same computation (e.g.
+the training step of the CLI's small MACE, built anew by every job) is compiled
+once for the run, not once per test, xdist worker or child process. The cache is
+a fresh directory made by the first process of the run (the xdist controller)
+and inherited by the workers and by the child processes the tests start; it is
+deleted when the run ends, so no run reuses another's compilations.
+"""
+
+import os
+import shutil
+import tempfile
+
+import jax
+
+CACHE_VARIABLE = "MLIP_EQX_TEST_COMPILATION_CACHE"
+
+if CACHE_VARIABLE not in os.environ:
+    os.environ[CACHE_VARIABLE] = tempfile.mkdtemp(prefix="mlip_eqx_jax_cache_")
+    _OWNS_CACHE = True
+else:
+    _OWNS_CACHE = False
+_CACHE_SETTINGS = {
+    "jax_compilation_cache_dir": os.environ[CACHE_VARIABLE],
+    "jax_persistent_cache_min_compile_time_secs": 0.2,
+}
+for _name, _value in _CACHE_SETTINGS.items():
+    os.environ[_name.upper()] = str(_value)  # for child processes
+    jax.config.update(_name, _value)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWNS_CACHE:
+        shutil.rmtree(os.environ[CACHE_VARIABLE], ignore_errors=True)
