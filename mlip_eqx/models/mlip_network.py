@@ -38,6 +38,10 @@ class MLIPNetwork(eqx.Module):
     ``eqx.tree_at``: a function of the network that returns a sequence of its
     sub-trees (e.g. modules). None (the default): every parameter gets decay, as
     the original library does for every network but MACE."""
+    has_readout_heads: ClassVar[bool] = False
+    """Whether the network's ``Config`` has ``num_readout_heads`` (one readout head
+    per data set, selected per structure), so that fine-tuning can add a head
+    (:func:`mlip_eqx.models.params_transfer.with_new_readout_head`)."""
     takes_paired_edges: ClassVar[bool] = False
     """Whether ``__call__`` takes ``paired_edges`` (force fields then pass the
     graph's layout). False (the default): it is called as the original

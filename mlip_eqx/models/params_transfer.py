@@ -114,16 +114,16 @@ def with_new_readout_head(
     :func:`transfer_params`; ``scale_factor`` 0 starts them at zero).
 
     Raises:
-        ValueError: The network's config has no ``num_readout_heads``, the new
+        ValueError: The network does not declare ``has_readout_heads``, the new
             info has no more data sets, or other elements or another cutoff.
     """
     network = force_field.network
     config = network.config
     old_info = force_field.dataset_info
-    if not hasattr(config, "num_readout_heads"):
+    if not network.has_readout_heads:
         raise ValueError(
-            f"with_new_readout_head: {type(config).__name__} has no "
-            "num_readout_heads; this network cannot have several heads."
+            f"with_new_readout_head: {type(network).__name__} does not declare "
+            "has_readout_heads; this network cannot have several heads."
         )
     if dataset_info.num_datasets <= old_info.num_datasets:
         raise ValueError(

@@ -14,10 +14,12 @@ from mlip_eqx.models.params_transfer import (
     ParameterTransferImpossibleError,
     transfer_params,
     with_dataset_info,
+    with_new_readout_head,
 )
 from mlip_eqx.testing.structures import some_systems
 from mlip_eqx.utils.trees import flatten_with_key_paths
 from tests.helpers.models import DATASET_INFO
+from tests.helpers.pair_network import PairNetwork
 
 CONFIG = Mace.Config(num_channels=8, l_max=1, correlation=2, num_layers=2)
 
@@ -120,4 +122,13 @@ def test_with_dataset_info_shifts_energies_by_the_new_reference_energies():
     with pytest.raises(ValueError, match="cutoff 5.0 Å instead of the model's 4.0"):
         with_dataset_info(
             ff, dataclasses.replace(DATASET_INFO, cutoff_distance_angstrom=5.0)
+        )
+
+
+def test_a_network_without_readout_heads_cannot_get_a_new_head():
+    network = PairNetwork(PairNetwork.Config(), DATASET_INFO)
+    assert not network.has_readout_heads and Mace.has_readout_heads
+    with pytest.raises(ValueError, match="PairNetwork does not declare has_readout"):
+        with_new_readout_head(
+            ForceField(network), DATASET_INFO.with_new_dataset("second")
         )

@@ -1,6 +1,7 @@
 """Configuration of the chemical-system readers: where the data is, what to load."""
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 
@@ -9,6 +10,34 @@ from mlip_eqx.utils.config import Config, ConfigError, PositiveInt
 
 PathLike = str | os.PathLike
 DatasetPaths = PathLike | Sequence[PathLike]
+
+
+def _normalise_paths(paths: object, name: str) -> list[str]:
+    """The paths as a list of str (None: empty); naming the field if one is bad."""
+    if paths is None:
+        return []
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    if not isinstance(paths, Sequence):
+        raise ConfigError(
+            f"ChemicalSystemsReaderConfig.{name}: invalid value {paths!r} (expected "
+            "a path or a list of paths)."
+        )
+    normalised = []
+    for path in paths:
+        if not isinstance(path, str | os.PathLike):
+            raise ConfigError(
+                f"ChemicalSystemsReaderConfig.{name}: invalid path {path!r} (expected "
+                "a str or os.PathLike)."
+            )
+        path = os.fspath(path)
+        if not isinstance(path, str) or not path:
+            raise ConfigError(
+                f"ChemicalSystemsReaderConfig.{name}: invalid path {path!r} (expected "
+                "a non-empty text path)."
+            )
+        normalised.append(path)
+    return normalised
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,20 +64,29 @@ class ChemicalSystemsReaderConfig(Config):
             file, the structure and the key. Use ``()`` for unlabeled inference data.
     """
 
-    train_dataset_paths: DatasetPaths
-    valid_dataset_paths: DatasetPaths | None = None
-    test_dataset_paths: DatasetPaths | None = None
+    train_dataset_paths: DatasetPaths = dataclasses.field(
+        metadata={
+            "convert": functools.partial(_normalise_paths, name="train_dataset_paths")
+        }
+    )
+    valid_dataset_paths: DatasetPaths | None = dataclasses.field(
+        default=None,
+        metadata={
+            "convert": functools.partial(_normalise_paths, name="valid_dataset_paths")
+        },
+    )
+    test_dataset_paths: DatasetPaths | None = dataclasses.field(
+        default=None,
+        metadata={
+            "convert": functools.partial(_normalise_paths, name="test_dataset_paths")
+        },
+    )
     train_num_to_load: PositiveInt | None = None
     valid_num_to_load: PositiveInt | None = None
     test_num_to_load: PositiveInt | None = None
     required_labels: tuple[str, ...] = ("energy", "forces")
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for split in ("train", "valid", "test"):
-            name = f"{split}_dataset_paths"
-            paths = _normalise_paths(getattr(self, name), name)
-            object.__setattr__(self, name, paths)
+    def __check_init__(self) -> None:
         if not self.train_dataset_paths:
             raise ConfigError(
                 f"{type(self).__name__}.train_dataset_paths: at least one path is "
@@ -60,25 +98,3 @@ class ChemicalSystemsReaderConfig(Config):
             )
         except ValueError as error:
             raise ConfigError(str(error)) from None
-
-
-def _normalise_paths(paths: object, name: str) -> list[str]:
-    if paths is None:
-        return []
-    if isinstance(paths, str | os.PathLike):
-        paths = [paths]
-    normalised = []
-    for path in paths:
-        if not isinstance(path, str | os.PathLike):
-            raise ConfigError(
-                f"ChemicalSystemsReaderConfig.{name}: invalid path {path!r} (expected "
-                "a str or os.PathLike)."
-            )
-        path = os.fspath(path)
-        if not isinstance(path, str) or not path:
-            raise ConfigError(
-                f"ChemicalSystemsReaderConfig.{name}: invalid path {path!r} (expected "
-                "a non-empty text path)."
-            )
-        normalised.append(path)
-    return normalised

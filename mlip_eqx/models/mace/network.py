@@ -172,6 +172,7 @@ class Mace(MLIPNetwork):
     """
 
     Config = MaceConfig
+    has_readout_heads = True
     takes_paired_edges = True
     weight_decay_where = staticmethod(_decayed_parts)
 

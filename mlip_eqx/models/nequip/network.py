@@ -43,6 +43,7 @@ class Nequip(MLIPNetwork):
     """
 
     Config = NequipConfig
+    has_readout_heads = True
     takes_paired_edges = True
 
     config: NequipConfig = eqx.field(static=True)

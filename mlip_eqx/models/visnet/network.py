@@ -58,6 +58,7 @@ class Visnet(MLIPNetwork):
     """
 
     Config = VisnetConfig
+    has_readout_heads = True
     takes_paired_edges = True
 
     config: VisnetConfig = eqx.field(static=True)
