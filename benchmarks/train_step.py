@@ -84,7 +84,7 @@ def main() -> None:
         ).value
         for devices in args.devices
     ]  # fmt: skip
-    print_columns(rows, "num_devices")
+    print_columns(rows, "num_devices", label="metric / devices")
     write_record(
         args.output,
         {

@@ -71,7 +71,7 @@ class Child:
                 tail = self.log.read_text(errors="replace").splitlines()[-_TAIL_LINES:]
                 raise ChildError(
                     f"{self.name} failed in a child process (exit {code}); the end "
-                    f"of its output ({self.log}):\n" + "\n".join(tail)
+                    "of its output:\n" + "\n".join(tail)
                 )
             reply = _read(Path(folder), "result")
         return ChildResult(reply["value"], reply["peak_rss_mib"], wall_s)
