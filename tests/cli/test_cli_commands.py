@@ -256,12 +256,21 @@ def test_an_earlier_run_is_resumed_or_overwritten_only_when_asked(
 
     # Overwriting starts afresh: one run's records, no leftovers of a killed one.
     (output / ".model.zip.k1ll3d.tmp").write_bytes(b"half a zip")
-    assert main(arguments + ["--overwrite"]) == 0
+    assert main(arguments + ["--overwrite", "--logger", "tensorboard"]) == 0
     assert not (output / ".model.zip.k1ll3d.tmp").exists()
     records = [
         json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()
     ]
     assert [r["category"] for r in records].count("TRAIN_METRICS") == 1
+    # --logger: the tracker got the run's records, the same as metrics.jsonl.
+    from tests.training.trackers.test_tensorboard_logger import visible_scalars
+
+    train_record = next(r for r in records if r["category"] == "TRAIN_METRICS")
+    scalars = visible_scalars(output / "tensorboard")
+    assert scalars["train/loss"] == [(1, pytest.approx(train_record["loss"]))]
+    assert json.loads((output / "config.json").read_text())["loggers"] == [
+        "tensorboard"
+    ]
     assert oct((output / "model.zip").stat().st_mode & 0o777) == "0o644"
 
 
