@@ -35,8 +35,7 @@ class TrainingIOHandlerConfig(Config):
     restore_optimizer_state: bool = False
     clear_previous_checkpoints: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         name = type(self).__name__
         if self.restore_checkpoint_if_exists and self.clear_previous_checkpoints:
             raise ConfigError(
