@@ -21,8 +21,8 @@ from mlip_eqx.inference.atoms_graphs import check_known_elements
 from mlip_eqx.inference.batched_inference import StructurePrediction, predict_dataset
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import MSELoss
+from mlip_eqx.training.epoch import evaluate
 from mlip_eqx.training.mesh import make_mesh
-from mlip_eqx.training.training_loop import evaluate
 from mlip_eqx.training.training_step import make_eval_step
 from mlip_eqx.utils.files import atomic_write
 

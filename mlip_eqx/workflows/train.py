@@ -57,8 +57,9 @@ def build_loss(settings: TrainSettings) -> Loss:
 def build_io_handler(
     settings: TrainSettings,
 ) -> tuple[TrainingIOHandler, JsonLinesLogger | None]:
-    """Checkpoints in the output directory, a metrics table on the console and
-    ``metrics.jsonl``.
+    """Checkpoints in the output directory (opened: locked, an earlier run's
+    checkpoints refused unless resuming or overwriting), a metrics table on the
+    console and ``metrics.jsonl``.
 
     Returns:
         ``(io_handler, metrics_log)``; ``metrics_log`` is None in the processes
@@ -73,6 +74,9 @@ def build_io_handler(
             clear_previous_checkpoints=settings.overwrite,
         )
     )
+    # Locks the directory (in every process, in step) and refuses an earlier
+    # run's checkpoints unless asked, before metrics.jsonl is touched.
+    io_handler.open()
     if not is_primary_process():
         return io_handler, None  # process 0 writes the records
     metrics_log = JsonLinesLogger(output_dir / "metrics.jsonl")
@@ -175,8 +179,7 @@ def train(settings: TrainSettings) -> dict[str, float]:
         io_handler=io_handler,
         should_parallelize=settings.all_devices or jax.process_count() > 1,
     )
-    # Locks the directory; refuses an earlier run's checkpoints unless asked.
-    from_scratch = loop.epoch_number == 0
+    from_scratch = loop.epoch_number == 0  # restores a checkpoint if resuming
     if primary:
         remove_stale_temporaries(output_dir)
         with atomic_write(output_dir / "config.json", "w") as file:

@@ -117,7 +117,8 @@ def start_cli_processes(output_dir, port: int, *flags: str) -> list[subprocess.P
         "--output-dir", str(output_dir), "--demo-structures", "120",
         "--epochs", "5", "--batch-size", "2", "--num-channels", "8",
         "--l-max", "1", "--num-layers", "1", "--no-plots",
-        "--coordinator", f"localhost:{port}", "--num-processes", "2", *flags,
+        "--coordinator", f"localhost:{port}", "--num-processes", "2",
+        "--heartbeat-timeout-seconds", "15", *flags,
     ]  # fmt: skip
     return [
         subprocess.Popen(
@@ -149,7 +150,7 @@ def test_killed_process_stops_the_other_and_a_restart_resumes(tmp_path):
         for process in first:
             process.kill()
     assert first[0].returncode == 1, stderr[-3000:]
-    assert stopped_after < 90  # the heartbeat timeout (60 s) bounds it
+    assert stopped_after < 45  # the heartbeat timeout (15 s) bounds it
     assert "process 0 of 2 stopped" in stderr and "--resume" in stderr, stderr[-3000:]
     saved = sorted(int(p.name) for p in (output_dir / "model").iterdir())
     assert saved and saved[-1] < 5
