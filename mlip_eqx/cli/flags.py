@@ -52,20 +52,15 @@ def field_descriptions(config_class: type) -> dict[str, str]:
     docstrings (base classes first, so a subclass's own entry wins)."""
     descriptions: dict[str, str] = {}
     for cls in reversed(config_class.__mro__):
-        lines = (inspect.cleandoc(cls.__dict__.get("__doc__") or "")).splitlines()
-        if "Attributes:" not in [line.strip() for line in lines]:
-            continue
-        start = [line.strip() for line in lines].index("Attributes:") + 1
+        doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "")
+        section = doc.partition("\nAttributes:\n")[2]
         indent, name = None, None
-        for line in lines[start:]:
+        for line in section.splitlines():
             match = _ATTRIBUTE.match(line)
-            if (
-                line.strip()
-                and indent is not None
-                and len(line) - len(line.lstrip()) < len(indent)
-            ):
-                break
-            if match and (indent is None or match.group(1) == indent):
+            depth = len(line) - len(line.lstrip())
+            if line.strip() and indent is not None and depth < len(indent):
+                break  # the end of the section
+            if match and indent in (None, match.group(1)):
                 indent, name = match.group(1), match.group(2)
                 descriptions[name] = match.group(3)
             elif name is not None and line.strip():
@@ -132,11 +127,6 @@ def _without_none(hint: Any) -> Any:
     return hint
 
 
-def flag_name(path: str) -> str:
-    """``training_loop.num_epochs`` -> ``training-loop.num-epochs``."""
-    return path.replace("_", "-")
-
-
 def add_flags(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     fields: Sequence[ConfigField],
@@ -158,11 +148,9 @@ def add_flags(
     aliases = dict(aliases or {})
     by_path = {field.path: field for field in fields}
     flags = [SettingFlag(name, paths) for name, paths in aliases.items()]
-    flags += [
-        SettingFlag(flag_name(field.path), (field.path,))
-        for field in fields
-        if flag_name(field.path) not in aliases
-    ]
+    # training_loop.num_epochs -> --training-loop.num-epochs
+    generated = [SettingFlag(f.path.replace("_", "-"), (f.path,)) for f in fields]
+    flags += [flag for flag in generated if flag.name not in aliases]
     for flag in flags:
         field = by_path[flag.paths[0]]
         has_default = field.default is not dataclasses.MISSING
