@@ -64,8 +64,10 @@ def print_rows(
 ) -> None:
     """A table with one line per row: ``columns`` are (title, key, digits); a
     float shows with its digits, an absent value as "-"."""
-    widths = [max(len(title), 8) for title, _, _ in columns]
-    print(" ".join(f"{title:>{w}s}" for (title, _, _), w in zip(columns, widths)))
-    for row in rows:
-        cells = [_cell(row.get(key), digits) for _, key, digits in columns]
-        print(" ".join(f"{cell:>{w}s}" for cell, w in zip(cells, widths)))
+    cells = [
+        [_cell(row.get(key), digits) for _, key, digits in columns] for row in rows
+    ]
+    titles = [title for title, _, _ in columns]
+    widths = [max(map(len, column)) for column in zip(titles, *cells)]
+    for line in [titles, *cells]:
+        print(" ".join(f"{cell:>{width}s}" for cell, width in zip(line, widths)))
