@@ -31,7 +31,7 @@ ORGANICS = Nequip.Config(
     "config, elements, expected",
     [
         # Counted with mlip 0.2.5's mlip.models_v1.Nequip (the 0.1 architecture)
-        # for the same config and elements (benchmarks/mlip_parity.py maps its
+        # for the same config and elements (mlip_eqx.models.convert maps its
         # weights into ours one to one).
         (ORGANICS, range(1, 16), 1_327_792),
         (Nequip.Config(), (28, 29, 47, 79), 679_664),

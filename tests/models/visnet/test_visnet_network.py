@@ -22,7 +22,7 @@ SMALL = Visnet.Config(num_layers=2, num_channels=4, num_heads=2, num_rbf=4)
     [
         # mlip's published visnet_organics_01 and mlip 0.2.5's default, 15
         # elements; counted with mlip 0.2.5's mlip.models.Visnet too
-        # (benchmarks/mlip_parity.py maps its weights into ours one to one).
+        # (mlip_eqx.models.convert maps its weights into ours one to one).
         (Visnet.Config(num_channels=128), 1_137_922),
         (Visnet.Config(), 4_512_258),
     ],
