@@ -1,5 +1,7 @@
 """The component-major messages equal e3nn's tensor products."""
 
+import functools
+
 import e3nn_jax as e3nn
 import jax
 import jax.numpy as jnp
@@ -36,17 +38,26 @@ def test_summed_messages_equal_e3nn_tensor_product(source, l_max, target):
     weights = jax.random.normal(keys[4], (num_edges, coupling.irreps.num_irreps))
     harmonics = edge_harmonics(vectors, l_max)
 
-    ours = summed_messages(coupling, features, harmonics, weights, senders, receivers)
+    # Jitted: one compilation each instead of e3nn's many eager operations.
+    @jax.jit
+    def ours_and_expected(features, harmonics, weights):
+        ours = summed_messages(
+            coupling, features, harmonics, weights, senders, receivers
+        )
+        expected = reference_messages(
+            features[senders],
+            e3nn.IrrepsArray(e3nn.Irreps.spherical_harmonics(l_max), harmonics),
+            e3nn.Irreps(target),
+        )
+        expected_sum = jax.ops.segment_sum(
+            (expected * weights).array, receivers, num_segments=num_nodes
+        )
+        return ours, expected.irreps, expected_sum
 
-    expected = reference_messages(
-        features[senders],
-        e3nn.IrrepsArray(e3nn.Irreps.spherical_harmonics(l_max), harmonics),
-        e3nn.Irreps(target),
+    ours, expected_irreps, expected_sum = ours_and_expected(
+        features, harmonics, weights
     )
-    expected_sum = jax.ops.segment_sum(
-        (expected * weights).array, receivers, num_segments=num_nodes
-    )
-    assert ours.irreps == expected.irreps == coupling.irreps
+    assert ours.irreps == expected_irreps == coupling.irreps
     np.testing.assert_allclose(ours.array, expected_sum, atol=2e-5, rtol=1e-5)
 
 
@@ -83,7 +94,7 @@ def test_gradients_equal_e3nn_tensor_product():
             forces = jax.grad(function, argnums=1)(x, vectors, w)
             return jnp.sum(forces**2)
 
-        return jax.grad(loss, argnums=(0, 1))
+        return jax.jit(jax.grad(loss, argnums=(0, 1)))
 
     for got, want in zip(
         force_loss(ours)(features.array, weights),
@@ -120,10 +131,27 @@ def test_grouped_messages_of_mixed_multiplicities_equal_e3nn(source, l_max, targ
     weights = jax.random.normal(keys[4], (num_edges, num_weights))
     harmonics = edge_harmonics(vectors, l_max)
 
-    ours = summed_grouped_messages(
-        couplings, features, harmonics, weights, senders, receivers
+    ours = jax.jit(summed_grouped_messages, static_argnums=0)(
+        tuple(couplings), features, harmonics, weights, senders, receivers
     )
+    expected, offset = expected_grouped_messages(
+        couplings, features, harmonics, weights, senders, receivers, l_max
+    )
+    assert offset == num_weights
+    got = ours.regroup()
+    for ir in {ir for ir, _ in expected}:
+        want = jnp.concatenate([x for t, x in expected if t == ir], axis=1)
+        chunk = got.filter(keep=[ir]).chunks[0]
+        np.testing.assert_allclose(chunk, want, atol=2e-5, rtol=1e-5)
 
+
+@functools.partial(jax.jit, static_argnums=(0, 6))
+def expected_grouped_messages(
+    couplings, features, harmonics, weights, senders, receivers, l_max
+):
+    """e3nn's tensor product per path, weighted by the radial weights and summed
+    over each receiver's edges (jitted: one compilation for e3nn's operations)."""
+    num_nodes = features.shape[0]
     sh = e3nn.IrrepsArray(e3nn.Irreps.spherical_harmonics(l_max), harmonics)
     expected, offset = [], 0
     for coupling in couplings:
@@ -146,9 +174,4 @@ def test_grouped_messages_of_mixed_multiplicities_equal_e3nn(source, l_max, targ
             expected.append(
                 (target_ir, jax.ops.segment_sum(weighted, receivers, num_nodes))
             )
-    assert offset == num_weights
-    got = ours.regroup()
-    for ir in {ir for ir, _ in expected}:
-        want = jnp.concatenate([x for t, x in expected if t == ir], axis=1)
-        chunk = got.filter(keep=[ir]).chunks[0]
-        np.testing.assert_allclose(chunk, want, atol=2e-5, rtol=1e-5)
+    return expected, offset
