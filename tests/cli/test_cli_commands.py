@@ -25,6 +25,8 @@ TINY = [
     "2",
     "--batch-size",
     "4",
+    "--num-layers",
+    "1",
 ]
 
 
