@@ -30,25 +30,10 @@ TINY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """A run of ``mlip-eqx train`` on the demo data (tiny MACE, 2 epochs) that
-    the evaluate, simulate and fine-tuning tests start from: its output
-    directory and its test record."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        base = tmp_path_factory.mktemp("cli")
-        monkeypatch.setenv("MLIP_EQX_CACHE_DIR", str(base / "cache"))
-        output = base / "run"
-        assert main(["train", "--output-dir", str(output), *TINY]) == 0
-        records = [
-            json.loads(line)
-            for line in (output / "metrics.jsonl").read_text().splitlines()
-        ]
-        yield output, records
-
-
-def test_train_command_writes_every_output(trained_run):
-    output, records = trained_run
+def test_train_command_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLIP_EQX_CACHE_DIR", str(tmp_path / "cache"))
+    output = tmp_path / "run"
+    assert main(["train", "--output-dir", str(output), *TINY]) == 0
     for name in (
         "config.json",
         "dataset_info.json",
@@ -62,6 +47,9 @@ def test_train_command_writes_every_output(trained_run):
     assert (output / "model").is_dir()
     with open(output / "learning_curves.png", "rb") as file:
         assert file.read(8) == b"\x89PNG\r\n\x1a\n"
+    records = [
+        json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()
+    ]
     categories = [r["category"] for r in records]
     assert categories.count("TRAIN_METRICS") == 2 and "TEST_METRICS" in categories
     test_record = next(r for r in records if r["category"] == "TEST_METRICS")
@@ -75,12 +63,14 @@ def test_train_command_writes_every_output(trained_run):
     assert restored.graph_dataset.batch_size == 4
     force_field = load_model_from_zip(Mace, output / "model.zip")
     assert force_field.config.num_channels == 8
+    check_evaluate_command(output, test_record)
+    check_simulate_command(output)
+    check_fine_tuning(output)
 
 
-def test_fine_tuning_from_a_zip_and_from_a_run(trained_run):
+def check_fine_tuning(pretrained_run):
     """``--init-from`` a model zip (frozen interactions, replayed data) and a
     run directory (last layer only); an unknown element is an error."""
-    pretrained_run, _ = trained_run
     pretrained = load_model_from_zip(Mace, pretrained_run / "model.zip")
     demo = get_demo_dataset(num_structures=24)
     output = pretrained_run.parent / "fine_tuned"
@@ -106,6 +96,7 @@ def test_fine_tuning_from_a_zip_and_from_a_run(trained_run):
     assert main(["train", "--output-dir", str(from_run), "--init-from",
                  str(pretrained_run), "--train-last-layers", "1", *TINY[:4],
                  "--no-plots"]) == 0  # fmt: skip
+    check_new_head(pretrained_run, pretrained, demo)
     oxide = pretrained_run.parent / "oxide.xyz"
     atoms = ase.io.read(demo.train_path, index=0)
     atoms.numbers[0] = 8
@@ -116,13 +107,10 @@ def test_fine_tuning_from_a_zip_and_from_a_run(trained_run):
               str(oxide), "--valid", str(oxide)])  # fmt: skip
 
 
-def test_new_head(trained_run):
+def check_new_head(pretrained_run, pretrained, demo):
     """``--new-head`` with ``--train-new-head-only``: a second head trains on
     the new data, everything else stays the pretrained model's; ``evaluate
     --head`` selects a head by name."""
-    pretrained_run, _ = trained_run
-    pretrained = load_model_from_zip(Mace, pretrained_run / "model.zip")
-    demo = get_demo_dataset(num_structures=24)
     output = pretrained_run.parent / "new_head"
     assert main(["train", "--output-dir", str(output), "--init-from",
                  str(pretrained_run / "model.zip"), "--new-head", "compressed",
@@ -151,10 +139,9 @@ def test_new_head(trained_run):
               str(demo.test_path), "--head", "pbe"])  # fmt: skip
 
 
-def test_simulate_command(trained_run):
+def check_simulate_command(output):
     """``mlip-eqx simulate`` with both engines on a demo cell writes a readable
     trajectory of every snapshot and the plot."""
-    output, _ = trained_run
     demo_cell = ase.io.read(get_demo_dataset(num_structures=24).test_path, index=0)
     for engine, atoms in (("ase", demo_cell), ("jax-md", demo_cell)):
         structure = output / f"cell_{engine}.xyz"
@@ -175,11 +162,9 @@ def test_simulate_command(trained_run):
               str(output / "missing.xyz")])  # fmt: skip
 
 
-def test_evaluate_command(trained_run):
+def check_evaluate_command(output, test_record):
     """``mlip-eqx evaluate`` on the run's test set repeats its test metrics and
     writes the predictions of every structure."""
-    output, records = trained_run
-    test_record = next(r for r in records if r["category"] == "TEST_METRICS")
     demo = get_demo_dataset(num_structures=24)
     assert main(["evaluate", "--model", str(output / "model.zip"), "--data",
                  str(demo.test_path)]) == 0  # fmt: skip
