@@ -107,6 +107,9 @@ class ChemicalSystem(eqx.Module):
             a single data set.
         source: Where the structure came from, e.g. ``"data.xyz, frame 3"``; used in
             error messages.
+        config_type: The kind of structure the data set says it is (extxyz
+            info key ``config_type``, e.g. "MD" or "IsolatedAtom"), or None.
+            Selects per-kind loss weights and marks isolated atoms.
         atomic_species: Features of each atom, shape [n_atoms] or [n_atoms,
             n_features], or None: the original library's (0.1) field, kept for
             code that sets it. Not used to build graphs: species indices come
@@ -141,6 +144,7 @@ class ChemicalSystem(eqx.Module):
     weight: float = eqx.field(default=1.0, converter=float)
     dataset_idx: int = eqx.field(default=0, converter=int)
     source: str = eqx.field(static=True, default="structure")
+    config_type: str | None = eqx.field(static=True, default=None)
     atomic_species: np.ndarray | None = eqx.field(
         default=None, converter=_as_optional_array
     )
@@ -213,6 +217,10 @@ class ChemicalSystem(eqx.Module):
         if self.dataset_idx < 0:
             raise InvalidStructureError(
                 f"{source}: dataset_idx must be >= 0, got {self.dataset_idx}."
+            )
+        if self.config_type is not None and not isinstance(self.config_type, str):
+            raise InvalidStructureError(
+                f"{source}: config_type must be a string, got {self.config_type!r}."
             )
         if np.any(self.pbc):
             periodic_vectors = self.cell[np.asarray(self.pbc)]

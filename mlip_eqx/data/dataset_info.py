@@ -39,6 +39,9 @@ class DatasetInfo:
         dataset_name: Name of the data set, or one name per data set (a tuple;
             lists are accepted); None: unnamed (a single data set). Inference
             and the ASE calculator select a head by this name.
+        atomic_energies_source: Where the E0s came from, in words (e.g. "least
+            squares", "isolated atoms in iso_atoms.xyz", "given"), or None if
+            unknown (infos written before this field existed).
     """
 
     # Lists are accepted and stored as tuples (see __post_init__).
@@ -49,6 +52,7 @@ class DatasetInfo:
     scaling_mean: float = 0.0
     scaling_stdev: float = 1.0
     dataset_name: str | Sequence[str] | None = None
+    atomic_energies_source: str | None = None
 
     def __post_init__(self) -> None:
         is_multi = isinstance(self.atomic_energies_map, (list, tuple))
@@ -81,6 +85,12 @@ class DatasetInfo:
             "dataset_name",
             _checked_names(self.dataset_name, len(checked) if is_multi else None),
         )
+        source = self.atomic_energies_source
+        if source is not None and not (isinstance(source, str) and source):
+            raise ValueError(
+                "DatasetInfo.atomic_energies_source must be a non-empty string or "
+                f"None, got {source!r}."
+            )
         for name in ("cutoff_distance_angstrom", "avg_num_neighbors", "scaling_stdev"):
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
@@ -102,6 +112,7 @@ class DatasetInfo:
                 self.scaling_mean,
                 self.scaling_stdev,
                 self.dataset_name,
+                self.atomic_energies_source,
             )
         )
 
@@ -192,8 +203,13 @@ class DatasetInfo:
             else f"{self.avg_r_min_angstrom:.3f} Å"
         )
         name = "" if self.dataset_name is None else f"data sets: {self.dataset_name}, "
+        source = (
+            ""
+            if self.atomic_energies_source is None
+            else f" (from {self.atomic_energies_source})"
+        )
         return (
-            f"DatasetInfo({name}atomic energies: {atomic}, "
+            f"DatasetInfo({name}atomic energies{source}: {atomic}, "
             f"cutoff: {self.cutoff_distance_angstrom:.3f} Å, "
             f"avg. neighbours: {self.avg_num_neighbors:.3f}, avg. r_min: {r_min}, "
             f"scaling mean: {self.scaling_mean:.4f} eV, "
@@ -212,8 +228,10 @@ class DatasetInfo:
         as_dict["atomic_energies_map"] = maps if multi else maps[0]
         if isinstance(self.dataset_name, tuple):
             as_dict["dataset_name"] = list(self.dataset_name)
-        if self.dataset_name is None:
-            del as_dict["dataset_name"]  # readable by versions without the field
+        # Readable by versions without these fields when they are unset.
+        for optional in ("dataset_name", "atomic_energies_source"):
+            if as_dict[optional] is None:
+                del as_dict[optional]
         return as_dict
 
     @classmethod
@@ -317,9 +335,14 @@ def fit_atomic_energies(
 ) -> dict[int, float]:
     """Least-squares fit of per-element energies E0 to the labelled total energies.
 
-    Exact when every energy is a sum of per-element constants. Elements whose E0 is
-    not determined by the data (e.g. always present in a fixed ratio with another)
-    get the minimum-norm solution.
+    Exact when every energy is a sum of per-element constants. When the data do
+    not determine every E0 (e.g. a molecule data set: one composition, so only
+    the sum of its atoms' E0 is known), a warning names the undetermined
+    elements, and of all least-squares solutions the one closest to an equal E0
+    for every element is chosen (closest to m·(1, ..., 1) with m the mean
+    energy per atom): a single composition gets E0 = m for every element. Data
+    that determine every E0 give the unique least-squares solution. Elements in
+    no labelled structure get 0.
 
     Args:
         graphs: Unpadded single-structure graphs (species index into
@@ -337,8 +360,44 @@ def fit_atomic_energies(
         [np.bincount(g.species, minlength=len(atomic_numbers)) for g in labelled]
     ).astype(np.float64)
     energies = np.array([float(g.energy[0]) for g in labelled])
-    e0, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    present = np.flatnonzero(counts.sum(axis=0) > 0)
+    counts = counts[:, present]
+    e0 = np.zeros(len(atomic_numbers))
+    undetermined = _undetermined_columns(counts)
+    if not undetermined.size:
+        e0[present], *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    else:
+        # The least-squares solutions are x0 + null space; the one closest to
+        # m·1 is m·1 plus the minimum-norm solution for the energies minus m·n.
+        mean = energies.sum() / counts.sum()
+        shift, *_ = np.linalg.lstsq(counts, energies - mean * counts.sum(1), rcond=None)
+        e0[present] = mean + shift
+        names = ", ".join(
+            chemical_symbols[int(atomic_numbers[present[i]])] for i in undetermined
+        )
+        logger.warning(
+            "The training energies do not determine the reference energies (E0) of "
+            "%s (too few different compositions for a least-squares fit): they are "
+            "set to the least-squares solution closest to an equal E0 for every "
+            "element (%.4f eV, the mean energy per atom). Give the isolated-atom "
+            "energies (--isolated-atoms FILE, or one-atom frames in the training "
+            "files) or an explicit map (--atomic-energies).",
+            names,
+            mean,
+        )
     return {int(z): float(e) for z, e in zip(atomic_numbers, e0)}
+
+
+def _undetermined_columns(matrix: np.ndarray) -> np.ndarray:
+    """Indices of the unknowns of ``matrix @ x = b`` that least squares does not
+    determine (their unit vectors are not in the row space of ``matrix``)."""
+    _, singular_values, vh = np.linalg.svd(matrix, full_matrices=True)
+    tolerance = max(matrix.shape) * np.finfo(np.float64).eps * singular_values.max()
+    rank = int(np.sum(singular_values > tolerance))
+    null_space = vh[rank:]  # rows: an orthonormal basis of the null space
+    if not null_space.size:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.linalg.norm(null_space, axis=0) > 1e-8)
 
 
 def average_num_neighbours(graphs: Sequence[Graph]) -> float:

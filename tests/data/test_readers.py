@@ -813,10 +813,16 @@ def test_ase_atoms_reader_keys_and_errors():
             stress_key="s",
             required_labels=(),
         ).load()
+    # A one-atom structure needs no forces (they are zero); two atoms do.
+    [one_atom], _, _ = ASEAtomsReader([atoms], energy_key="e").load()
+    assert one_atom.energy == 1.5 and one_atom.forces is None
+    two_atoms = atoms + ase.Atoms("H", positions=[[1.0, 0, 0]])
     with pytest.raises(
-        MissingLabelError, match=r"train atoms\[0\]: required label 'forces'"
+        MissingLabelError,
+        match=r"train atoms\[0\]: required label 'forces'.*The structure has info "
+        r"keys 'e', 's'; arrays keys 'numbers', 'positions'; calculator results none",
     ):
-        ASEAtomsReader([atoms], energy_key="e").load()
+        ASEAtomsReader([two_atoms], energy_key="e").load()
     forces_atoms = atoms.copy()
     forces_atoms.arrays["REF_forces"] = np.zeros((1, 3))
     with pytest.raises(

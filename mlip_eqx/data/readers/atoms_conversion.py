@@ -3,8 +3,13 @@
 from collections.abc import Sequence
 
 import ase
+import numpy as np
 
-from mlip_eqx.data.chemical_system import ChemicalSystem, check_finite
+from mlip_eqx.data.chemical_system import (
+    ChemicalSystem,
+    InvalidStructureError,
+    check_finite,
+)
 from mlip_eqx.data.readers.labels import (
     MissingLabelError,
     check_label_magnitudes,
@@ -28,6 +33,7 @@ OPTIONAL_LABEL_KEYS = (
     "spin_multiplicity",
     "dipole_moment",
 )
+CONFIG_TYPE_KEY = "config_type"
 
 
 def atoms_to_chemical_system(
@@ -52,7 +58,10 @@ def atoms_to_chemical_system(
     "weight", else 1.0. The optional labels ``partial_charges`` (e),
     ``charge`` (e), ``spin_multiplicity`` and ``dipole_moment`` (e·Å) are taken
     from ``atoms.arrays`` or ``atoms.info`` under those names, as the original
-    library does.
+    library does. The info key "config_type" (a string), if present, becomes
+    the structure's ``config_type``. A one-atom structure needs no forces even
+    if they are required (they are zero by translation invariance; isolated-atom
+    frames usually have none).
 
     Args:
         atoms: The structure; positions in Å, cell and pbc are taken from it.
@@ -69,7 +78,8 @@ def atoms_to_chemical_system(
         The structure; labels that are not found are None.
 
     Raises:
-        MissingLabelError: A required label (or an explicit weight key) is missing.
+        MissingLabelError: A required label (or an explicit weight key) is
+            missing; the message lists the keys the structure has.
         InvalidStructureError: A value is malformed (NaN, wrong shape, ...), or a
             label is beyond the limits of :func:`check_label_magnitudes`.
     """
@@ -77,6 +87,8 @@ def atoms_to_chemical_system(
     # the atoms with the calculator's copy, and NaN != NaN).
     check_finite("positions", atoms.positions, source)
     check_finite("cell", atoms.cell.array, source)
+    if len(atoms) == 1:
+        required_labels = [label for label in required_labels if label != "forces"]
     energy, energy_where = _find_label(
         atoms, "energy", energy_key, source, required_labels
     )
@@ -96,6 +108,7 @@ def atoms_to_chemical_system(
         pbc=atoms.pbc,
         weight=_find_weight(atoms, weight_key, source),
         source=source,
+        config_type=_config_type(atoms, source),
         **_optional_labels(atoms, source),
     )
     check_label_magnitudes(
@@ -126,9 +139,41 @@ def _find_label(
         tried = ", ".join(repr(name) for name in keys)
         raise MissingLabelError(
             f"{source}: required label '{label}' is missing (looked for {store_name} "
-            f"key(s) {tried} and a calculator result '{calculator_name}')."
+            f"key(s) {tried} and a calculator result '{calculator_name}'). "
+            f"{available_keys(atoms)}"
         )
     return None, ""
+
+
+def available_keys(atoms: ase.Atoms) -> str:
+    """The keys ``atoms`` holds (info, arrays, calculator results), in words."""
+    results = getattr(atoms.calc, "results", None) or {}
+    listed = (
+        ("info keys", sorted(atoms.info)),
+        ("arrays keys", sorted(atoms.arrays)),
+        ("calculator results", sorted(results)),
+    )
+    return (
+        "The structure has "
+        + "; ".join(
+            f"{what} {', '.join(map(repr, keys)) if keys else 'none'}"
+            for what, keys in listed
+        )
+        + "."
+    )
+
+
+def _config_type(atoms: ase.Atoms, source: str) -> str | None:
+    """The info key ``config_type`` as a string (an integer is written out, as
+    ``ase.io`` reads ``config_type=300`` as one), or None if absent."""
+    value = atoms.info.get(CONFIG_TYPE_KEY)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidStructureError(
+        f"{source}, info key '{CONFIG_TYPE_KEY}': expected a string, got {value!r}."
+    )
 
 
 def _calculator_result(atoms: ase.Atoms, name: str) -> object:

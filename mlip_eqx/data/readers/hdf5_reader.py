@@ -2,7 +2,7 @@
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import final
 
 import h5py
@@ -41,7 +41,9 @@ class Hdf5Reader(ChemicalSystemsReader):
     The original library's optional labels are read where present: the dataset
     ``partial_charges`` [n_atoms] (e), the attributes ``charge`` (e) and
     ``spin_multiplicity``, and ``dipole_moment`` [3] (e·Å, an attribute or a
-    dataset).
+    dataset). A string attribute ``config_type`` becomes the structure's
+    ``config_type``. The label names can be changed (``energy_key``,
+    ``forces_key``, ``stress_key``); a one-atom structure needs no forces.
     Groups are read in the file's iteration order (alphabetical by name unless the
     file tracks creation order); other top-level items are ignored; other datasets
     and attributes of a group are ignored.
@@ -51,6 +53,10 @@ class Hdf5Reader(ChemicalSystemsReader):
         self,
         config: ChemicalSystemsReaderConfig,
         data_download_fun: DataDownloadFun | None = None,
+        *,
+        energy_key: str | None = None,
+        forces_key: str | None = None,
+        stress_key: str | None = None,
     ):
         """Creates the reader; nothing is read before :meth:`load`.
 
@@ -58,9 +64,17 @@ class Hdf5Reader(ChemicalSystemsReader):
             config: The paths, per-path limits and required labels.
             data_download_fun: If given, ``(source, target)`` downloads each path to
                 a local temporary file that is read instead.
+            energy_key: Attribute of the energy in eV (None: "energy").
+            forces_key: Dataset of the forces in eV/Å (None: "forces").
+            stress_key: Dataset of the stress in eV/Å³ (None: "stress").
         """
         self.config = config
         self.data_download_fun = data_download_fun
+        self.label_keys = {
+            "energy": energy_key or "energy",
+            "forces": forces_key or "forces",
+            "stress": stress_key or "stress",
+        }
 
     def load(self) -> ChemicalSystemSplits:
         """Reads all files of the config.
@@ -69,7 +83,9 @@ class Hdf5Reader(ChemicalSystemsReader):
             The training, validation and test structures, in this order.
         """
         read_file = functools.partial(
-            read_hdf5_file, required_labels=self.config.required_labels
+            read_hdf5_file,
+            required_labels=self.config.required_labels,
+            label_keys=self.label_keys,
         )
         return load_splits_from_files(self.config, read_file, self.data_download_fun)
 
@@ -80,6 +96,7 @@ def read_hdf5_file(
     num_to_load: int | None,
     *,
     required_labels: Sequence[str],
+    label_keys: Mapping[str, str] | None = None,
 ) -> list[ChemicalSystem]:
     """Reads the first ``num_to_load`` structure groups (all for None) of an HDF5 file.
 
@@ -88,6 +105,8 @@ def read_hdf5_file(
         source: The path as the user named it, for error messages.
         num_to_load: Maximum number of structures to read, or None for all.
         required_labels: Labels each structure must have.
+        label_keys: The attribute of "energy" and the datasets of "forces" and
+            "stress" (each defaults to the label's name).
 
     Raises:
         ValueError: The file is not HDF5, is corrupt, is empty (0 bytes or only
@@ -109,9 +128,11 @@ def read_hdf5_file(
         names = [name for name in file if file.get(name, getclass=True) is h5py.Group]
         if not names:
             raise ValueError(f"{source}: the file contains no structure groups.")
+        keys = {label: label for label in ("energy", "forces", "stress")}
+        keys.update(label_keys or {})
         return [
             _group_to_chemical_system(
-                file[name], f"{source}, group '{name}'", required_labels
+                file[name], f"{source}, group '{name}'", required_labels, keys
             )
             for name in track(names[:num_to_load], f"Reading {source}")
         ]
@@ -140,33 +161,48 @@ def _hdf5_errors(where: str, error_type: type[ValueError]) -> Iterator[None]:
 
 
 def _group_to_chemical_system(
-    group: h5py.Group, source: str, required_labels: Sequence[str]
+    group: h5py.Group,
+    source: str,
+    required_labels: Sequence[str],
+    keys: Mapping[str, str],
 ) -> ChemicalSystem:
     with _hdf5_errors(source, InvalidStructureError):
-        system = _read_group(group, source, required_labels)
+        system = _read_group(group, source, required_labels, keys)
     check_label_magnitudes(
         system,
         {
-            "energy": f"{source}, attribute 'energy'",
-            "forces": f"{source}, dataset 'forces'",
-            "stress": f"{source}, dataset 'stress'",
+            "energy": f"{source}, attribute '{keys['energy']}'",
+            "forces": f"{source}, dataset '{keys['forces']}'",
+            "stress": f"{source}, dataset '{keys['stress']}'",
         },
     )
     return system
 
 
 def _read_group(
-    group: h5py.Group, source: str, required_labels: Sequence[str]
+    group: h5py.Group,
+    source: str,
+    required_labels: Sequence[str],
+    keys: Mapping[str, str],
 ) -> ChemicalSystem:
+    if "elements" in group and group["elements"].shape == (1,):
+        required_labels = [label for label in required_labels if label != "forces"]
+    for label in required_labels:
+        is_attribute = label == "energy"
+        if keys[label] not in (group.attrs if is_attribute else group):
+            kind = "attribute" if is_attribute else "dataset"
+            raise MissingLabelError(
+                f"{source}: required label '{label}' is missing ({kind} "
+                f"'{keys[label]}'). The group has attributes {_listed(group.attrs)}; "
+                f"datasets {_listed(group)}."
+            )
     energy = None
-    if "energy" in group.attrs:
-        energy = scalar(group.attrs["energy"], f"{source}, attribute 'energy'")
-    elif "energy" in required_labels:
-        raise MissingLabelError(
-            f"{source}: required label 'energy' is missing (attribute 'energy')."
+    if keys["energy"] in group.attrs:
+        energy = scalar(
+            group.attrs[keys["energy"]], f"{source}, attribute '{keys['energy']}'"
         )
-    forces = _dataset(group, "forces", source, required="forces" in required_labels)
-    stress = _dataset(group, "stress", source, required="stress" in required_labels)
+    forces = _dataset(group, keys["forces"], source, required=False)
+    stress = _dataset(group, keys["stress"], source, required=False)
     cell = _dataset(group, "cell", source, required=False)
     pbc = _dataset(group, "pbc", source, required=False, kinds="biu")
     weight = 1.0
@@ -181,13 +217,33 @@ def _read_group(
         forces=forces,
         stress=None
         if stress is None
-        else stress_as_3x3(stress, f"{source}, dataset 'stress'"),
+        else stress_as_3x3(stress, f"{source}, dataset '{keys['stress']}'"),
         cell=np.zeros((3, 3)) if cell is None else cell,
         pbc=np.zeros(3, dtype=bool) if pbc is None else pbc,
         weight=weight,
         source=source,
+        config_type=_config_type(group, source),
         **_optional_labels(group, source),
     )
+
+
+def _listed(keys: Iterable[str]) -> str:
+    names = sorted(keys)
+    return ", ".join(repr(name) for name in names) if names else "none"
+
+
+def _config_type(group: h5py.Group, source: str) -> str | None:
+    """The attribute ``config_type`` as a string, or None if absent."""
+    if "config_type" not in group.attrs:
+        return None
+    value = group.attrs["config_type"]
+    if isinstance(value, bytes):
+        value = value.decode()
+    if not isinstance(value, str):
+        raise InvalidStructureError(
+            f"{source}, attribute 'config_type': expected a string, got {value!r}."
+        )
+    return value
 
 
 def _optional_labels(group: h5py.Group, source: str) -> dict[str, object]:
@@ -211,10 +267,6 @@ def _dataset(
     if key not in group:
         if not required:
             return None
-        if key in ("forces", "stress"):
-            raise MissingLabelError(
-                f"{source}: required label '{key}' is missing (dataset '{key}')."
-            )
         raise InvalidStructureError(f"{source}: dataset '{key}' is missing.")
     with _hdf5_errors(where, InvalidStructureError):
         item = group[key]
