@@ -1,5 +1,6 @@
 """Data: structures, readers, graph datasets and dataset statistics."""
 
+from mlip_eqx.data.atomic_energies import AtomicEnergiesError
 from mlip_eqx.data.chemical_system import ChemicalSystem, InvalidStructureError
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.data.graph_dataset import (
@@ -13,6 +14,7 @@ from mlip_eqx.data.graph_dataset_builder import (
     GraphDatasetBuilderConfig,
     UnseenElementsError,
 )
+from mlip_eqx.data.isolated_atoms import IsolatedAtomError
 from mlip_eqx.data.readers import (
     ASEAtomsReader,
     ChemicalSystemsReader,
@@ -26,6 +28,7 @@ from mlip_eqx.data.readers import (
 
 __all__ = [
     "ASEAtomsReader",
+    "AtomicEnergiesError",
     "ChemicalSystem",
     "ChemicalSystemsReader",
     "ChemicalSystemsReaderConfig",
@@ -38,6 +41,7 @@ __all__ = [
     "GraphDatasetBuilderConfig",
     "Hdf5Reader",
     "InvalidStructureError",
+    "IsolatedAtomError",
     "MissingLabelError",
     "PaddingEfficiency",
     "ReplayReader",

@@ -1,14 +1,21 @@
 """GraphDatasetBuilder: from a reader to train/validation/test GraphDatasets."""
 
-import dataclasses
 import logging
-from collections.abc import Collection, Sequence
-from typing import Literal
+from collections.abc import Collection, Mapping, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from mlip_eqx.data.atomic_energies import (
+    LEAST_SQUARES,
+    atomic_energies_by_number,
+    atomic_energies_table,
+    graphs_of_dataset,
+    reference_atomic_energies,
+    subtract_atomic_energies,
+    with_refitted_atomic_energies,
+)
 from mlip_eqx.data.chemical_system import ChemicalSystem
 from mlip_eqx.data.dataset_info import (
     DatasetInfo,
@@ -18,11 +25,19 @@ from mlip_eqx.data.dataset_info import (
     rms_forces_scaling,
 )
 from mlip_eqx.data.graph_creation import (
-    DEFAULT_MIN_INTERATOMIC_DISTANCE,
     graph_from_chemical_system,
     species_table,
 )
 from mlip_eqx.data.graph_dataset import GraphDataset
+from mlip_eqx.data.graph_dataset_builder_config import (
+    GraphDatasetBuilderConfig as GraphDatasetBuilderConfig,
+)
+from mlip_eqx.data.isolated_atoms import (
+    check_isolated_atoms,
+    isolated_atom_energies,
+    isolated_atoms_origin,
+    split_isolated_atoms,
+)
 from mlip_eqx.data.readers import ChemicalSystemsReader
 from mlip_eqx.data.split_selection import (
     UnseenElementsError as UnseenElementsError,
@@ -34,14 +49,6 @@ from mlip_eqx.data.split_selection import (
     hold_out_validation,
 )
 from mlip_eqx.graph.graph import Graph
-from mlip_eqx.utils.config import (
-    Config,
-    Fraction,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-)
 from mlip_eqx.utils.progress import track
 
 logger = logging.getLogger("mlip_eqx")
@@ -49,68 +56,6 @@ logger = logging.getLogger("mlip_eqx")
 
 class DatasetsHaveNotBeenProcessedError(RuntimeError):
     """Raised when results are read before ``prepare_datasets()`` ran."""
-
-
-@dataclasses.dataclass(frozen=True)
-class GraphDatasetBuilderConfig(Config):
-    """Settings of graph construction and batching.
-
-    Attributes:
-        graph_cutoff_angstrom: Neighbour cutoff in Å.
-        min_interatomic_distance_angstrom: A structure with two atoms closer than
-            this (in Å; a periodic image of an atom, or of the atom itself, counts)
-            is an error naming the structure and the atoms; 0 turns the check off.
-        max_n_node: If set, a batch holds at most ``batch_size * max_n_node``
-            atoms (a memory limit; batches of large structures then hold fewer
-            structures), and a structure with more is an error naming it. None:
-            no limit, every structure of every split fits.
-        max_n_edge: If set, a batch holds at most ``2 * batch_size * max_n_edge``
-            directed edges (``max_n_edge`` counts neighbour pairs, as in the
-            original library). None: no limit.
-        batch_size: Maximum number of structures per batch.
-        max_batch_shapes: Largest number of padded batch shapes per split: the
-            structures are bucketed by size, one shape per bucket, and the jitted
-            steps compile once per shape (1: one shape for all structures).
-        target_padding_efficiency: The fewest shapes whose node and edge padding
-            efficiencies (real / padded) both reach this are used.
-        num_batch_prefetch: Batches prepared ahead on a background thread (0: none).
-        use_formation_energies: Subtract the fitted E0s from all energy labels (then
-            the model should use zero atomic energies).
-        avg_num_neighbors: Use this instead of computing it from the training set.
-        avg_r_min_angstrom: Use this instead of computing it from the training set.
-        validation_fraction: Fraction of the training structures held out for
-            validation when the reader gives no validation data. The default 0
-            holds out nothing (as the original library): the validation split is
-            then empty (a warning says so), and evaluating it in the training
-            loop is an error; give validation data or set e.g. 0.1.
-        split_seed: Seed of that hold-out split.
-        shuffle_seed: Seed of the per-epoch shuffling of the training set.
-        strict_elements: If True, validation/test structures with elements absent
-            from the training set raise an error; if False they are dropped with a
-            warning.
-        energy_scaling: "none" (scaling mean 0 eV, stdev 1 eV, as in the original
-            library) or "rms_forces" (mean per-atom energy after E0 and the RMS of
-            the force components, as MACE's rms_forces_scaling).
-    """
-
-    graph_cutoff_angstrom: PositiveFloat = 5.0
-    min_interatomic_distance_angstrom: NonNegativeFloat = (
-        DEFAULT_MIN_INTERATOMIC_DISTANCE
-    )
-    max_n_node: PositiveInt | None = None
-    max_n_edge: PositiveInt | None = None
-    batch_size: PositiveInt = 16
-    max_batch_shapes: PositiveInt = 6
-    target_padding_efficiency: Fraction = 0.9
-    num_batch_prefetch: NonNegativeInt = 1
-    use_formation_energies: bool = False
-    avg_num_neighbors: PositiveFloat | None = None
-    avg_r_min_angstrom: PositiveFloat | None = None
-    validation_fraction: Fraction = 0.0
-    split_seed: int = 42
-    shuffle_seed: int = 42
-    strict_elements: bool = False
-    energy_scaling: Literal["none", "rms_forces"] = "none"
 
 
 class GraphDatasetBuilder:
@@ -132,6 +77,10 @@ class GraphDatasetBuilder:
         config: GraphDatasetBuilderConfig | None = None,
         dataset_info: DatasetInfo | None = None,
         refit_atomic_energies: bool | Collection[int] = False,
+        *,
+        atomic_energies: Mapping[str, float] | Mapping[int, float] | None = None,
+        atomic_energies_source: str = "given",
+        isolated_atoms: Sequence[ChemicalSystem] = (),
     ):
         """Constructor.
 
@@ -148,6 +97,22 @@ class GraphDatasetBuilder:
                 DFT setup). True refits every data set that has training
                 structures (each on its own, by ``dataset_idx``); a collection
                 of data set indices refits those.
+            atomic_energies: Reference energies {element: E0 in eV} (symbols or
+                atomic numbers) to use instead of a least-squares fit, for every
+                data set; they win over isolated atoms' energies. Each element of
+                the training data needs an E0 (from here or an isolated atom);
+                E0s of other elements are not used. Not with ``dataset_info``.
+            atomic_energies_source: Where ``atomic_energies`` come from, in
+                words, recorded in the DatasetInfo (e.g. "given in e0.json").
+            isolated_atoms: Isolated atoms (one atom each, no periodic images
+                within the cutoff, e.g. read from a file of them) whose energies
+                are the E0s of their elements.
+
+        Isolated atoms in the reader's splits (one-atom structures that see no
+        periodic image within the cutoff, see
+        :func:`~mlip_eqx.data.isolated_atoms.split_isolated_atoms`) are taken
+        out of the splits; those of the training split give E0s too. Without
+        given or isolated-atom E0s, they are fitted by least squares.
 
         Every structure's ``dataset_idx`` must name a data set: one of
         ``dataset_info``'s, or, when the info is computed, one with training
@@ -171,6 +136,19 @@ class GraphDatasetBuilder:
                 f"dataset_info has cutoff {dataset_info.cutoff_distance_angstrom} Å "
                 f"but graph_cutoff_angstrom is {self._config.graph_cutoff_angstrom} Å."
             )
+        if dataset_info is not None and atomic_energies is not None:
+            raise ValueError(
+                "atomic_energies and dataset_info exclude each other: the E0s of a "
+                "given DatasetInfo are used (or refitted, refit_atomic_energies)."
+            )
+        self._atomic_energies = (
+            None
+            if atomic_energies is None
+            else atomic_energies_by_number(atomic_energies, atomic_energies_source)
+        )
+        self._atomic_energies_source = atomic_energies_source
+        check_isolated_atoms(isolated_atoms, self._config.graph_cutoff_angstrom)
+        self._isolated_atoms = list(isolated_atoms)
         self._dataset_info: DatasetInfo | None = None
         self._splits: tuple[GraphDataset, GraphDataset, GraphDataset] | None = None
 
@@ -239,6 +217,13 @@ class GraphDatasetBuilder:
         """Loads the structures, builds graphs, DatasetInfo and batched datasets."""
         config = self._config
         train, validation, test = self._reader.load()
+        cutoff = config.graph_cutoff_angstrom
+        train, isolated = split_isolated_atoms(train, cutoff, "train")
+        validation, test = (
+            _without_isolated_atoms(systems, cutoff, split)
+            for systems, split in ((validation, "validation"), (test, "test"))
+        )
+        isolated = [*self._isolated_atoms, *isolated]
         if not train:
             raise ValueError("The reader returned no training structures.")
         if not validation and config.validation_fraction > 0:
@@ -295,24 +280,15 @@ class GraphDatasetBuilder:
             check_dataset_indices(systems, split, num_datasets)
         if self._given_dataset_info is None:
             self._dataset_info = self._compute_dataset_info(
-                train_graphs, elements, num_datasets
-            )
-        elif self._refit_atomic_energies is not False:
-            refitted = (
-                range(num_datasets)
-                if self._refit_atomic_energies is True
-                else self._refit_atomic_energies
-            )
-            self._dataset_info = _with_refitted_atomic_energies(
-                self._given_dataset_info, train_graphs, refitted
+                train_graphs, elements, num_datasets, isolated
             )
         else:
-            self._dataset_info = self._given_dataset_info
+            self._dataset_info = self._given_or_refitted_info(train_graphs, isolated)
         logger.info("%s", self._dataset_info)
         if config.use_formation_energies:
             e0 = atomic_energies_table(self._dataset_info)
             train_graphs, validation_graphs, test_graphs = (
-                [_subtract_atomic_energies(g, e0) for g in graphs]
+                [subtract_atomic_energies(g, e0) for g in graphs]
                 for graphs in (train_graphs, validation_graphs, test_graphs)
             )
 
@@ -324,14 +300,39 @@ class GraphDatasetBuilder:
             batched_dataset(test_graphs, config, False, [s.source for s in test]),
         )
 
+    def _given_or_refitted_info(
+        self, train_graphs: list[Graph], isolated: list[ChemicalSystem]
+    ) -> DatasetInfo:
+        """The given DatasetInfo, its E0 refitted as asked."""
+        info = self._given_dataset_info
+        if isolated:
+            logger.warning(
+                "The %d isolated atoms (%s) are not used: the E0s of the given "
+                "DatasetInfo are.",
+                len(isolated),
+                isolated_atoms_origin(isolated),
+            )
+        if self._refit_atomic_energies is False:
+            return info
+        refitted = (
+            range(info.num_datasets)
+            if self._refit_atomic_energies is True
+            else self._refit_atomic_energies
+        )
+        return with_refitted_atomic_energies(info, train_graphs, refitted)
+
     def _compute_dataset_info(
-        self, train_graphs: list[Graph], elements: list[int], num_datasets: int
+        self,
+        train_graphs: list[Graph],
+        elements: list[int],
+        num_datasets: int,
+        isolated: list[ChemicalSystem],
     ) -> DatasetInfo:
         config = self._config
         empty = [
             index
             for index in range(num_datasets)
-            if not _graphs_of_dataset(train_graphs, index)
+            if not graphs_of_dataset(train_graphs, index)
         ]
         if empty:
             raise ValueError(
@@ -339,13 +340,28 @@ class GraphDatasetBuilder:
                 f"data set {num_datasets - 1} exist: number the data sets 0, 1, ... "
                 "without gaps (ChemicalSystem.dataset_idx)."
             )
-        per_dataset = [
-            fit_atomic_energies(_graphs_of_dataset(train_graphs, index), elements)
-            for index in range(num_datasets)
-        ]
+        reference = reference_atomic_energies(
+            elements,
+            self._atomic_energies,
+            self._atomic_energies_source,
+            isolated_atom_energies(isolated),
+            isolated_atoms_origin(isolated),
+        )
+        if reference is None:
+            source = LEAST_SQUARES
+            per_dataset = [
+                fit_atomic_energies(graphs_of_dataset(train_graphs, index), elements)
+                for index in range(num_datasets)
+            ]
+        else:
+            energies, source = reference
+            per_dataset = [energies] * num_datasets
         atomic_energies = per_dataset[0] if num_datasets == 1 else tuple(per_dataset)
         scaling_mean, scaling_stdev = 0.0, 1.0
-        if config.energy_scaling == "rms_forces":
+        energy_scaling = config.energy_scaling
+        if energy_scaling == "auto":
+            energy_scaling = "none" if reference is None else "rms_forces"
+        if energy_scaling == "rms_forces":
             table = np.array([list(energies.values()) for energies in per_dataset])
             scaling_mean, scaling_stdev = rms_forces_scaling(train_graphs, table)
         return DatasetInfo(
@@ -359,6 +375,7 @@ class GraphDatasetBuilder:
             ),
             scaling_mean=scaling_mean,
             scaling_stdev=scaling_stdev,
+            atomic_energies_source=source,
         )
 
 
@@ -400,57 +417,6 @@ def batched_dataset(
     )
 
 
-def atomic_energies_table(dataset_info: DatasetInfo) -> np.ndarray:
-    """The E0 of every data set and species in eV, [num_datasets, num_elements]."""
-    return np.array(
-        [list(energies.values()) for energies in dataset_info.atomic_energies_maps]
-    )
-
-
-def _graphs_of_dataset(graphs: list[Graph], dataset_idx: int) -> list[Graph]:
-    return [graph for graph in graphs if int(graph.dataset_idx[0]) == dataset_idx]
-
-
-def _with_refitted_atomic_energies(
-    dataset_info: DatasetInfo, train_graphs: list[Graph], datasets: Collection[int]
-) -> DatasetInfo:
-    """``dataset_info`` with E0 fitted to the training graphs of each of
-    ``datasets`` (by ``dataset_idx``) for the elements they contain (the others,
-    and the other data sets, keep theirs)."""
-    elements = dataset_info.allowed_atomic_numbers
-    maps = list(dataset_info.atomic_energies_maps)
-    for index in sorted(set(datasets)):
-        if not 0 <= index < len(maps):
-            raise ValueError(
-                f"refit_atomic_energies: there is no data set {index} (the "
-                f"DatasetInfo has {len(maps)})."
-            )
-        graphs = _graphs_of_dataset(train_graphs, index)
-        if not graphs:
-            continue
-        fitted = fit_atomic_energies(graphs, elements)
-        present = set(np.concatenate([g.species for g in graphs]).tolist())
-        old = maps[index]
-        maps[index] = {
-            z: fitted[z] if species in present else old[z]
-            for species, z in enumerate(elements)
-        }
-        logger.info(
-            "Reference energies of data set %d (%s) refitted to its %d training "
-            "structures (eV): %s",
-            index,
-            dataset_info.dataset_names[index] or "unnamed",
-            len(graphs),
-            ", ".join(f"Z={z}: {old[z]:.4f} -> {maps[index][z]:.4f}" for z in elements),
-        )
-    refitted = (
-        maps[0]
-        if len(maps) == 1 and not isinstance(dataset_info.atomic_energies_map, tuple)
-        else tuple(maps)
-    )
-    return dataclasses.replace(dataset_info, atomic_energies_map=refitted)
-
-
 def _build_graphs(
     systems: list[ChemicalSystem],
     config: GraphDatasetBuilderConfig,
@@ -468,9 +434,17 @@ def _build_graphs(
     ]
 
 
-def _subtract_atomic_energies(graph: Graph, atomic_energies: np.ndarray) -> Graph:
-    """The graph with its data set's E0 ([num_datasets, num_elements]) subtracted
-    from its energy label."""
-    e0 = atomic_energies[int(graph.dataset_idx[0])]
-    formation = graph.energy - e0[graph.species].sum() * graph.has_energy
-    return dataclasses.replace(graph, energy=formation)
+def _without_isolated_atoms(
+    systems: list[ChemicalSystem], cutoff: float, split: str
+) -> list[ChemicalSystem]:
+    """The structures of a validation or test split without its isolated atoms
+    (logged), which are no test of a model."""
+    kept, isolated = split_isolated_atoms(systems, cutoff, split)
+    if isolated:
+        logger.info(
+            "%s: %d isolated atoms are left out (%s).",
+            split,
+            len(isolated),
+            isolated_atoms_origin(isolated),
+        )
+    return kept
