@@ -87,7 +87,7 @@ def parse_atomic_energies(text: str) -> tuple[dict[int, float], str]:
         AtomicEnergiesError: The text is no JSON object and no readable file, or
             the map is bad (see :func:`atomic_energies_by_number`).
     """
-    if text.lstrip().startswith("{"):
+    if is_json_map(text):
         where, source, content = "atomic energies", "given", text
     else:
         try:
@@ -244,3 +244,15 @@ def with_refitted_atomic_energies(
     return dataclasses.replace(
         dataset_info, atomic_energies_map=refitted, atomic_energies_source=source
     )
+
+
+def map_as_json_text(value: object) -> object:
+    """A dict (e.g. of a YAML or JSON config file) as its JSON text, for settings
+    that hold a JSON map as text (so that a flag can give one); other values
+    unchanged."""
+    return json.dumps(value) if isinstance(value, dict) else value
+
+
+def is_json_map(text: str) -> bool:
+    """Whether settings text is a JSON object (else it names a file)."""
+    return text.lstrip().startswith("{")

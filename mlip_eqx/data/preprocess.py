@@ -15,8 +15,10 @@ shards when a batch is made.
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mlip_eqx.data.chemical_system import ChemicalSystem
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.data.graph_dataset_builder import (
@@ -45,12 +47,18 @@ def preprocess(
     config: GraphDatasetBuilderConfig | None = None,
     dataset_info: DatasetInfo | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    *,
+    atomic_energies: Mapping[str, float] | Mapping[int, float] | None = None,
+    atomic_energies_source: str = "given",
+    isolated_atoms: Sequence[ChemicalSystem] = (),
 ) -> DatasetInfo:
     """Builds the graphs of ``reader``'s splits and writes them as shards.
 
     The structures are read and the graphs built as by
-    :class:`~mlip_eqx.data.GraphDatasetBuilder` (with ``config`` and
-    ``dataset_info``; held in memory once), then written split by split.
+    :class:`~mlip_eqx.data.GraphDatasetBuilder` (with ``config``,
+    ``dataset_info``, ``atomic_energies``, ``atomic_energies_source`` and
+    ``isolated_atoms``, which are its arguments; held in memory once), then
+    written split by split.
     ``preprocessed.json`` is written last, so a directory without it is an
     interrupted run; a directory that already holds a preprocessed set is
     refused.
@@ -65,7 +73,14 @@ def preprocess(
             f"{output_dir} already holds a preprocessed data set; use another "
             "directory."
         )
-    builder = GraphDatasetBuilder(reader, config, dataset_info)
+    builder = GraphDatasetBuilder(
+        reader,
+        config,
+        dataset_info,
+        atomic_energies=atomic_energies,
+        atomic_energies_source=atomic_energies_source,
+        isolated_atoms=isolated_atoms,
+    )
     builder.prepare_datasets()
     info = builder.dataset_info
     output_dir.mkdir(parents=True, exist_ok=True)

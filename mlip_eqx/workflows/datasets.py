@@ -2,18 +2,28 @@
 pretraining data) and its graph datasets (built, or read from a preprocessed
 directory)."""
 
+import dataclasses
 import logging
 
+from mlip_eqx.data.atomic_energies import (
+    atomic_energies_by_number,
+    parse_atomic_energies,
+)
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.data.demo import get_demo_dataset
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.data.graph_dataset_builder import GraphDatasetBuilder
 from mlip_eqx.data.preprocess import PreprocessedDataError, load_preprocessed
+from mlip_eqx.data.readers.config_type_weights import (
+    ConfigTypeWeightsReader,
+    parse_config_type_weights,
+)
 from mlip_eqx.data.readers.dataset_index_reader import DatasetIndexReader
 from mlip_eqx.data.readers.file_readers import reader_for_files
 from mlip_eqx.data.readers.reader import ChemicalSystemsReader
 from mlip_eqx.data.readers.replay_reader import ReplayReader
-from mlip_eqx.workflows.train_settings import TrainSettings
+from mlip_eqx.utils.config import Config, ConfigError
+from mlip_eqx.workflows.train_settings import DataSettings, TrainSettings
 
 logger = logging.getLogger("mlip_eqx")
 
@@ -25,7 +35,8 @@ def job_reader(
 ) -> ChemicalSystemsReader:
     """The reader of the job's data (its files, or the demo data set): the new
     data in data set ``new_dataset_idx``, with the replayed pretraining data
-    (data set 0) of ``settings.fine_tuning`` if any."""
+    (data set 0) of ``settings.fine_tuning`` if any. The label keys and
+    config_type weights of ``settings.data`` apply to the new data."""
     data = settings.data
     if data.train:
         splits = data.train, data.valid, data.test
@@ -33,7 +44,10 @@ def job_reader(
         demo = get_demo_dataset(num_structures=data.demo_structures)
         splits = (demo.train_path,), (demo.validation_path,), (demo.test_path,)
     labels = ("energy", "forces", "stress")[: 3 if settings.predict_stress else 2]
-    reader = reader_for_files(*splits, required_labels=labels)
+    reader = reader_for_files(*splits, required_labels=labels, **_label_keys(data))
+    if data.config_type_weights is not None:
+        weights = parse_config_type_weights(data.config_type_weights)
+        reader = ConfigTypeWeightsReader(reader, weights)
     if new_dataset_idx:
         reader = DatasetIndexReader(reader, new_dataset_idx)
     fine_tuning = settings.fine_tuning
@@ -47,6 +61,64 @@ def job_reader(
         fine_tuning.replay_weight,
         seed=settings.graph_dataset.split_seed,
     )
+
+
+def _label_keys(data: DataSettings) -> dict[str, str | None]:
+    return {
+        "energy_key": data.energy_key,
+        "forces_key": data.forces_key,
+        "stress_key": data.stress_key,
+    }
+
+
+def reference_energy_options(settings: TrainSettings) -> dict:
+    """The reference-energy arguments of
+    :class:`~mlip_eqx.data.GraphDatasetBuilder` for a job without a
+    pretrained model: the given E0s (``settings.data.atomic_energies``, or the
+    network config's {Z: eV} ``atomic_energies`` map, which must then agree)
+    and the isolated atoms of ``settings.data.isolated_atoms``.
+
+    Raises:
+        ConfigError: The two given maps differ.
+        AtomicEnergiesError: The map is malformed or its file unreadable.
+    """
+    data = settings.data
+    options: dict = {}
+    given = None
+    if data.atomic_energies is not None:
+        given, source = parse_atomic_energies(data.atomic_energies)
+        options.update(atomic_energies=given, atomic_energies_source=source)
+    model_map = _network_atomic_energies(settings.model)
+    if model_map is not None:
+        model_map = atomic_energies_by_number(model_map, "model.atomic_energies")
+        if given is not None and given != model_map:
+            raise ConfigError(
+                f"data.atomic_energies ({data.atomic_energies}) and the "
+                f"model's atomic_energies ({model_map}) differ: give the reference "
+                "energies once (data.atomic_energies; the network then takes them "
+                "from the DatasetInfo)."
+            )
+        if given is None:
+            options.update(
+                atomic_energies=model_map,
+                atomic_energies_source="given (model.atomic_energies)",
+            )
+    if data.isolated_atoms is not None:
+        reader = reader_for_files(
+            [data.isolated_atoms], required_labels=("energy",), **_label_keys(data)
+        )
+        options["isolated_atoms"] = reader.load()[0]
+    return options
+
+
+def _network_atomic_energies(model: Config) -> dict[int, float] | None:
+    """The {Z: eV} map of a network config's ``atomic_energies`` (the field of
+    this library's networks), or None if it has none or chooses otherwise."""
+    fields = {field.name for field in dataclasses.fields(model)}
+    if "atomic_energies" not in fields:
+        return None
+    choice = model.atomic_energies
+    return choice if isinstance(choice, dict) else None
 
 
 def build_datasets(
@@ -71,6 +143,16 @@ def build_datasets(
     """
     if settings.data.preprocessed is not None:
         return _preprocessed_datasets(settings, dataset_info)
+    if dataset_info is None:
+        reference_energies = reference_energy_options(settings)
+    elif settings.data.atomic_energies is not None:
+        raise ConfigError(
+            "data.atomic_energies: a pretrained model brings its reference "
+            "energies (E0); to fit new ones to the new data, use "
+            "fine_tuning.refit_atomic_energies."
+        )
+    else:
+        reference_energies = {}
     fine_tuning = settings.fine_tuning
     new_dataset_idx = 0
     refit: bool | set[int] = fine_tuning.refit_atomic_energies
@@ -84,6 +166,7 @@ def build_datasets(
         settings.graph_dataset,
         dataset_info,
         refit_atomic_energies=refit,
+        **reference_energies,
     )
     builder.prepare_datasets()
     train_set, validation_set, test_set = builder.get_splits()

@@ -10,7 +10,13 @@ from typing import Literal
 
 import yaml
 
+from mlip_eqx.data.atomic_energies import (
+    is_json_map,
+    map_as_json_text,
+    parse_atomic_energies,
+)
 from mlip_eqx.data.graph_dataset_builder import GraphDatasetBuilderConfig
+from mlip_eqx.data.readers.config_type_weights import parse_config_type_weights
 from mlip_eqx.models.registry import get_network_class, registered_network_names
 from mlip_eqx.training.fine_tuning import FineTuningConfig
 from mlip_eqx.training.optimizer_config import OptimizerConfig
@@ -29,7 +35,7 @@ TrackerName = Literal["tensorboard", "wandb", "mlflow"]
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings(Config):
-    """Where the structures come from.
+    """Where the structures come from, and how to read their labels.
 
     Attributes:
         train: Training files (extxyz or HDF5); none: the built-in demo data set.
@@ -39,6 +45,24 @@ class DataSettings(Config):
         demo_structures: Size of the demo data set (when no files are given).
         preprocessed: A directory written by ``mlip-eqx preprocess`` to train on
             instead of files (read lazily: the graphs need not fit in memory).
+        energy_key: The energy's key (extxyz info key, HDF5 attribute), e.g.
+            "REF_energy"; none: "REF_energy", then "energy".
+        forces_key: The forces' key (extxyz arrays key, HDF5 dataset); none:
+            "REF_forces", then "forces".
+        stress_key: The stress's key (extxyz info key, HDF5 dataset); none:
+            "REF_stress", then "stress".
+        isolated_atoms: A file of isolated atoms (one atom per frame, no
+            periodic images within the cutoff) whose energies are the reference
+            energies (E0) of their elements. One-atom frames of the training
+            files are isolated atoms too; they are never training structures.
+        atomic_energies: Reference energies (E0) in eV as a JSON map, e.g.
+            '{"H": -13.57, "C": -1025.3}' (element symbols or atomic numbers), or
+            the path of a JSON file holding one; they win over isolated atoms.
+            Without E0s from isolated atoms or here, they are fitted by least
+            squares.
+        config_type_weights: Loss weight per config_type (the extxyz info key
+            "config_type") as a JSON map, e.g. '{"MD": 1, "NEB": 10}';
+            structures of other or no config_type weigh 1.
     """
 
     train: tuple[str, ...] = ()
@@ -46,12 +70,50 @@ class DataSettings(Config):
     test: tuple[str, ...] = ()
     demo_structures: PositiveInt = 300
     preprocessed: str | None = None
+    energy_key: str | None = None
+    forces_key: str | None = None
+    stress_key: str | None = None
+    isolated_atoms: str | None = None
+    atomic_energies: str | None = dataclasses.field(
+        default=None, metadata={"convert": map_as_json_text}
+    )
+    config_type_weights: str | None = dataclasses.field(
+        default=None, metadata={"convert": map_as_json_text}
+    )
 
     def __check_init__(self) -> None:
         if self.preprocessed is not None and (self.train or self.valid or self.test):
             raise ConfigError(
                 "DataSettings: give data files or a preprocessed directory, not both."
             )
+        reading = [
+            name
+            for name in _READING_SETTINGS
+            if getattr(self, name) is not None  # every one is a field
+        ]
+        if self.preprocessed is not None and reading:
+            raise ConfigError(
+                f"DataSettings: {', '.join(reading)} concern reading files; "
+                "preprocessed data was read when it was preprocessed."
+            )
+        try:
+            if self.atomic_energies is not None and is_json_map(self.atomic_energies):
+                parse_atomic_energies(self.atomic_energies)
+            if self.config_type_weights is not None:
+                parse_config_type_weights(self.config_type_weights)
+        except ValueError as error:
+            raise ConfigError(f"DataSettings: {error}") from None
+
+
+# The settings of DataSettings that only reading files uses.
+_READING_SETTINGS = (
+    "energy_key",
+    "forces_key",
+    "stress_key",
+    "isolated_atoms",
+    "atomic_energies",
+    "config_type_weights",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,9 +35,18 @@ def reader_for_files(
     valid: Sequence[str | os.PathLike] = (),
     test: Sequence[str | os.PathLike] = (),
     required_labels: tuple[str, ...] = ("energy", "forces"),
+    *,
+    energy_key: str | None = None,
+    forces_key: str | None = None,
+    stress_key: str | None = None,
 ) -> ChemicalSystemsReader:
     """The reader of these splits' files (one kind for all, see
-    :func:`reader_class_for_files`); empty splits are None in its config."""
+    :func:`reader_class_for_files`); empty splits are None in its config.
+
+    The label keys (None: each reader's default lookup) name an info/arrays key
+    of an extxyz file, or an attribute (energy) or dataset (forces, stress) of
+    an HDF5 group.
+    """
     reader_class = reader_class_for_files([*train, *valid, *test])
     return reader_class(
         reader_class.Config(
@@ -45,5 +54,8 @@ def reader_for_files(
             valid_dataset_paths=[str(path) for path in valid] or None,
             test_dataset_paths=[str(path) for path in test] or None,
             required_labels=required_labels,
-        )
+        ),
+        energy_key=energy_key,
+        forces_key=forces_key,
+        stress_key=stress_key,
     )
