@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import orbax.checkpoint as ocp
@@ -343,9 +344,7 @@ class Checkpointer:
         params, rest = split_state(template)
         restored = {PARAMS_ITEM: restore_checkpoint_item(manager, epoch, params)}
         if whole_state:
-            restored[TRAINING_STATE_ITEM] = restore_checkpoint_item(
-                manager, epoch, rest, TRAINING_STATE_ITEM
-            )
+            restored[TRAINING_STATE_ITEM] = _restore_rest_of_state(manager, epoch, rest)
         state = merge_state(template, restored)
         version = read_checkpoint_layout(manager, epoch)["format_version"]
         if whole_state and version < FIRST_VERSION_WITH_DEBIASED_EMA:
@@ -394,3 +393,28 @@ class Checkpointer:
         self._upload_pending = False
         self._empty_trash()
         self._uploader.upload(self._output_dir)
+
+
+# The key path prefix of the protocol state, which earlier checkpoints lack.
+_PROTOCOL_PATH = ".protocol."
+
+
+def _restore_rest_of_state(
+    manager: ocp.CheckpointManager, epoch: int, rest: list[tuple[str, Any]]
+) -> list[Any]:
+    """The arrays of the training state besides the parameters, in the order of
+    ``rest``; a checkpoint saved before the training state had its ``protocol``
+    gets the template's (a fresh protocol: factor 1, counts 0, first stage)."""
+    layout = read_checkpoint_layout(manager, epoch)
+    saved = {record["path"] for record in layout.get(TRAINING_STATE_ITEM, [])}
+    missing = [path for path, _ in rest if path not in saved]
+    if not missing or not all(path.startswith(_PROTOCOL_PATH) for path in missing):
+        return restore_checkpoint_item(manager, epoch, rest, TRAINING_STATE_ITEM)
+    present = [(path, leaf) for path, leaf in rest if path in saved]
+    arrays = iter(restore_checkpoint_item(manager, epoch, present, TRAINING_STATE_ITEM))
+    logger.info(
+        "The checkpoint of epoch %d has no protocol state (saved by an earlier "
+        "version); the run continues with a fresh one.",
+        epoch,
+    )
+    return [next(arrays) if path in saved else leaf for path, leaf in rest]

@@ -27,6 +27,14 @@ from mlip_eqx.training.ema import debiased_ema_params
 from mlip_eqx.training.epoch import evaluate, train_epoch
 from mlip_eqx.training.log_fanout import LogCategory, Logger
 from mlip_eqx.training.mesh import replicate
+from mlip_eqx.training.protocol import (
+    check_protocol,
+    count_evaluation,
+    in_stage_two,
+    reduce_on_plateau,
+    should_stop_early,
+    start_stage_two,
+)
 from mlip_eqx.training.training_loop_config import TrainingLoopConfig
 from mlip_eqx.training.training_state import TrainingState
 from mlip_eqx.training.training_step import EvalStep, TrainStep
@@ -93,8 +101,10 @@ def fit(
     log: Logger = _ignore_record,
     train_shapes: set[BatchShape] | None = None,
     eval_shapes: set[BatchShape] | None = None,
+    stage_two_steps: tuple[TrainStep, EvalStep] | None = None,
 ) -> TrainingProgress:
-    """Trains from ``start`` until ``config.num_epochs`` epochs are done.
+    """Trains from ``start`` until ``config.num_epochs`` epochs are done, or
+    until it stops early.
 
     Each epoch runs ``train_step`` over every training batch (in an order fixed by
     the dataset's seed and the epoch), then evaluates the validation set with the
@@ -103,6 +113,18 @@ def fit(
     that starts after epoch 0 (resumed) first logs
     ``CLEANUP_AFTER_CKPT_RESTORATION``; a fresh one evaluates epoch 0 if
     ``config.run_eval_at_start``.
+
+    After each evaluation the protocol of ``config`` decides (from the state's
+    :class:`~mlip_eqx.training.protocol_state.ProtocolState` and the best-model
+    record, so that a resumed run decides alike): the learning rate is reduced
+    after ``lr_plateau_patience`` evaluations without a new best; after
+    ``early_stopping_patience`` of them the run ends (its last epoch is
+    checkpointed; resuming it trains no more), or, in the first stage of a run
+    with ``stage_two_epoch``, the second stage starts. From ``stage_two_epoch``
+    on (or that earlier start), ``stage_two_steps`` train and evaluate, and the
+    best model and the counts start again (see
+    :func:`~mlip_eqx.training.protocol.start_stage_two`). Each decision is
+    logged as ``TRAINING_DECISION``.
 
     Example::
 
@@ -136,57 +158,137 @@ def fit(
         train_shapes: The batch shapes ``train_step`` has run on (updated; a new
             one is logged as a compilation).
         eval_shapes: The same for ``eval_step``.
+        stage_two_steps: The train and eval steps of the second stage (its loss
+            and learning rate); needed if ``config.stage_two_epoch`` is set.
 
     Returns:
         The progress after the last epoch.
 
     Raises:
         CheckpointSaveError: If a checkpoint cannot be written.
+        ValueError: If ``config.stage_two_epoch`` is set without
+            ``stage_two_steps``, or ``config.lr_plateau_patience`` with an
+            optimizer that does not record its learning rate.
     """
+    staged = config.stage_two_epoch is not None
+    if staged and stage_two_steps is None:
+        raise ValueError(
+            "fit: TrainingLoopConfig.stage_two_epoch is set, but no stage_two_steps "
+            "(the train and eval steps of the second stage's loss) were given."
+        )
+    check_protocol(config, start.state)
     validation = validation_dataset
     if config.eval_num_graphs is not None:
         count = min(config.eval_num_graphs, len(validation_dataset.graphs))
         validation = validation_dataset.subset(range(count))
     for name, dataset in (("Training", train_dataset), ("Validation", validation)):
         logger.info("%s set: %s", name, dataset.describe_batching())
-    train_shapes = set() if train_shapes is None else train_shapes
-    eval_shapes = set() if eval_shapes is None else eval_shapes
+    # By stage: the steps, and the batch shapes each step has run on.
+    steps = [(train_step, eval_step), stage_two_steps or (train_step, eval_step)]
+    compiled_shapes = [
+        (
+            set() if train_shapes is None else train_shapes,
+            set() if eval_shapes is None else eval_shapes,
+        ),
+        (set(), set()),
+    ]
+
+    def stage_of(state: TrainingState) -> int:
+        return int(in_stage_two(state))
+
+    def stage_two_due(state: TrainingState, epoch: int) -> bool:
+        return (
+            staged
+            and not in_stage_two(state)
+            and (epoch >= config.stage_two_epoch or should_stop_early(state, config))
+        )
+
+    def stopped(state: TrainingState) -> bool:
+        return should_stop_early(state, config) and not (
+            staged and not in_stage_two(state)
+        )
+
+    def decide(
+        state: TrainingState, improved: bool, epoch: int
+    ) -> tuple[TrainingState, list[dict[str, Any]]]:
+        """The protocol's decisions after the evaluation of ``epoch``."""
+        state = eqx.tree_at(
+            lambda s: s.protocol, state, count_evaluation(state.protocol, improved)
+        )
+        state, reduction = reduce_on_plateau(state, config)
+        decisions = [] if reduction is None else [reduction]
+        if stopped(state):
+            record = state.best_model
+            decisions.append(
+                {
+                    "decision": "early_stop",
+                    "best_epoch": int(record.epoch),
+                    "best_loss": float(record.loss),
+                }
+            )
+        return state, decisions
 
     def evaluate_and_track_best(progress: TrainingProgress) -> TrainingProgress:
         params = evaluation_params(progress.state, config.use_ema_params_for_eval)
         epoch = progress.epoch
-        metrics = evaluate(eval_step, params, validation, mesh, epoch, eval_shapes)
+        stage = stage_of(progress.state)
+        metrics = evaluate(
+            steps[stage][1], params, validation, mesh, epoch, compiled_shapes[stage][1]
+        )
         log(LogCategory.EVAL_METRICS, metrics, epoch)
         state = progress.state
         record, improved = update_best_model_record(
             state.best_model, metrics["loss"], epoch
         )
-        if improved:
-            state = eqx.tree_at(lambda s: s.best_model, state, replicate(record, mesh))
-            progress = TrainingProgress(state, epoch, params)
+        state = eqx.tree_at(lambda s: s.best_model, state, record)
+        state, decisions = decide(state, improved, epoch)
+        state = eqx.tree_at(
+            lambda s: (s.best_model, s.protocol),
+            state,
+            replicate((state.best_model, state.protocol), mesh),
+        )
+        best_params = params if improved else progress.best_params
         # Checkpoints: every new best model, and the last epoch (to resume from).
-        last = epoch == config.num_epochs
+        last = epoch == config.num_epochs or stopped(state)
         if checkpointer is not None and epoch > 0 and (improved or last):
             checkpointer.save(state, epoch, metrics["loss"])
         best = {"best_loss": float(record.loss), "best_epoch": int(record.epoch)}
         log(LogCategory.BEST_MODEL, best, epoch)
-        return progress
+        for decision in decisions:
+            _log_decision(log, decision, epoch, state)
+        return TrainingProgress(state, epoch, best_params)
 
     progress = start
     if progress.epoch > 0:
         log(LogCategory.CLEANUP_AFTER_CKPT_RESTORATION, {}, progress.epoch)
+        if stopped(progress.state):
+            logger.info(
+                "The run stopped early at epoch %d; it trains no more.",
+                progress.epoch,
+            )
     elif config.run_eval_at_start:
         progress = evaluate_and_track_best(progress)
-    while progress.epoch < config.num_epochs:
+    while progress.epoch < config.num_epochs and not stopped(progress.state):
         epoch = progress.epoch + 1
+        state = progress.state
+        if stage_two_due(state, epoch):
+            state = replicate(start_stage_two(state, epoch), mesh)
+            decision = {
+                "decision": "stage_two_started",
+                "energy_weight": config.stage_two_energy_weight,
+                "forces_weight": config.stage_two_forces_weight,
+                "learning_rate": config.stage_two_learning_rate,
+            }
+            _log_decision(log, decision, epoch, state)
+        stage = stage_of(state)
         state, summary = train_epoch(
-            train_step,
-            progress.state,
+            steps[stage][0],
+            state,
             train_dataset,
             mesh,
             epoch,
             f"Epoch {epoch}/{config.num_epochs}",
-            train_shapes,
+            compiled_shapes[stage][0],
             config.batches_per_step,
         )
         if summary.get("skipped_updates"):
@@ -205,6 +307,40 @@ def fit(
         checkpointer.wait_until_finished()
     _warn_if_validation_never_improved(progress.state)
     return progress
+
+
+def _log_decision(
+    log: Logger, decision: dict[str, Any], epoch: int, state: TrainingState
+) -> None:
+    """Logs a decision of the protocol as a record and as a sentence."""
+    log(LogCategory.TRAINING_DECISION, decision, epoch)
+    kind = decision["decision"]
+    if kind == "learning_rate_reduced":
+        logger.info(
+            "Epoch %d: the learning rate is reduced to %.4g (from %.4g) after a "
+            "validation plateau.",
+            epoch,
+            decision["learning_rate"],
+            decision["previous_learning_rate"],
+        )
+    elif kind == "stage_two_started":
+        logger.info(
+            "Epoch %d: stage two starts (energy weight %g, forces weight %g, "
+            "learning rate %g); the best model is chosen again under its loss.",
+            epoch,
+            decision["energy_weight"],
+            decision["forces_weight"],
+            decision["learning_rate"],
+        )
+    else:
+        logger.info(
+            "Epoch %d: early stop after %d evaluations without a lower validation "
+            "loss; best epoch %d (loss %.6g).",
+            epoch,
+            int(state.protocol.evaluations_without_improvement),
+            decision["best_epoch"],
+            decision["best_loss"],
+        )
 
 
 def _warn_if_validation_never_improved(state: TrainingState) -> None:

@@ -25,6 +25,14 @@ class LogCategory(enum.Enum):
             with ``to_log = {}`` and the restored epoch as epoch number; loggers
             that keep records should drop those of later epochs (they belong to
             the run that is now being repeated).
+        TRAINING_DECISION: A decision of the training protocol, logged at the
+            epoch it takes effect: ``{"decision": "learning_rate_reduced",
+            "learning_rate": ..., "previous_learning_rate": ...}`` (after that
+            epoch's evaluation), ``{"decision": "stage_two_started",
+            "energy_weight": ..., "forces_weight": ..., "learning_rate": ...}``
+            (before that epoch's training) or ``{"decision": "early_stop",
+            "best_epoch": ..., "best_loss": ...}`` (the run ends after that
+            epoch). The training loop also logs each as a sentence.
     """
 
     BEST_MODEL = 0
@@ -32,6 +40,7 @@ class LogCategory(enum.Enum):
     EVAL_METRICS = 2
     TEST_METRICS = 3
     CLEANUP_AFTER_CKPT_RESTORATION = 4
+    TRAINING_DECISION = 5
 
 
 Logger = Callable[[LogCategory, dict[str, Any], int], None]

@@ -78,7 +78,8 @@ def log_metrics_to_table(
 ) -> None:
     """Prints a record as a rich table ("<set> metrics at epoch <n>") to the
     console, errors in meV units (``mae_f (meV/Å)``);
-    CLEANUP_AFTER_CKPT_RESTORATION records are not printed.
+    CLEANUP_AFTER_CKPT_RESTORATION and TRAINING_DECISION records are not
+    printed (the training loop logs each decision as a sentence).
 
     Args:
         category: What the record holds.
@@ -112,7 +113,8 @@ def log_metrics_to_line(
 ) -> None:
     """Logs a record as one line, ``Epoch <n> <set>: name = value | ...``,
     through ``logging.getLogger("mlip_eqx").info``, errors in meV units
-    (``mae_f (meV/Å) = 23.1``).
+    (``mae_f (meV/Å) = 23.1``). TRAINING_DECISION records are not logged
+    again (the training loop logs each decision as a sentence).
 
     Args:
         category: What the record holds.
@@ -121,6 +123,8 @@ def log_metrics_to_line(
     """
     if category == LogCategory.CLEANUP_AFTER_CKPT_RESTORATION:
         logger.info("Epoch %d: continuing from its checkpoint.", epoch_number)
+        return
+    if category == LogCategory.TRAINING_DECISION:
         return
     text = " | ".join(
         f"{name} = {format_value(value)}" for name, value in _ordered(to_log).items()

@@ -11,11 +11,12 @@ from mlip_eqx.checkpoint.format import IncompatibleCheckpointError
 from mlip_eqx.data.batch_shapes import BatchShape
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.models.force_field import ForceField
-from mlip_eqx.models.loss import Loss
+from mlip_eqx.models.loss import Loss, WeightedEFSLoss
 from mlip_eqx.training.device_batches import batches_per_device
 from mlip_eqx.training.epoch import evaluate, train_epoch
 from mlip_eqx.training.fit import TrainingProgress, fit
 from mlip_eqx.training.mesh import training_mesh
+from mlip_eqx.training.protocol import in_stage_two
 from mlip_eqx.training.resume import resume
 from mlip_eqx.training.training_io_handler import LogCategory, TrainingIOHandler
 from mlip_eqx.training.training_loggers import log_metrics_to_line
@@ -64,6 +65,13 @@ class TrainingLoop:
     and :func:`shard_step` over :func:`training_mesh`) is passed as ``train_step``;
     batching, prefetching, evaluation, best model, checkpoints and resuming stay
     the same.
+
+    The config's protocol (learning-rate reduction on a validation plateau,
+    early stopping, a second stage) is that of :func:`fit`; the second stage
+    trains the loss with the config's stage-two energy and forces weights
+    (:meth:`WeightedEFSLoss.with_weights`) at the constant stage-two learning
+    rate, through a second pair of built-in steps (compiled once, when the
+    stage starts).
 
     Example::
 
@@ -115,10 +123,19 @@ class TrainingLoop:
         Raises:
             ValueError: If the loss cannot be trained as set up (e.g. a negative
                 weight, or a stress weight for a force field without stress); see
-                ``Loss.check_settings``.
+                ``Loss.check_settings``; or if ``config.stage_two_epoch`` is set
+                with custom steps or a loss that is not a ``WeightedEFSLoss``.
         """
         self.config = config
         loss.check_settings(force_field.predict_stress, config.num_epochs)
+        stage_two_loss = None
+        if config.stage_two_epoch is not None:
+            stage_two_loss = _stage_two_loss(
+                loss,
+                config,
+                custom_steps=train_step is not None or eval_step is not None,
+            )
+            stage_two_loss.check_settings(force_field.predict_stress, config.num_epochs)
         self._mesh = training_mesh(should_parallelize)
         per_device = batches_per_device(self._mesh, config.batches_per_step)
         logger.info(
@@ -139,6 +156,18 @@ class TrainingLoop:
             force_field, loss, optimizer, self._mesh
         )
         self._eval_step = eval_step or make_eval_step(force_field, loss, self._mesh)
+        self._stage_two_steps = None
+        if stage_two_loss is not None:
+            self._stage_two_steps = (
+                make_train_step(
+                    force_field,
+                    stage_two_loss,
+                    optimizer,
+                    self._mesh,
+                    learning_rate=config.stage_two_learning_rate,
+                ),
+                make_eval_step(force_field, stage_two_loss, self._mesh),
+            )
         # Batch shapes each step has run on (it compiles once for each).
         self._train_shapes: set[BatchShape] = set()
         self._eval_shapes: set[BatchShape] = set()
@@ -210,23 +239,54 @@ class TrainingLoop:
             log=self.io_handler.log,
             train_shapes=self._train_shapes,
             eval_shapes=self._eval_shapes,
+            stage_two_steps=self._stage_two_steps,
         )
 
     def test(self, test_dataset: GraphDataset) -> dict[str, float]:
-        """Evaluates the best parameters on ``test_dataset`` and logs TEST_METRICS.
+        """Evaluates the best parameters on ``test_dataset`` and logs TEST_METRICS
+        (the loss is that of the stage the run ended in).
 
         Returns:
             The metrics over the whole test set.
         """
         progress = self._started()
         logger.info("Test set: %s", test_dataset.describe_batching())
+        eval_step, shapes = self._eval_step, self._eval_shapes
+        if self._stage_two_steps is not None and in_stage_two(progress.state):
+            eval_step, shapes = self._stage_two_steps[1], None
         metrics = evaluate(
-            self._eval_step,
+            eval_step,
             progress.best_params,
             test_dataset,
             self._mesh,
             progress.epoch,
-            self._eval_shapes,
+            shapes,
         )
         self.io_handler.log(LogCategory.TEST_METRICS, metrics, progress.epoch)
         return metrics
+
+
+def _stage_two_loss(
+    loss: Loss, config: TrainingLoopConfig, custom_steps: bool
+) -> WeightedEFSLoss:
+    """The second stage's loss: ``loss`` with the config's stage-two weights.
+
+    Raises:
+        ValueError: With custom steps (whose second stage is unknown), or a loss
+            without energy and forces weights.
+    """
+    if custom_steps:
+        raise ValueError(
+            "TrainingLoop: TrainingLoopConfig.stage_two_epoch needs the built-in "
+            "train and eval steps; with custom steps, call fit() with "
+            "stage_two_steps."
+        )
+    if not isinstance(loss, WeightedEFSLoss):
+        raise ValueError(
+            f"TrainingLoop: TrainingLoopConfig.stage_two_epoch needs a "
+            f"WeightedEFSLoss (MSELoss, HuberLoss) to set the stage-two weights "
+            f"of; got {type(loss).__name__}."
+        )
+    return loss.with_weights(
+        config.stage_two_energy_weight, config.stage_two_forces_weight
+    )

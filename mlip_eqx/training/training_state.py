@@ -13,6 +13,7 @@ from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.training.best_model import BestModelRecord, init_best_model_record
 from mlip_eqx.training.ema import EMAState, ema_init
 from mlip_eqx.training.mesh import make_mesh, replicate
+from mlip_eqx.training.protocol_state import ProtocolState, init_protocol_state
 
 logger = logging.getLogger("mlip_eqx")
 
@@ -30,6 +31,9 @@ class TrainingState(eqx.Module):
             stored raw so that checkpoints can hold it.
         best_model: The lowest validation loss so far and its epoch (kept by the
             training loop, saved with the checkpoints).
+        protocol: The learning-rate factor, the plateau and early-stopping
+            counts and the stage of the run (kept by the training loop, saved
+            with the checkpoints).
         extras: Further user state (a PyTree), carried unchanged by the built-in
             steps, the training loop and the checkpoints.
     """
@@ -40,6 +44,7 @@ class TrainingState(eqx.Module):
     num_steps: Int[Array, ""]
     key: UInt32[Array, " 2"]
     best_model: BestModelRecord
+    protocol: ProtocolState
     extras: PyTree = eqx.field(default_factory=dict)
 
 
@@ -78,6 +83,7 @@ def init_training_state(
         num_steps=jnp.zeros((), jnp.int32),
         key=jax.random.key_data(jax.random.key(seed)),
         best_model=init_best_model_record(),
+        protocol=init_protocol_state(),
         extras={} if extras is None else extras,
     )
     return replicate(state, mesh or make_mesh())

@@ -160,23 +160,38 @@ def apply_gradients(
     state: TrainingState,
     gradients: PyTree,
     optimizer: optax.GradientTransformation,
+    learning_rate: float | None = None,
 ) -> tuple[TrainingState, Metrics]:
     """One optimizer step, skipped entirely if the gradient is not finite.
 
-    When the step updates the parameters (always, unless the optimizer
-    accumulates gradients with ``optax.MultiSteps`` and the cycle is not
-    complete), the EMA (with the decay of ``state.ema_state``) is updated and
-    ``num_steps`` advances.
+    The optimizer's update is multiplied by the state's
+    ``protocol.learning_rate_factor`` (the reductions on validation plateaus),
+    which multiplies the learning rate of any optimizer whose last
+    transformation scales by it (the MLIP optimizer and optax's, e.g.
+    ``optax.adam``). When the step updates the parameters (always, unless the
+    optimizer accumulates gradients with ``optax.MultiSteps`` and the cycle is
+    not complete), the EMA (with the decay of ``state.ema_state``) is updated
+    and ``num_steps`` advances.
 
     Args:
         state: The current training state.
         gradients: Gradients of the loss with respect to ``state.params``.
         optimizer: The optax optimizer the state was built for.
+        learning_rate: A learning rate in place of the optimizer's own (its
+            update is rescaled by ``learning_rate`` over the rate it recorded,
+            see :func:`~mlip_eqx.training.optimizer.get_learning_rate`), e.g.
+            the constant rate of a second training stage; None: the
+            optimizer's.
 
     Returns:
         The new state and metrics: ``gradient_norm`` and ``param_update_norm``
         (means over steps), ``skipped_updates`` (the number of skipped steps)
-        and, if the optimizer records it, ``learning_rate`` (of the last step).
+        and, if the optimizer records it, ``learning_rate`` (of the last step,
+        with the factor and the replacement applied).
+
+    Raises:
+        ValueError: If ``learning_rate`` is given for an optimizer that does not
+            record its learning rate (raised when the step is traced).
     """
     is_finite = all_finite(gradients)
     safe_gradients = jax.tree.map(
@@ -185,6 +200,20 @@ def apply_gradients(
     updates, new_optimizer_state = optimizer.update(
         safe_gradients, state.optimizer_state, state.params
     )
+    own_learning_rate = get_learning_rate(new_optimizer_state)
+    scale = state.protocol.learning_rate_factor
+    if learning_rate is not None:
+        if own_learning_rate is None:
+            raise ValueError(
+                "apply_gradients: a replacement learning_rate needs an optimizer "
+                "that records its own (optax.inject_hyperparams with a "
+                "learning_rate, as get_default_mlip_optimizer)."
+            )
+        scale = scale * jnp.where(
+            own_learning_rate > 0, learning_rate / own_learning_rate, 0.0
+        )
+        own_learning_rate = jnp.asarray(learning_rate, jnp.float32)
+    updates = jax.tree.map(lambda update: update * scale.astype(update.dtype), updates)
     new_params = optax.apply_updates(state.params, updates)
 
     def keep_old_unless(condition: Array, new: PyTree, old: PyTree) -> PyTree:
@@ -218,9 +247,9 @@ def apply_gradients(
         ),
         "skipped_updates": Sum(1.0 - is_finite.astype(jnp.float32)),
     }
-    learning_rate = get_learning_rate(new_optimizer_state)
-    if learning_rate is not None:
-        metrics["learning_rate"] = Last(jnp.asarray(learning_rate))
+    if own_learning_rate is not None:
+        effective = own_learning_rate * state.protocol.learning_rate_factor
+        metrics["learning_rate"] = Last(jnp.asarray(effective))
     return new_state, metrics
 
 
@@ -272,11 +301,12 @@ def _train_step(
     architecture: ForceField,
     loss: Loss,
     optimizer: optax.GradientTransformation,
+    learning_rate: float | None,
 ) -> tuple[TrainingState, Metrics]:
     gradients, metrics = loss_and_gradients(
         state.params, architecture, loss, batches, epoch
     )
-    state, update_metrics = apply_gradients(state, gradients, optimizer)
+    state, update_metrics = apply_gradients(state, gradients, optimizer, learning_rate)
     return state, metrics | update_metrics
 
 
@@ -296,6 +326,7 @@ def make_train_step(
     loss: Loss,
     optimizer: optax.GradientTransformation,
     mesh: Mesh | None = None,
+    learning_rate: float | None = None,
 ) -> TrainStep:
     """The jitted, data-parallel ``train_step(state, batches, epoch)``.
 
@@ -305,6 +336,8 @@ def make_train_step(
         optimizer: The optax optimizer (any; gradient accumulation through
             ``optax.MultiSteps``).
         mesh: 1-D mesh with axis "data" (default: all local devices).
+        learning_rate: A constant learning rate in place of the optimizer's
+            schedule (see :func:`apply_gradients`); None: the optimizer's.
 
     Returns:
         ``train_step(state, batches, epoch) -> (new_state, metrics)``; ``batches``
@@ -320,6 +353,7 @@ def make_train_step(
         architecture=force_field.partition()[1],
         loss=loss,
         optimizer=optimizer,
+        learning_rate=learning_rate,
     )
 
 

@@ -1,6 +1,7 @@
 """Losses: abstract Loss, the weighted energy/forces/stress loss, MSE and Huber."""
 
 import abc
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -159,6 +160,17 @@ class WeightedEFSLoss(Loss):
         reference: Float[Array, "n_graph 3 3"],
     ) -> Float[Array, " n_graph"]:
         """Stress error per graph."""
+
+    def with_weights(
+        self, energy_weight: float, forces_weight: float
+    ) -> "WeightedEFSLoss":
+        """A copy with constant energy and forces weights, the rest unchanged
+        (e.g. the loss of a second training stage)."""
+        return dataclasses.replace(
+            self,
+            energy_weight_schedule=optax.constant_schedule(energy_weight),
+            forces_weight_schedule=optax.constant_schedule(forces_weight),
+        )
 
     def weights(self, epoch: Int[Array, ""] | int) -> dict[str, Array]:
         """The loss weights at ``epoch``."""

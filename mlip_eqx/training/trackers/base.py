@@ -18,6 +18,7 @@ CATEGORY_PREFIXES = {
     LogCategory.TRAIN_METRICS: "train",
     LogCategory.EVAL_METRICS: "validation",
     LogCategory.TEST_METRICS: "test",
+    LogCategory.TRAINING_DECISION: "decision",
 }
 
 
