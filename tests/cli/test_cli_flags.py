@@ -138,3 +138,24 @@ def test_model_flag_and_config_file_select_visnet_in_any_case(tmp_path):
         parse_train_settings([*arguments, "--correlation", "2"])
     with pytest.raises(ConfigError, match="VisnetConfig.num_channels"):
         parse_train_settings([*arguments[:2], "--num-channels", "12"])
+
+
+def test_training_protocol_flags_set_the_training_loop_config():
+    argv = [
+        *("--epochs", "20", "--lr-plateau-patience", "3"),
+        *("--lr-plateau-factor", "0.5", "--lr-plateau-min", "1e-5"),
+        *("--early-stopping-patience", "6", "--stage-two-epoch", "15"),
+        *("--stage-two-energy-weight", "500", "--stage-two-forces-weight", "10"),
+        *("--stage-two-learning-rate", "0.002"),
+    ]
+    loop = parse_train_settings(argv).training_loop
+    assert (loop.lr_plateau_patience, loop.lr_plateau_factor) == (3, 0.5)
+    assert (loop.lr_plateau_min, loop.early_stopping_patience) == (1e-5, 6)
+    assert (loop.stage_two_epoch, loop.stage_two_learning_rate) == (15, 0.002)
+    assert (loop.stage_two_energy_weight, loop.stage_two_forces_weight) == (500, 10)
+    recorded = settings_to_dict(parse_train_settings(argv))["training_loop"]
+    assert recorded["stage_two_epoch"] == 15 and recorded["lr_plateau_patience"] == 3
+    with pytest.raises(ConfigError, match="lr_plateau_factor"):
+        parse_train_settings(["--lr-plateau-factor", "1.5"])
+    with pytest.raises(ConfigError, match="stage_two_epoch.*epoch 30.*num_epochs 20"):
+        parse_train_settings(["--epochs", "20", "--stage-two-epoch", "30"])
