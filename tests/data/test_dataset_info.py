@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -96,3 +97,29 @@ def test_bad_values_and_files(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(ValueError, match="broken.json"):
         DatasetInfo.load_json(broken)
+
+
+def test_the_e0_source_is_saved_shown_and_optional(tmp_path):
+    info = DatasetInfo(
+        atomic_energies_map={1: -13.6},
+        cutoff_distance_angstrom=5.0,
+        atomic_energies_source="isolated atoms in iso.xyz",
+    )
+    path = tmp_path / "dataset_info.json"
+    info.save_json(path)
+    assert json.loads(path.read_text())["atomic_energies_source"] == (
+        "isolated atoms in iso.xyz"
+    )
+    restored = DatasetInfo.load_json(path)
+    assert restored == info and hash(restored) == hash(info)
+    assert "atomic energies (from isolated atoms in iso.xyz): {H: -13.6000 eV}" in (
+        str(restored)
+    )
+    # Files of earlier versions have no such key: the source is unknown.
+    older = DatasetInfo.to_dict(dataclasses.replace(info, atomic_energies_source=None))
+    assert "atomic_energies_source" not in older
+    path.write_text(json.dumps(older))
+    assert DatasetInfo.load_json(path).atomic_energies_source is None
+    assert "atomic energies: {H" in str(DatasetInfo.load_json(path))
+    with pytest.raises(ValueError, match="atomic_energies_source must be"):
+        DatasetInfo({1: -13.6}, 5.0, atomic_energies_source="")

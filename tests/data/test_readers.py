@@ -20,6 +20,7 @@ from mlip_eqx.data.readers import (
     Hdf5Reader,
     MissingLabelError,
 )
+from mlip_eqx.data.readers.file_readers import reader_for_files
 from mlip_eqx.testing.structures import random_system
 from mlip_eqx.utils.config import ConfigError
 from tests.helpers.atoms import as_atoms
@@ -906,3 +907,53 @@ def test_dataset_index_and_replay_readers_assign_data_sets():
         DatasetIndexReader(new, -1)
     with pytest.raises(ValueError, match="replay_dataset_idx must be >= 0"):
         ReplayReader(new, old, 0.5, replay_dataset_idx=-1)
+
+
+def test_label_keys_reach_the_file_readers_and_a_missing_key_lists_the_frames(
+    tmp_path,
+):
+    atoms = ase.Atoms("CO", positions=[[0, 0, 0], [0, 0, 1.1]])
+    atoms.info["DFT_energy"] = -5.0
+    atoms.info["config_type"] = "MD"
+    atoms.arrays["DFT_forces"] = np.array([[0, 0, 0.5], [0, 0, -0.5]])
+    path = tmp_path / "keys.xyz"
+    ase.io.write(path, [atoms, atoms], format="extxyz")
+    [system, _], _, _ = reader_for_files(
+        [path], energy_key="DFT_energy", forces_key="DFT_forces"
+    ).load()
+    assert system.energy == -5.0 and system.forces[0, 2] == 0.5
+    assert system.config_type == "MD"
+    with pytest.raises(
+        MissingLabelError,
+        match=r"keys\.xyz, frame 0: required label 'energy' is missing \(looked for "
+        r"info key\(s\) 'REF_energy'.*The structure has info keys 'DFT_energy', "
+        r"'config_type'; arrays keys 'DFT_forces', 'numbers', 'positions'",
+    ):
+        reader_for_files([path], energy_key="REF_energy").load()
+    h5_path = write_hdf5(
+        tmp_path / "keys.h5",
+        {
+            "a": {
+                **hdf5_structure(0.0),
+                "attrs": {"E": -5.0, "config_type": "NEB"},
+                "F": np.zeros((2, 3)),
+            }
+        },
+    )
+    [h5_system], _, _ = reader_for_files(
+        [h5_path], energy_key="E", forces_key="F"
+    ).load()
+    assert h5_system.energy == -5.0 and not h5_system.forces.any()
+    assert h5_system.config_type == "NEB"
+    with pytest.raises(
+        MissingLabelError,
+        match=r"group 'a': required label 'stress' is missing \(dataset 'S'\)\. The "
+        r"group has attributes 'E', 'config_type'; datasets 'F', 'elements', "
+        r"'forces', 'positions'",
+    ):
+        reader_for_files(
+            [h5_path],
+            required_labels=("energy", "stress"),
+            energy_key="E",
+            stress_key="S",
+        ).load()

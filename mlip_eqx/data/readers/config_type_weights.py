@@ -91,7 +91,9 @@ class ConfigTypeWeightsReader(ChemicalSystemsReader):
             "Structures per config_type (all splits; weight): %s",
             ", ".join(
                 f"{name or '(none)'}: {count} ({self.weights.get(name, 1.0):g})"
-                for name, count in sorted(counts.items(), key=lambda kv: str(kv[0]))
+                for name, count in sorted(
+                    counts.items(), key=lambda kv: (kv[0] is None, str(kv[0]))
+                )
             ),
         )
         unmatched = sorted(set(self.weights) - set(counts))
