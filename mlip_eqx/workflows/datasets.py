@@ -132,7 +132,8 @@ def build_datasets(
             refitted if ``settings.fine_tuning`` says so; with a new head, one
             more data set for the new data, with data set 0's E0, or, with
             ``refit_atomic_energies``, E0 fitted to the new data); None:
-            computed from the training set.
+            computed from the training set, with the E0s of
+            :func:`reference_energy_options` (least squares without them).
 
     Returns:
         ``(train_set, validation_set, test_set, dataset_info)``.
@@ -140,16 +141,18 @@ def build_datasets(
     Raises:
         PreprocessedDataError: A preprocessed directory whose DatasetInfo is not
             the pretrained model's.
+        ConfigError: Reference energies given with a pretrained model's info.
     """
     if settings.data.preprocessed is not None:
         return _preprocessed_datasets(settings, dataset_info)
+    data = settings.data
     if dataset_info is None:
         reference_energies = reference_energy_options(settings)
-    elif settings.data.atomic_energies is not None:
+    elif data.atomic_energies is not None or data.isolated_atoms is not None:
         raise ConfigError(
-            "data.atomic_energies: a pretrained model brings its reference "
-            "energies (E0); to fit new ones to the new data, use "
-            "fine_tuning.refit_atomic_energies."
+            "data.atomic_energies and data.isolated_atoms: a pretrained model "
+            "brings its reference energies (E0); to fit new ones to the new data, "
+            "use fine_tuning.refit_atomic_energies."
         )
     else:
         reference_energies = {}

@@ -207,3 +207,13 @@ def test_given_e0s_exclude_a_given_dataset_info():
         GraphDatasetBuilder(
             ASEAtomsReader(molecules()), config, info, atomic_energies=GIVEN
         )
+
+
+def test_a_pretrained_model_brings_its_own_e0s(tmp_path):
+    train, iso = write_data(tmp_path)
+    settings = parse_train_settings(
+        ["--train", str(train), "--isolated-atoms", str(iso)]
+    )
+    *_, info = build_datasets(settings)
+    with pytest.raises(ConfigError, match="a pretrained model brings its reference"):
+        build_datasets(settings, info)
