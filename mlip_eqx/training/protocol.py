@@ -9,6 +9,7 @@ resumed from a checkpoint takes the same decisions as an uninterrupted one.
 
 import logging
 import math
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -98,7 +99,7 @@ def count_evaluation(protocol: ProtocolState, improved: bool) -> ProtocolState:
 
 def reduce_on_plateau(
     state: TrainingState, config: TrainingLoopConfig
-) -> tuple[TrainingState, dict[str, float] | None]:
+) -> tuple[TrainingState, dict[str, Any] | None]:
     """Multiplies the learning rate by ``config.lr_plateau_factor`` (not below
     ``config.lr_plateau_min``) once ``config.lr_plateau_patience`` evaluations
     in a row have not improved, and counts the plateau again from 0.
@@ -115,9 +116,10 @@ def reduce_on_plateau(
     base = base_learning_rate(state, config)
     factor = float(protocol.learning_rate_factor)
     previous = base * factor
-    reduced = max(previous * config.lr_plateau_factor, config.lr_plateau_min)
     decision = None
-    if reduced < previous and base > 0:
+    # At the minimum up to the rounding of the factor (kept in float32).
+    if base > 0 and previous > config.lr_plateau_min * (1 + 1e-6):
+        reduced = max(previous * config.lr_plateau_factor, config.lr_plateau_min)
         factor = reduced / base
         decision = {
             "decision": "learning_rate_reduced",
