@@ -26,6 +26,7 @@ def embed_edges(
     r_min: float | None,
     l_max: int,
     reverse_directions: bool = False,
+    envelope_power: int = 5,
 ) -> tuple[Float[Array, "n_radial num_basis"], Float[Array, "n_edge harmonics"]]:
     """Radial features and spherical harmonics of the edges.
 
@@ -45,6 +46,7 @@ def embed_edges(
         l_max: Highest degree of the harmonics.
         reverse_directions: Evaluate the harmonics of the reversed vectors
             (receiver to sender), as MACE does.
+        envelope_power: Power p of the polynomial envelope.
 
     Returns:
         Radial features [n_edge or n_edge / 2, num_basis] and harmonics
@@ -61,6 +63,7 @@ def embed_edges(
         num_basis=num_basis,
         envelope=envelope,
         r_min=r_min,
+        envelope_power=envelope_power,
     )
     directions = jnp.where(is_zero[:, None], 1.0, vectors)
     harmonics = edge_harmonics(-directions if reverse_directions else directions, l_max)

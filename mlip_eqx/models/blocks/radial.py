@@ -158,21 +158,33 @@ ENVELOPES: dict[str, Callable[..., Array]] = {
 
 @functools.lru_cache(maxsize=64)
 def _embedding_scale(
-    envelope: str, cutoff: float, num_basis: int, r_min: float | None
+    envelope: str,
+    cutoff: float,
+    num_basis: int,
+    r_min: float | None,
+    envelope_power: int,
 ) -> float:
     if r_min is None:
         return 1.0
     with jax.ensure_compile_time_eval():
         samples = jnp.linspace(r_min, cutoff, 1000, dtype=jnp.float32)
-        values = _enveloped_bessel(samples, envelope, cutoff, num_basis)
+        values = _enveloped_bessel(samples, envelope, cutoff, num_basis, envelope_power)
         return float(jnp.mean(values**2)) ** -0.5
 
 
 def _enveloped_bessel(
-    lengths: Float[Array, " n_edge"], envelope: str, cutoff: float, num_basis: int
+    lengths: Float[Array, " n_edge"],
+    envelope: str,
+    cutoff: float,
+    num_basis: int,
+    envelope_power: int,
 ) -> Float[Array, "n_edge num_basis"]:
     basis = bessel_basis(lengths, cutoff, num_basis)
-    return basis * ENVELOPES[envelope](lengths, cutoff)[:, None]
+    if envelope == "polynomial_envelope":
+        values = polynomial_envelope(lengths, cutoff, envelope_power)
+    else:
+        values = ENVELOPES[envelope](lengths, cutoff)
+    return basis * values[:, None]
 
 
 def radial_embedding(
@@ -183,6 +195,7 @@ def radial_embedding(
     num_basis: int,
     envelope: RadialEnvelope,
     r_min: float | None,
+    envelope_power: int = 5,
 ) -> Float[Array, "n_edge num_basis"]:
     """Bessel basis times envelope, zero for zero-length (padding) edges.
 
@@ -196,11 +209,15 @@ def radial_embedding(
         num_basis: Number of Bessel functions.
         envelope: Name of the envelope.
         r_min: Typical shortest edge length in Å, or None for no rescaling.
+        envelope_power: Power p of the polynomial envelope (ignored by the
+            others).
 
     Returns:
         The radial features of each edge.
     """
     safe_lengths = jnp.where(is_zero, cutoff, lengths)
-    values = _enveloped_bessel(safe_lengths, envelope, cutoff, num_basis)
-    scale = _embedding_scale(envelope, float(cutoff), num_basis, r_min)
+    values = _enveloped_bessel(
+        safe_lengths, envelope, cutoff, num_basis, envelope_power
+    )
+    scale = _embedding_scale(envelope, float(cutoff), num_basis, r_min, envelope_power)
     return jnp.where(is_zero[:, None], 0.0, scale * values)

@@ -94,13 +94,18 @@ class MlipParams:
 
 
 class Assignments:
-    """Arrays of mlip to set into a network, checked and set all at once."""
+    """Arrays of another library to set into a network, checked and set all at
+    once."""
 
-    def __init__(self):
+    def __init__(self, source: str = "mlip"):
+        """Args:
+        source: The other library's name, for the error messages.
+        """
         self.entries: list[tuple[Callable, str, np.ndarray]] = []
+        self.source = source
 
     def add(self, where: Callable, name: str, value: np.ndarray) -> None:
-        """Sets ``where(network)`` to ``value``, mlip's parameter ``name``."""
+        """Sets ``where(network)`` to ``value``, the source's parameter ``name``."""
         self.entries.append((where, name, np.asarray(value)))
 
     def apply(self, network: eqx.Module) -> eqx.Module:
@@ -115,15 +120,17 @@ class Assignments:
         for where, name, value in self.entries:
             old = where(network)
             if not eqx.is_array(old):
-                raise ValueError(f"mlip parameter {name!r} maps to no array of ours")
+                raise ValueError(
+                    f"{self.source} parameter {name!r} maps to no array of ours"
+                )
             if value.shape != old.shape:
                 raise ValueError(
-                    f"mlip parameter {name!r} has shape {value.shape}; "
+                    f"{self.source} parameter {name!r} has shape {value.shape}; "
                     f"the array of ours it maps to has {old.shape}"
                 )
             if id(old) in setters:
                 raise ValueError(
-                    f"mlip parameters {setters[id(old)]!r} and {name!r} "
+                    f"{self.source} parameters {setters[id(old)]!r} and {name!r} "
                     "map to the same array"
                 )
             setters[id(old)] = name
@@ -132,7 +139,8 @@ class Assignments:
         for path, leaf in jax.tree_util.tree_flatten_with_path(arrays)[0]:
             if id(leaf) not in setters:
                 raise ValueError(
-                    f"no mlip parameter for our array {jax.tree_util.keystr(path)}"
+                    f"no {self.source} parameter for our array "
+                    f"{jax.tree_util.keystr(path)}"
                 )
         values = [
             jnp.asarray(value, old.dtype)

@@ -44,6 +44,7 @@ class InteractionBlock(eqx.Module):
         activation: str,
         dtype: DTypeLike,
         key: jax.Array,
+        radial_hidden: tuple[int, ...] = (64, 64, 64),
     ):
         """Args:
         source_irreps: Irreps of the input node features.
@@ -52,6 +53,7 @@ class InteractionBlock(eqx.Module):
         num_radial: Number of radial features per edge.
         avg_num_neighbors: Divides the sum over neighbours.
         activation: Activation of the radial MLP.
+        radial_hidden: Sizes of the hidden layers of the radial MLP.
         dtype: Dtype of the weights.
         key: Random key.
         """
@@ -65,7 +67,10 @@ class InteractionBlock(eqx.Module):
         self.coupling = message_coupling(source_irreps, l_max, self.target_irreps)
         messages = self.coupling.irreps
         self.radial_mlp = RadialMLP(
-            (num_radial, 64, 64, 64, messages.num_irreps), activation, dtype, mlp_key
+            (num_radial, *radial_hidden, messages.num_irreps),
+            activation,
+            dtype,
+            mlp_key,
         )
         self.linear_down = EquivariantLinear(
             messages, self.target_irreps, dtype=dtype, key=down_key

@@ -41,8 +41,19 @@ class MaceConfig(Config):
         include_pseudotensors: Keep irreps of both parities in the messages; if
             False, only parity (-1)^l.
         num_bessel: Number of Bessel functions of the radial basis.
+        polynomial_cutoff_power: Power p of the polynomial envelope (mace-torch's
+            ``num_polynomial_cutoff``); only with ``radial_envelope`` =
+            "polynomial_envelope".
+        radial_mlp_hidden: Sizes of the hidden layers of the radial MLPs
+            (mace-torch's ``radial_MLP``).
         activation: Activation of the radial MLP and of the non-linear readout.
         radial_envelope: "polynomial_envelope" or "soft_envelope".
+        first_layer_residual: The first layer, like the later ones, adds a
+            species-dependent linear map of its input (the embedding) to the
+            product basis output, and has no species-dependent map after its
+            interaction (mace-torch's ``RealAgnosticResidualInteractionBlock`` as
+            first block, as ``ScaleShiftMACE`` models are often built); False:
+            mlip's and mace-torch's ``RealAgnosticInteractionBlock``.
         symmetric_tensor_product_basis: Parametrise the symmetric contraction with
             the symmetric tensor basis (fewer weights, same function space) instead
             of the full reduced tensor basis.
@@ -65,8 +76,11 @@ class MaceConfig(Config):
     num_readout_heads: PositiveInt = 1
     include_pseudotensors: bool = False
     num_bessel: PositiveInt = 8
+    polynomial_cutoff_power: PositiveInt = 5
+    radial_mlp_hidden: tuple[PositiveInt, ...] = (64, 64, 64)
     activation: ActivationName = "silu"
     radial_envelope: RadialEnvelope = "polynomial_envelope"
+    first_layer_residual: bool = False
     symmetric_tensor_product_basis: bool = False
     atomic_energies: Literal["average", "zero"] | dict[int, float] | None = (
         dataclasses.field(default=None, metadata={"convert": with_float_energies})
@@ -81,6 +95,14 @@ class MaceConfig(Config):
             raise ConfigError(
                 f"{name}.node_symmetry: invalid value {self.node_symmetry!r} "
                 f"(expected at most l_max={self.l_max})."
+            )
+        if self.polynomial_cutoff_power != 5 and (
+            self.radial_envelope != "polynomial_envelope"
+        ):
+            raise ConfigError(
+                f"{name}.polynomial_cutoff_power: {self.polynomial_cutoff_power} "
+                f"needs radial_envelope='polynomial_envelope', not "
+                f"{self.radial_envelope!r}."
             )
         check_atomic_numbers(self.atomic_energies, f"{name}.atomic_energies")
         for irreps in self.readout_irreps:

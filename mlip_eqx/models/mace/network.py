@@ -26,14 +26,16 @@ class MaceLayer(eqx.Module):
 
     The first layer has no residual; instead a species-dependent linear map
     follows its interaction block. Later layers add a species-dependent linear map
-    of their input (the residual) to the product basis output.
+    of their input (the residual) to the product basis output; so does the first
+    one with ``config.first_layer_residual`` (and then it has no map after its
+    interaction).
     """
 
     species_linear: EquivariantLinear
     interaction: InteractionBlock
     product_basis: ProductBasisBlock
     readouts: tuple[LinearReadout | NonLinearReadout, ...]
-    is_first: bool = eqx.field(static=True)
+    has_residual: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -65,7 +67,7 @@ class MaceLayer(eqx.Module):
             interaction_irreps = e3nn.Irreps.spherical_harmonics(config.l_max)
         node_irreps = e3nn.Irreps.spherical_harmonics(config.resolved_node_symmetry)
         target_irreps = channels * (e3nn.Irreps("0e") if is_last else node_irreps)
-        self.is_first = is_first
+        self.has_residual = not is_first or config.first_layer_residual
         self.interaction = InteractionBlock(
             source_irreps,
             channels * interaction_irreps,
@@ -75,14 +77,18 @@ class MaceLayer(eqx.Module):
             activation=config.activation,
             dtype=dtype,
             key=keys[0],
+            radial_hidden=config.radial_mlp_hidden,
         )
         interaction_out = self.interaction.irreps_out
+        # The first layer's residual maps the scalar embedding: the other irreps
+        # of its output are zero.
         self.species_linear = EquivariantLinear(
-            interaction_out if is_first else source_irreps,
-            interaction_out if is_first else target_irreps.regroup(),
+            source_irreps if self.has_residual else interaction_out,
+            target_irreps.regroup() if self.has_residual else interaction_out,
             dtype=dtype,
             key=keys[1],
             num_species=num_species,
+            force_irreps_out=is_first and self.has_residual,
         )
         self.product_basis = ProductBasisBlock(
             interaction_out,
@@ -119,14 +125,14 @@ class MaceLayer(eqx.Module):
     ) -> tuple[Float[Array, "n_node num_heads"], e3nn.IrrepsArray]:
         """Returns (the readout of every head [n_node, num_heads], new features)."""
         residual = None
-        if not self.is_first:
+        if self.has_residual:
             with jax.named_scope("residual"):
                 residual = self.species_linear(node_features, node_species)
         with jax.named_scope("interaction"):
             node_features = self.interaction(
                 node_features, harmonics, radial_features, senders, receivers
             )
-        if self.is_first:
+        if not self.has_residual:
             with jax.named_scope("species_linear"):
                 node_features = self.species_linear(node_features, node_species)
         with jax.named_scope("product_basis"):
@@ -255,6 +261,7 @@ class Mace(MLIPNetwork):
                 r_min=self.avg_r_min,
                 l_max=self.config.l_max,
                 reverse_directions=True,
+                envelope_power=self.config.polynomial_cutoff_power,
             )
         node_features = e3nn.IrrepsArray(
             self.config.num_channels * e3nn.Irreps("0e"),

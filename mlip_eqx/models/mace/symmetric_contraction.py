@@ -43,17 +43,13 @@ def _order_basis(
 ) -> _OrderBasis:
     irreps = e3nn.Irreps(irreps_in)
     keep = e3nn.Irreps(irreps_out)
-    with jax.ensure_compile_time_eval():
-        symmetric = e3nn.reduced_symmetric_tensor_product_basis(
-            irreps, order, keep_ir=keep
-        )
-        general = (
-            symmetric
-            if symmetric_basis
-            else e3nn.reduced_tensor_product_basis([irreps] * order, keep_ir=keep)
-        )
-    symmetric_chunks = _chunks_by_irrep(symmetric)
-    general_chunks = _chunks_by_irrep(general)
+    symmetric_chunks = _symmetric_chunks(irreps_in, order, irreps_out)
+    if symmetric_basis:
+        general_chunks = symmetric_chunks
+    else:
+        with jax.ensure_compile_time_eval():
+            general = e3nn.reduced_tensor_product_basis([irreps] * order, keep_ir=keep)
+        general_chunks = _chunks_by_irrep(general)
     dim = irreps.dim
     tuples = np.array(
         list(itertools.combinations_with_replacement(range(dim), order)), dtype=np.int64
@@ -73,6 +69,26 @@ def _order_basis(
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _symmetric_chunks(
+    irreps_in: str, order: int, irreps_out: str
+) -> dict[str, np.ndarray]:
+    """e3nn's symmetric basis of the maps from the order-th tensor power to each
+    kept irrep: ir -> [dim] * order + [num_symmetric, ir.dim]."""
+    with jax.ensure_compile_time_eval():
+        symmetric = e3nn.reduced_symmetric_tensor_product_basis(
+            e3nn.Irreps(irreps_in), order, keep_ir=e3nn.Irreps(irreps_out)
+        )
+    return _chunks_by_irrep(symmetric)
+
+
+def symmetric_basis_size(irreps_in: e3nn.Irreps, order: int, ir: str) -> int:
+    """Dimension of the symmetric basis of the maps from the order-th tensor
+    power of ``irreps_in`` (one channel) to the irrep ``ir`` (0: none)."""
+    chunks = _symmetric_chunks(str(e3nn.Irreps(irreps_in)), order, ir)
+    return chunks[ir].shape[-2] if ir in chunks else 0
+
+
 def _chunks_by_irrep(basis: e3nn.IrrepsArray) -> dict[str, np.ndarray]:
     chunks = {}
     for (mul, ir), chunk in zip(basis.irreps, basis.chunks):
@@ -82,7 +98,7 @@ def _chunks_by_irrep(basis: e3nn.IrrepsArray) -> dict[str, np.ndarray]:
 
 
 def _express_in_symmetric_basis(
-    symmetric: np.ndarray, general: np.ndarray, order: int
+    symmetric: np.ndarray, general: np.ndarray, order: int, atol: float = 1e-9
 ) -> np.ndarray:
     """R with sym(general)[..., k, :] = sum_j symmetric[..., j, :] R[j, k]."""
     axes = list(itertools.permutations(range(order)))
@@ -92,7 +108,7 @@ def _express_in_symmetric_basis(
     lhs = np.moveaxis(symmetric, -2, -1).reshape(-1, num_symmetric)
     rhs = np.moveaxis(symmetrised, -2, -1).reshape(-1, num_general)
     solution, *_ = np.linalg.lstsq(lhs, rhs, rcond=None)
-    if not np.allclose(lhs @ solution, rhs, atol=1e-9):
+    if not np.allclose(lhs @ solution, rhs, atol=atol):
         raise RuntimeError("The tensor basis is not spanned by its symmetric part.")
     return solution
 
@@ -222,6 +238,55 @@ class SymmetricContraction(eqx.Module):
             node_weights = jnp.concatenate(weights[str(ir)], axis=1)[species]
             outputs.append(jnp.einsum("ncpi,npc->nci", node_terms, node_weights))
         return e3nn.IrrepsArray(self.irreps_out, jnp.concatenate(outputs, axis=-1))
+
+    def equivalent_weights(
+        self, order: int, ir: str, basis: np.ndarray, weights: np.ndarray
+    ) -> np.ndarray:
+        """The weights ``w{order}_{ir}`` that give the map of other weights in
+        another basis (e.g. mace-torch's ``U`` matrices).
+
+        Args:
+            order: The correlation order.
+            ir: The output irrep, e.g. "1o".
+            basis: Equivariant maps from the order-th tensor power of
+                ``irreps_in`` to ``ir``: [dim_in] * order + [num_basis, ir.dim].
+            weights: Their weights, [num_species, num_basis, num_channels].
+
+        Returns:
+            Our weights, [num_species, num_weights, num_channels], float64: the
+            same contraction (on the symmetric tensor power).
+
+        Raises:
+            ValueError: If the basis maps outside the span of ours (it is not
+                an equivariant basis of the same irreps).
+        """
+        ours = self._basis(order, self.irreps_out)
+        symmetric = _symmetric_chunks(str(self.irreps_in), order, str(self.irreps_out))
+        if ir not in symmetric:
+            if np.any(basis != 0.0):
+                raise ValueError(
+                    f"order {order} has no path to {ir}, but the basis is not zero"
+                )
+            return np.zeros((weights.shape[0], 0, weights.shape[2]))
+        try:
+            # The other basis may be float32 (a float32 model's constants).
+            in_symmetric = _express_in_symmetric_basis(
+                symmetric[ir], basis, order, atol=1e-6 * np.abs(basis).max()
+            )
+        except RuntimeError:
+            raise ValueError(
+                f"the order-{order} basis of {ir} is not spanned by ours"
+            ) from None
+        effective = np.einsum("jk,skc->sjc", in_symmetric, weights)
+        to_symmetric = ours.to_symmetric[ir]
+        solution = np.einsum("kj,sjc->skc", np.linalg.pinv(to_symmetric), effective)
+        if not np.allclose(
+            np.einsum("jk,skc->sjc", to_symmetric, solution),
+            effective,
+            atol=1e-9 * max(np.abs(effective).max(), 1.0),
+        ):
+            raise ValueError(f"the order-{order} weights of {ir} have no equivalent")
+        return solution
 
     def _effective_weights(
         self, basis: _OrderBasis, order: int, ir: str, dtype: DTypeLike
