@@ -53,8 +53,8 @@ class DataSettings(Config):
             "REF_stress", then "stress".
         isolated_atoms: A file of isolated atoms (one atom per frame, no
             periodic images within the cutoff) whose energies are the reference
-            energies (E0) of their elements. One-atom frames of the training
-            files are isolated atoms too; they are never training structures.
+            energies (E0) of their elements. Such frames in the training files
+            are isolated atoms too; they are never training structures.
         atomic_energies: Reference energies (E0) in eV as a JSON map, e.g.
             '{"H": -13.57, "C": -1025.3}' (element symbols or atomic numbers), or
             the path of a JSON file holding one; they win over isolated atoms.
