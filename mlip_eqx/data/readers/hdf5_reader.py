@@ -185,7 +185,8 @@ def _read_group(
     required_labels: Sequence[str],
     keys: Mapping[str, str],
 ) -> ChemicalSystem:
-    if "elements" in group and group["elements"].shape == (1,):
+    elements = group.get("elements")
+    if isinstance(elements, h5py.Dataset) and elements.shape == (1,):
         required_labels = [label for label in required_labels if label != "forces"]
     for label in required_labels:
         is_attribute = label == "energy"
