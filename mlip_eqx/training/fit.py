@@ -30,9 +30,10 @@ from mlip_eqx.training.mesh import replicate
 from mlip_eqx.training.protocol import (
     check_protocol,
     count_evaluation,
+    has_stopped,
     in_stage_two,
     reduce_on_plateau,
-    should_stop_early,
+    stage_two_due,
     start_stage_two,
 )
 from mlip_eqx.training.training_loop_config import TrainingLoopConfig
@@ -170,8 +171,7 @@ def fit(
             ``stage_two_steps``, or ``config.lr_plateau_patience`` with an
             optimizer that does not record its learning rate.
     """
-    staged = config.stage_two_epoch is not None
-    if staged and stage_two_steps is None:
+    if config.stage_two_epoch is not None and stage_two_steps is None:
         raise ValueError(
             "fit: TrainingLoopConfig.stage_two_epoch is set, but no stage_two_steps "
             "(the train and eval steps of the second stage's loss) were given."
@@ -196,18 +196,6 @@ def fit(
     def stage_of(state: TrainingState) -> int:
         return int(in_stage_two(state))
 
-    def stage_two_due(state: TrainingState, epoch: int) -> bool:
-        return (
-            staged
-            and not in_stage_two(state)
-            and (epoch >= config.stage_two_epoch or should_stop_early(state, config))
-        )
-
-    def stopped(state: TrainingState) -> bool:
-        return should_stop_early(state, config) and not (
-            staged and not in_stage_two(state)
-        )
-
     def decide(
         state: TrainingState, improved: bool, epoch: int
     ) -> tuple[TrainingState, list[dict[str, Any]]]:
@@ -217,7 +205,7 @@ def fit(
         )
         state, reduction = reduce_on_plateau(state, config)
         decisions = [] if reduction is None else [reduction]
-        if stopped(state):
+        if has_stopped(state, config):
             record = state.best_model
             decisions.append(
                 {
@@ -242,14 +230,10 @@ def fit(
         )
         state = eqx.tree_at(lambda s: s.best_model, state, record)
         state, decisions = decide(state, improved, epoch)
-        state = eqx.tree_at(
-            lambda s: (s.best_model, s.protocol),
-            state,
-            replicate((state.best_model, state.protocol), mesh),
-        )
+        state = _replicate_records(state, mesh)
         best_params = params if improved else progress.best_params
         # Checkpoints: every new best model, and the last epoch (to resume from).
-        last = epoch == config.num_epochs or stopped(state)
+        last = epoch == config.num_epochs or has_stopped(state, config)
         if checkpointer is not None and epoch > 0 and (improved or last):
             checkpointer.save(state, epoch, metrics["loss"])
         best = {"best_loss": float(record.loss), "best_epoch": int(record.epoch)}
@@ -261,18 +245,20 @@ def fit(
     progress = start
     if progress.epoch > 0:
         log(LogCategory.CLEANUP_AFTER_CKPT_RESTORATION, {}, progress.epoch)
-        if stopped(progress.state):
+        if has_stopped(progress.state, config):
             logger.info(
                 "The run stopped early at epoch %d; it trains no more.",
                 progress.epoch,
             )
     elif config.run_eval_at_start:
         progress = evaluate_and_track_best(progress)
-    while progress.epoch < config.num_epochs and not stopped(progress.state):
+    while progress.epoch < config.num_epochs and not has_stopped(
+        progress.state, config
+    ):
         epoch = progress.epoch + 1
         state = progress.state
-        if stage_two_due(state, epoch):
-            state = replicate(start_stage_two(state, epoch), mesh)
+        if stage_two_due(state, config, epoch):
+            state = _replicate_records(start_stage_two(state, epoch), mesh)
             decision = {
                 "decision": "stage_two_started",
                 "energy_weight": config.stage_two_energy_weight,
@@ -307,6 +293,16 @@ def fit(
         checkpointer.wait_until_finished()
     _warn_if_validation_never_improved(progress.state)
     return progress
+
+
+def _replicate_records(state: TrainingState, mesh: Mesh) -> TrainingState:
+    """The state with its best-model record and protocol state (changed on the
+    host) replicated on the mesh of the steps."""
+    return eqx.tree_at(
+        lambda s: (s.best_model, s.protocol),
+        state,
+        replicate((state.best_model, state.protocol), mesh),
+    )
 
 
 def _log_decision(

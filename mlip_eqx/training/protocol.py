@@ -25,9 +25,11 @@ __all__ = [
     "base_learning_rate",
     "check_protocol",
     "count_evaluation",
+    "has_stopped",
     "in_stage_two",
     "reduce_on_plateau",
     "should_stop_early",
+    "stage_two_due",
     "start_stage_two",
 ]
 
@@ -144,6 +146,22 @@ def should_stop_early(state: TrainingState, config: TrainingLoopConfig) -> bool:
     return patience is not None and (
         int(state.protocol.evaluations_without_improvement) >= patience
     )
+
+
+def has_stopped(state: TrainingState, config: TrainingLoopConfig) -> bool:
+    """Whether the run has ended early: the early-stopping patience is reached
+    and no second stage is left to start instead."""
+    stage_two_ahead = config.stage_two_epoch is not None and not in_stage_two(state)
+    return should_stop_early(state, config) and not stage_two_ahead
+
+
+def stage_two_due(state: TrainingState, config: TrainingLoopConfig, epoch: int) -> bool:
+    """Whether the second stage starts before training ``epoch``: at
+    ``config.stage_two_epoch``, or earlier once the first stage reaches the
+    early-stopping patience."""
+    if config.stage_two_epoch is None or in_stage_two(state):
+        return False
+    return epoch >= config.stage_two_epoch or should_stop_early(state, config)
 
 
 def start_stage_two(state: TrainingState, epoch: int) -> TrainingState:
