@@ -44,6 +44,12 @@ from mlip_eqx.training.ema import ema_init
 from mlip_eqx.training.log_fanout import LogCategory
 from mlip_eqx.training.protocol import reduce_on_plateau
 from mlip_eqx.training.protocol_state import init_protocol_state
+from mlip_eqx.training.trackers import tracker_scalars
+from mlip_eqx.training.training_loggers import (
+    JsonLinesLogger,
+    log_metrics_to_line,
+    log_metrics_to_table,
+)
 from mlip_eqx.utils.config import ConfigError
 from tests.training.test_training_loop import (
     build_splits_and_info,
@@ -273,8 +279,13 @@ def test_the_factor_scales_the_update_as_the_learning_rate(pieces):
 STALLING_LOSSES = [10.0, 9.0, 9.5, 9.6, 9.7, 9.8, 9.9, 9.95]
 
 
-def test_early_stop_ends_the_run_with_its_best_model(pieces, tmp_path):
+def test_early_stop_ends_the_run_with_its_best_model(pieces, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mlip_eqx")
     end, records = run(pieces, tmp_path, 7, STALLING_LOSSES, early_stopping_patience=2)
+    assert (
+        "Epoch 3: early stop after 2 evaluations without a lower validation loss; "
+        "best epoch 1 (loss 9)"
+    ) in caplog.text
     assert end.epoch == 3  # evaluations 2 and 3 did not improve
     assert decisions(records) == [(3, "early_stop")]
     assert of(records, LogCategory.TRAINING_DECISION, "best_epoch") == {3: 1}
@@ -445,3 +456,24 @@ def test_checkpoint_without_protocol_state_resumes_with_a_fresh_one(pieces, tmp_
     np.testing.assert_array_equal(flat(restored.protocol), flat(init_protocol_state()))
     np.testing.assert_array_equal(flat(restored.params), flat(state.params))
     assert jax.tree.structure(restored) == jax.tree.structure(state)
+
+
+def test_decisions_reach_the_metrics_file_and_trackers_not_the_tables(tmp_path, caplog):
+    decision = {
+        "decision": "learning_rate_reduced",
+        "learning_rate": 0.008,
+        "previous_learning_rate": 0.01,
+    }
+    metrics_file = JsonLinesLogger(tmp_path / "metrics.jsonl")
+    metrics_file(LogCategory.TRAINING_DECISION, decision, 4)
+    assert metrics_file.records() == [
+        {"category": "TRAINING_DECISION", "epoch": 4} | decision
+    ]
+    assert tracker_scalars(LogCategory.TRAINING_DECISION, decision) == {
+        "decision/learning_rate": 0.008,
+        "decision/previous_learning_rate": 0.01,
+    }
+    caplog.set_level(logging.INFO, logger="mlip_eqx")
+    log_metrics_to_line(LogCategory.TRAINING_DECISION, decision, 4)
+    log_metrics_to_table(LogCategory.TRAINING_DECISION, decision, 4)
+    assert caplog.text == ""  # fit logs each decision as a sentence
