@@ -5,7 +5,7 @@ import logging
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.data.preprocess import DEFAULT_SHARD_SIZE, preprocess
-from mlip_eqx.workflows.datasets import job_reader
+from mlip_eqx.workflows.datasets import job_reader, reference_energy_options
 from mlip_eqx.workflows.train_settings import TrainSettings
 
 logger = logging.getLogger("mlip_eqx")
@@ -25,6 +25,7 @@ def run_preprocess(
         settings.output_dir,
         settings.graph_dataset,
         shard_size=shard_size,
+        **reference_energy_options(settings),
     )
     logger.info(
         "Preprocessed to %s (train with mlip-eqx train --preprocessed %s): %s",
