@@ -1,0 +1,306 @@
+"""mace-torch's MACE models into ours: the same energies, forces and stress in
+float64, for models with the hyperparameters of MACE-MP-0 small and medium (three
+elements instead of 89 and few neighbours per atom in the normalisation: neither
+changes the code path, both make the test fast and geometry-sensitive) and a
+two-head model, with all weights random; a wrong map is detected; the converted
+model saves and loads without torch; bad input is named.
+"""
+
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import ase
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("mace")
+torch = pytest.importorskip("torch")
+
+from e3nn import o3  # noqa: E402
+from mace import data as mace_data  # noqa: E402
+from mace import modules  # noqa: E402
+from mace.tools import torch_geometric  # noqa: E402
+from mace.tools.utils import AtomicNumberTable  # noqa: E402
+
+from mlip_eqx.data.chemical_system import ChemicalSystem  # noqa: E402
+from mlip_eqx.models.convert.mace_torch import (  # noqa: E402
+    MaceTorchConversionError,
+    force_field_from_mace_torch,
+)
+from mlip_eqx.models.force_field import ForceField  # noqa: E402
+from mlip_eqx.models.inference_context import InferenceContext  # noqa: E402
+from mlip_eqx.models.model_io import save_model_to_zip  # noqa: E402
+from mlip_eqx.testing.network_tests import triclinic_crystal  # noqa: E402
+from mlip_eqx.testing.physics import (  # noqa: E402
+    make_batch,
+    make_graph,
+    predict_graph,
+)
+from mlip_eqx.testing.structures import random_system  # noqa: E402
+
+ELEMENTS = (1, 8, 29)
+TOLERANCE = 1e-8
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float64():
+    """Both libraries in float64 while the module's tests run."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    with jax.enable_x64(True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e3nn's and mace-torch's own warnings
+        yield
+    torch.set_default_dtype(default)
+
+
+def mace_torch_model(
+    hidden_irreps: str = "128x0e",
+    first_interaction: str = "RealAgnosticResidualInteractionBlock",
+    model_class=modules.ScaleShiftMACE,
+    heads: tuple[str, ...] | None = None,
+    seed: int = 0,
+    **options,
+):
+    """A mace-torch MACE with MACE-MP-0's hyperparameters and random weights
+    (every parameter drawn anew, so that a wrong map shows)."""
+    rng = np.random.default_rng(seed)
+    num_heads = 1 if heads is None else len(heads)
+    settings = dict(
+        r_max=6.0,
+        num_bessel=10,
+        num_polynomial_cutoff=5,
+        max_ell=3,
+        interaction_cls=modules.interaction_classes[
+            "RealAgnosticResidualInteractionBlock"
+        ],
+        interaction_cls_first=modules.interaction_classes[first_interaction],
+        num_interactions=2,
+        num_elements=len(ELEMENTS),
+        hidden_irreps=o3.Irreps(hidden_irreps),
+        MLP_irreps=o3.Irreps("16x0e"),
+        atomic_energies=rng.normal(size=(num_heads, len(ELEMENTS)) if heads else 3),
+        avg_num_neighbors=3.0,
+        atomic_numbers=list(ELEMENTS),
+        correlation=3,
+        gate=torch.nn.functional.silu,
+        radial_MLP=[64, 64, 64],
+        heads=None if heads is None else list(heads),
+    )
+    if model_class is modules.ScaleShiftMACE:
+        settings["atomic_inter_scale"] = rng.uniform(0.5, 2.0, num_heads)
+        settings["atomic_inter_shift"] = rng.normal(size=num_heads)
+    model = model_class(**(settings | options))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(
+                torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
+            )
+    return model.eval()
+
+
+def structures() -> list[ChemicalSystem]:
+    """A periodic cell, a triclinic cell and a molecule."""
+    rng = np.random.default_rng(1)
+    return [
+        random_system(rng, 6, ELEMENTS),
+        triclinic_crystal(rng, 5, ELEMENTS),
+        random_system(rng, 5, ELEMENTS, periodic=False),
+    ]
+
+
+def torch_prediction(model, system: ChemicalSystem, head: str | None = None):
+    """mace-torch's energy (eV), forces (eV/Å) and stress (eV/Å³, periodic only)."""
+    periodic = bool(np.any(system.pbc))
+    atoms = ase.Atoms(
+        numbers=system.atomic_numbers,
+        positions=system.positions,
+        cell=system.cell if periodic else None,
+        pbc=system.pbc,
+    )
+    heads = list(model.heads)
+    config = mace_data.config_from_atoms(atoms, head_name=head or heads[0])
+    data = mace_data.AtomicData.from_config(
+        config,
+        z_table=AtomicNumberTable(list(ELEMENTS)),
+        cutoff=float(model.r_max),
+        heads=heads,
+    )
+    batch = next(iter(torch_geometric.dataloader.DataLoader([data], batch_size=1)))
+    output = model(batch.to_dict(), compute_stress=periodic)
+    stress = output["stress"].detach().numpy()[0] if periodic else None
+    return output["energy"].item(), output["forces"].detach().numpy(), stress
+
+
+def largest_relative_error(
+    force_field: ForceField, model, head: str | None = None
+) -> float:
+    """The largest relative difference of energy, forces and stress between the
+    force field and mace-torch over :func:`structures` (one padded batch)."""
+    if head is not None:
+        force_field = force_field.replace_inference_context(
+            InferenceContext(dataset_name=head)
+        )
+    systems = structures()
+    prediction = predict_graph(force_field, make_batch(force_field, systems))
+    errors = []
+    first_node = 0
+    for index, system in enumerate(systems):
+        energy, forces, stress = torch_prediction(model, system, head)
+        nodes = slice(first_node, first_node + len(system.atomic_numbers))
+        first_node = nodes.stop
+        pairs = [
+            (energy, prediction.energy[index]),
+            (forces, prediction.forces[nodes]),
+        ]
+        if stress is not None:
+            pairs.append((stress, prediction.stress[index]))
+        for theirs, ours in pairs:
+            theirs, ours = np.asarray(theirs), np.asarray(ours)
+            errors.append(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
+    return max(errors)
+
+
+MP0 = {
+    "small": "128x0e",
+    "medium": "128x0e+128x1o",
+}
+
+
+@pytest.fixture(scope="module")
+def mp0_models() -> dict[str, tuple]:
+    """MACE-MP-0 small and medium: (mace-torch model, converted force field)."""
+    models = {}
+    for size, hidden_irreps in MP0.items():
+        model = mace_torch_model(hidden_irreps)
+        models[size] = (model, force_field_from_mace_torch(model))
+    return models
+
+
+@pytest.mark.parametrize("size", sorted(MP0))
+def test_mace_mp0_scale_shift_models_predict_as_mace_torch(size, mp0_models):
+    model, force_field = mp0_models[size]
+    assert force_field.config.first_layer_residual
+    assert largest_relative_error(force_field, model) < TOLERANCE
+
+
+def test_mace_class_with_a_first_block_without_residual_predicts_as_mace_torch():
+    model = mace_torch_model(
+        "128x0e+128x1o",
+        first_interaction="RealAgnosticInteractionBlock",
+        model_class=modules.MACE,
+    )
+    force_field = force_field_from_mace_torch(model)
+    assert not force_field.config.first_layer_residual
+    assert force_field.dataset_info.scaling_stdev == 1.0
+    assert largest_relative_error(force_field, model) < TOLERANCE
+
+
+def test_two_heads_with_their_own_scale_shift_and_e0s_predict_as_mace_torch():
+    model = mace_torch_model("128x0e", heads=("pbe", "r2scan"), seed=3)
+    force_field = force_field_from_mace_torch(model)
+    assert force_field.dataset_info.dataset_name == ("pbe", "r2scan")
+    for head in ("pbe", "r2scan"):
+        assert largest_relative_error(force_field, model, head) < TOLERANCE
+
+
+def test_a_wrong_map_is_detected(mp0_models):
+    model, force_field = mp0_models["medium"]
+    transposed = eqx.tree_at(
+        lambda f: f.network.layers[1].interaction.linear_up.weights[0],
+        force_field,
+        replace_fn=lambda weight: weight.T,
+    )
+    assert largest_relative_error(transposed, model) > 1e-4
+
+
+def test_converted_model_file_saves_loads_and_predicts_without_torch(
+    tmp_path, mp0_models
+):
+    model, converted = mp0_models["small"]
+    model_file = tmp_path / "model.model"
+    torch.save(model, model_file)
+    force_field = force_field_from_mace_torch(model_file)
+    assert eqx.tree_equal(force_field, converted)
+    system = structures()[0]
+    expected = predict_graph(force_field, make_graph(force_field, system))
+    archive = tmp_path / "model.zip"
+    save_model_to_zip(archive, force_field)
+    script = textwrap.dedent(
+        f"""
+        import sys
+
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "mace", "e3nn"):
+                    raise ImportError(f"{{name}} is blocked")
+
+        sys.meta_path.insert(0, NoTorch())
+        import jax
+        jax.config.update("jax_enable_x64", True)
+        import numpy as np
+        from mlip_eqx.models.model_io import load_model_from_zip
+        from mlip_eqx.testing.physics import make_graph, predict_graph
+        from mlip_eqx.data.chemical_system import ChemicalSystem
+        system = ChemicalSystem(
+            atomic_numbers=np.array({system.atomic_numbers.tolist()}),
+            positions=np.array({system.positions.tolist()}),
+            cell=np.array({system.cell.tolist()}),
+            pbc=np.array([True, True, True]),
+        )
+        force_field = load_model_from_zip(None, {str(archive)!r})
+        prediction = predict_graph(force_field, make_graph(force_field, system))
+        print(repr(float(prediction.energy[0])))
+        print(repr(np.asarray(prediction.forces).tolist()))
+        assert "torch" not in sys.modules
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    energy, forces = result.stdout.strip().splitlines()[-2:]
+    np.testing.assert_allclose(float(energy), float(expected.energy[0]), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.array(eval(forces)), np.asarray(expected.forces), rtol=1e-10, atol=1e-12
+    )
+
+
+def test_a_file_that_is_not_a_model_is_named(tmp_path):
+    text = tmp_path / "notes.model"
+    text.write_text("not a model")
+    with pytest.raises(MaceTorchConversionError, match="notes.model: not a torch"):
+        force_field_from_mace_torch(text)
+    weights = tmp_path / "weights.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), weights)
+    with pytest.raises(MaceTorchConversionError, match="weights.pt: holds a"):
+        force_field_from_mace_torch(weights)
+    with pytest.raises(FileNotFoundError, match="missing.model"):
+        force_field_from_mace_torch(tmp_path / "missing.model")
+
+
+# A small model for the refusals (they come before any weight is read).
+SMALL = dict(hidden_irreps="8x0e", max_ell=1, correlation=1, num_bessel=4)
+
+
+def test_unsupported_classes_and_options_are_named(tmp_path):
+    linear = tmp_path / "linear.model"
+    torch.save(torch.nn.Linear(2, 2), linear)
+    with pytest.raises(MaceTorchConversionError, match="Linear models are not"):
+        force_field_from_mace_torch(linear)
+    density = mace_torch_model(
+        first_interaction="RealAgnosticDensityInteractionBlock", **SMALL
+    )
+    with pytest.raises(
+        MaceTorchConversionError, match="RealAgnosticDensityInteractionBlock"
+    ):
+        force_field_from_mace_torch(density)
+    zbl = mace_torch_model(pair_repulsion=True, **SMALL)
+    with pytest.raises(MaceTorchConversionError, match="pair_repulsion"):
+        force_field_from_mace_torch(zbl)
+    agnesi = mace_torch_model(distance_transform="Agnesi", **SMALL)
+    with pytest.raises(MaceTorchConversionError, match="AgnesiTransform"):
+        force_field_from_mace_torch(agnesi)
