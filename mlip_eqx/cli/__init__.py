@@ -5,7 +5,8 @@ calls one library function of :mod:`mlip_eqx.workflows`:
 - ``mlip-eqx train``: :func:`mlip_eqx.workflows.train.train` (demo data by default);
 - ``mlip-eqx preprocess``: :func:`mlip_eqx.workflows.preprocess.run_preprocess`;
 - ``mlip-eqx evaluate``: :func:`mlip_eqx.workflows.evaluate.evaluate`;
-- ``mlip-eqx simulate``: :func:`mlip_eqx.workflows.simulate.simulate`.
+- ``mlip-eqx simulate``: :func:`mlip_eqx.workflows.simulate.simulate`;
+- ``mlip-eqx convert``: :func:`mlip_eqx.workflows.convert.convert`.
 
 Only this package turns exceptions into messages and exit codes.
 """
@@ -16,9 +17,9 @@ import sys
 
 from rich.logging import RichHandler
 
-from mlip_eqx.cli import evaluate, preprocess, simulate, train
+from mlip_eqx.cli import convert, evaluate, preprocess, simulate, train
 
-COMMANDS = (train, preprocess, evaluate, simulate)
+COMMANDS = (train, preprocess, evaluate, simulate, convert)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

@@ -26,6 +26,7 @@ from mace import modules  # noqa: E402
 from mace.tools import torch_geometric  # noqa: E402
 from mace.tools.utils import AtomicNumberTable  # noqa: E402
 
+from mlip_eqx.cli import main  # noqa: E402
 from mlip_eqx.data.chemical_system import ChemicalSystem  # noqa: E402
 from mlip_eqx.models.convert.mace_torch import (  # noqa: E402
     MaceTorchConversionError,
@@ -33,7 +34,10 @@ from mlip_eqx.models.convert.mace_torch import (  # noqa: E402
 )
 from mlip_eqx.models.force_field import ForceField  # noqa: E402
 from mlip_eqx.models.inference_context import InferenceContext  # noqa: E402
-from mlip_eqx.models.model_io import save_model_to_zip  # noqa: E402
+from mlip_eqx.models.model_io import (  # noqa: E402
+    load_model_from_zip,
+    save_model_to_zip,
+)
 from mlip_eqx.testing.network_tests import triclinic_crystal  # noqa: E402
 from mlip_eqx.testing.physics import (  # noqa: E402
     make_batch,
@@ -304,3 +308,22 @@ def test_unsupported_classes_and_options_are_named(tmp_path):
     agnesi = mace_torch_model(distance_transform="Agnesi", **SMALL)
     with pytest.raises(MaceTorchConversionError, match="AgnesiTransform"):
         force_field_from_mace_torch(agnesi)
+
+
+def test_convert_command_writes_a_zip_and_overwrites_only_when_asked(tmp_path):
+    model = mace_torch_model(**SMALL)
+    model_file = tmp_path / "small.model"
+    torch.save(model, model_file)
+    output = tmp_path / "converted.zip"
+    command = ["convert", "--from", "mace-torch", str(model_file)]
+    command += ["--output", str(output), "--float64"]
+    assert main(command) == 0
+    force_field = load_model_from_zip(None, output)
+    assert largest_relative_error(force_field, model) < TOLERANCE
+    with pytest.raises(SystemExit, match="converted.zip exists; pass --overwrite"):
+        main(command)
+    assert main(command + ["--overwrite"]) == 0
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("not a model")
+    with pytest.raises(SystemExit, match="notes.txt: not a torch model file"):
+        main(["convert", str(not_a_model), "--output", str(tmp_path / "x.zip")])
