@@ -33,3 +33,22 @@ for _name, _value in _CACHE_SETTINGS.items():
 def pytest_sessionfinish(session, exitstatus):
     if _OWNS_CACHE:
         shutil.rmtree(os.environ[CACHE_VARIABLE], ignore_errors=True)
+
+
+# The longest tests (child processes, whole CLI jobs, MD episodes) start first,
+# so that xdist's workers do not end on them one after the other.
+LONGEST_FIRST = (
+    "tests/training/test_multi_process.py",
+    "tests/cli/test_cli_commands.py",
+    "tests/simulation/test_jax_md_engine.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return (
+            LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+        )
+
+    items.sort(key=rank)  # stable: the rest keep their order

@@ -23,8 +23,10 @@ from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import HuberLoss, Loss, MSELoss
 from mlip_eqx.models.model_io import save_model_to_zip
 from mlip_eqx.plotting import plot_learning_curves, plot_parity
+from mlip_eqx.training.device_batches import batches_per_device
 from mlip_eqx.training.distributed import is_primary_process
 from mlip_eqx.training.fine_tuning import fine_tuning_start
+from mlip_eqx.training.mesh import training_mesh
 from mlip_eqx.training.metric_units import summarize_metrics
 from mlip_eqx.training.optimizer import get_default_mlip_optimizer
 from mlip_eqx.training.trackers import make_tracker_logger
@@ -159,6 +161,9 @@ def train(settings: TrainSettings) -> dict[str, float]:
     the devices of all, and process 0 writes the outputs.
     """
     output_dir = Path(settings.output_dir)
+    parallel = settings.all_devices or jax.process_count() > 1
+    # Refused before any data is read (the loop checks it again).
+    batches_per_device(training_mesh(parallel), settings.training_loop.batches_per_step)
     pretrained = None
     if settings.fine_tuning.init_from is not None:
         pretrained = load_pretrained(settings.fine_tuning.init_from)
@@ -177,7 +182,7 @@ def train(settings: TrainSettings) -> dict[str, float]:
         optimizer,
         settings.training_loop,
         io_handler=io_handler,
-        should_parallelize=settings.all_devices or jax.process_count() > 1,
+        should_parallelize=parallel,
     )
     from_scratch = loop.epoch_number == 0  # restores a checkpoint if resuming
     if primary:

@@ -199,10 +199,13 @@ ONE_VERSUS_FOUR = textwrap.dedent(
     network = PairNetwork(PairNetwork.Config(), DATASET_INFO, key=jax.random.key(3))
     force_field = ForceField(network, predict_stress=True)
     config = OptimizerConfig(warmup_steps=0)
-    optimizers = {
-        "amsgrad": get_default_mlip_optimizer(config),
-        "sgd": get_mlip_optimizer_chain_with_flexible_base_optimizer(optax.sgd, config),
-    }
+    # AMSGrad (moment states to keep replicated) with the exact float64
+    # comparison, plain SGD in float32: one compilation pair per device count.
+    if x64:
+        optimizers = {"amsgrad": get_default_mlip_optimizer(config)}
+    else:
+        optimizers = {"sgd": get_mlip_optimizer_chain_with_flexible_base_optimizer(
+            optax.sgd, config)}
     padding = batch_graphs([], N_NODE, N_EDGE, N_GRAPH)
     last = make_batches(13, 1)[0]
     for name, optimizer in optimizers.items():
@@ -242,4 +245,5 @@ ONE_VERSUS_FOUR = textwrap.dedent(
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 def test_one_device_and_four_devices_give_the_same_update(precision):
     output = run_script(ONE_VERSUS_FOUR, precision)
-    assert output.count("SAME") == 2, output
+    optimizer = "amsgrad" if precision == "float64" else "sgd"
+    assert output.count("SAME") == 1 and f"{optimizer} SAME" in output, output
