@@ -1,8 +1,9 @@
 """MLIPNetwork: the interface of every energy model (MACE, NequIP, ViSNet)."""
 
 import abc
+import logging
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -11,6 +12,10 @@ from jaxtyping import Array, Float, Int, PyTree
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.utils.config import Config
+
+FloatDtypeName = Literal["float32", "float64"]
+
+logger = logging.getLogger("mlip_eqx")
 
 
 class MLIPNetwork(eqx.Module):
@@ -106,3 +111,29 @@ class MLIPNetwork(eqx.Module):
 def default_float_dtype() -> jnp.dtype:
     """float64 when ``jax_enable_x64`` is on, float32 otherwise."""
     return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+def use_float_dtype(dtype: FloatDtypeName) -> None:
+    """Makes this process build and run networks in ``dtype``.
+
+    float64 turns ``jax_enable_x64`` on for the whole process (the global
+    setting, so that it reaches every thread, such as a batch prefetcher; a
+    thread-local ``jax.enable_x64`` context would not), with an INFO log when it
+    was off. Arrays created before keep their dtype: call it before building
+    anything. float32 needs ``jax_enable_x64`` off, since the networks compute in
+    the default float dtype.
+
+    Raises:
+        ValueError: If ``dtype`` is "float32" and ``jax_enable_x64`` is on.
+    """
+    current = default_float_dtype().name
+    if dtype == "float64":
+        if current != "float64":
+            logger.info("Computing in float64: turning jax_enable_x64 on.")
+        jax.config.update("jax_enable_x64", True)
+    elif current != "float32":
+        raise ValueError(
+            "float32 was asked for, but jax_enable_x64 is on in this process, so "
+            "the networks compute in float64: ask for float64, or turn it off "
+            '(jax.config.update("jax_enable_x64", False)) before building anything.'
+        )

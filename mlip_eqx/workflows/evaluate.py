@@ -10,7 +10,7 @@ from mlip_eqx.data.readers.file_readers import reader_for_files
 from mlip_eqx.inference.evaluation import evaluate_force_field, write_predictions
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.inference_context import InferenceContext
-from mlip_eqx.models.model_io import load_model_from_zip
+from mlip_eqx.models.model_io import load_model_from_zip, use_saved_dtype
 from mlip_eqx.plotting import plot_parity
 from mlip_eqx.training.metric_units import summarize_metrics
 from mlip_eqx.training.training_loggers import print_metrics_table
@@ -56,11 +56,14 @@ def with_head(force_field: ForceField, head: str | None) -> ForceField:
 
 def evaluate(settings: EvaluateSettings) -> dict[str, float]:
     """Prints the metrics table and writes ``predictions.extxyz``,
-    ``metrics.json`` and (with ``settings.plots``) parity plots.
+    ``metrics.json`` and (with ``settings.plots``) parity plots. The job
+    predicts in the zip's dtype (a float64 zip turns ``jax_enable_x64`` on for
+    the whole process).
 
     Returns:
         The metrics (eV units); empty if no structure has labels.
     """
+    use_saved_dtype(settings.model)  # a float64 zip: jax_enable_x64 on
     force_field = with_head(load_model_from_zip(None, settings.model), settings.head)
     reader = reader_for_files(settings.data, required_labels=())
     systems = reader.load()[0]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.models.mlip_network import FloatDtypeName
 from mlip_eqx.models.model_io import load_model_from_zip
 from mlip_eqx.models.params_loading import (
     load_parameters_from_checkpoint,
@@ -33,10 +34,18 @@ def build_force_field(settings: TrainSettings, dataset_info: DatasetInfo) -> For
     )
 
 
-def load_pretrained(path: str | os.PathLike) -> ForceField:
+def load_pretrained(
+    path: str | os.PathLike, dtype: FloatDtypeName | None = None
+) -> ForceField:
     """The force field of a model zip, or of a training run's output directory
     (the EMA parameters of its latest checkpoint, the architecture from its
     ``config.json`` and ``dataset_info.json``).
+
+    Args:
+        path: The zip or the directory.
+        dtype: The dtype of a zip's force field (see
+            :func:`~mlip_eqx.models.model_io.load_model_from_zip`); a run's
+            checkpoint is loaded into a network of this session's dtype.
 
     Raises:
         PretrainedModelError: Naming the path if it is neither, or if the run
@@ -44,7 +53,7 @@ def load_pretrained(path: str | os.PathLike) -> ForceField:
     """
     path = Path(path)
     if path.is_file():
-        return load_model_from_zip(None, path)
+        return load_model_from_zip(None, path, dtype)
     run_files = [path / "config.json", path / "dataset_info.json"]
     if not (path.is_dir() and all(file.is_file() for file in run_files)):
         raise PretrainedModelError(

@@ -10,7 +10,7 @@ from typing import Literal
 import ase
 import ase.io
 
-from mlip_eqx.models.model_io import load_model_from_zip
+from mlip_eqx.models.model_io import load_model_from_zip, use_saved_dtype
 from mlip_eqx.plotting import plot_simulation
 from mlip_eqx.simulation.ase.ase_simulation_engine import ASESimulationEngine
 from mlip_eqx.simulation.configs.simulation_config import SimulationConfig
@@ -115,7 +115,9 @@ class SimulateSettings(Config):
 
 def simulate(settings: SimulateSettings) -> SimulationState:
     """Runs MD (or a minimisation) of the first frame of ``settings.structure``,
-    writes the trajectory and (with ``settings.plots``) the plot.
+    writes the trajectory and (with ``settings.plots``) the plot. The job runs
+    in the zip's dtype (a float64 zip turns ``jax_enable_x64`` on for the whole
+    process).
 
     Returns:
         The simulation's state (all snapshots).
@@ -124,6 +126,7 @@ def simulate(settings: SimulateSettings) -> SimulationState:
         ImportError: The JAX-MD engine without jax-md installed (``[md]`` extra).
         SimulationExplodedError: The temperature ran away.
     """
+    use_saved_dtype(settings.model)  # a float64 zip: jax_enable_x64 on
     force_field = with_head(load_model_from_zip(None, settings.model), settings.head)
     atoms = read_structure(settings.structure)
     fields = settings.simulation_fields()

@@ -16,11 +16,13 @@ from pathlib import Path
 import jax
 import optax
 
+from mlip_eqx.checkpoint.format import IncompatibleCheckpointError
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.inference.batched_inference import predict_dataset
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import HuberLoss, Loss, MSELoss
+from mlip_eqx.models.mlip_network import use_float_dtype
 from mlip_eqx.models.model_io import save_model_to_zip
 from mlip_eqx.plotting import plot_learning_curves, plot_parity
 from mlip_eqx.training.device_batches import batches_per_device
@@ -152,6 +154,25 @@ def _trackers(settings: TrainSettings, io_handler: TrainingIOHandler) -> Iterato
         yield
 
 
+def check_resumed_dtype(settings: TrainSettings) -> None:
+    """Refuses to resume a run in another dtype than its ``config.json`` says
+    (an older one without a dtype trained in float32).
+
+    Raises:
+        IncompatibleCheckpointError: Naming both dtypes.
+    """
+    config_file = Path(settings.output_dir) / "config.json"
+    if not (settings.resume and config_file.is_file()):
+        return
+    earlier = json.loads(config_file.read_text()).get("dtype", "float32")
+    if earlier != settings.dtype:
+        raise IncompatibleCheckpointError(
+            f"The run in {settings.output_dir} trained in {earlier}; resume it with "
+            f"--dtype {earlier} (dtype: {earlier!r} in a config file), not "
+            f"{settings.dtype}."
+        )
+
+
 def train(settings: TrainSettings) -> dict[str, float]:
     """Runs the training job; returns the test metrics (or validation if no test).
 
@@ -159,14 +180,21 @@ def train(settings: TrainSettings) -> dict[str, float]:
     After :func:`~mlip_eqx.training.distributed.initialize_distributed`, every
     process of the run calls it with the same settings: they train together on
     the devices of all, and process 0 writes the outputs.
+
+    The job computes in ``settings.dtype``: float64 turns ``jax_enable_x64`` on
+    for the whole process first (see
+    :func:`~mlip_eqx.models.mlip_network.use_float_dtype`); float32 is refused
+    when it is on. The labels stay float64 on the host either way.
     """
+    check_resumed_dtype(settings)
+    use_float_dtype(settings.dtype)
     output_dir = Path(settings.output_dir)
     parallel = settings.all_devices or jax.process_count() > 1
     # Refused before any data is read (the loop checks it again).
     batches_per_device(training_mesh(parallel), settings.training_loop.batches_per_step)
     pretrained = None
     if settings.fine_tuning.init_from is not None:
-        pretrained = load_pretrained(settings.fine_tuning.init_from)
+        pretrained = load_pretrained(settings.fine_tuning.init_from, settings.dtype)
         settings = pretrained_settings(settings, pretrained)
     train_set, validation_set, test_set, dataset_info = build_datasets(
         settings, None if pretrained is None else pretrained.dataset_info

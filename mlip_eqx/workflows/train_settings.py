@@ -161,6 +161,9 @@ class TrainSettings(Config):
             first; a multi-process run always uses every device of every process.
         loggers: Experiment trackers that also receive every record
             ("tensorboard", "wandb", "mlflow"; each needs its extra).
+        dtype: The floating-point dtype of the parameters and of the computation
+            ("float64" turns ``jax_enable_x64`` on for the whole process; the
+            model zip records it). A run resumes only in its own dtype.
     """
 
     output_dir: str
@@ -179,6 +182,7 @@ class TrainSettings(Config):
     plots: bool
     all_devices: bool = False
     loggers: tuple[TrackerName, ...] = ()
+    dtype: Literal["float32", "float64"] = "float32"
 
     def __check_init__(self) -> None:
         if self.resume and self.overwrite:

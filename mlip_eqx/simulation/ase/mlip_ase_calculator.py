@@ -17,7 +17,7 @@ from mlip_eqx.inference.atoms_graphs import graph_from_atoms
 from mlip_eqx.inference.predictor import make_node_energies_predictor, make_predictor
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.inference_context import InferenceContext
-from mlip_eqx.models.mlip_network import MLIPNetwork
+from mlip_eqx.models.mlip_network import FloatDtypeName, MLIPNetwork
 from mlip_eqx.models.model_io import load_model_from_zip
 
 logger = logging.getLogger("mlip_eqx")
@@ -130,6 +130,7 @@ class MLIPForceFieldASECalculator(Calculator):
         allow_nodes_to_change: bool = False,
         node_capacity_multiplier: float = 1.0,
         dataset_name: str | None = None,
+        dtype: FloatDtypeName | None = None,
     ) -> "MLIPForceFieldASECalculator":
         """The calculator of a model archive (see
         :func:`~mlip_eqx.models.model_io.load_model_from_zip`).
@@ -143,8 +144,10 @@ class MLIPForceFieldASECalculator(Calculator):
             allow_nodes_to_change: See the constructor.
             node_capacity_multiplier: See the constructor.
             dataset_name: See the constructor.
+            dtype: The dtype to predict in; None: the saved one (see
+                :func:`~mlip_eqx.models.model_io.load_model_from_zip`).
         """
-        force_field = load_model_from_zip(model_type, path)
+        force_field = load_model_from_zip(model_type, path, dtype)
         return cls(
             atoms,
             edge_capacity_multiplier,
