@@ -1,9 +1,11 @@
 """mace-torch's MACE models into ours: the same energies, forces and stress in
 float64, for models with the hyperparameters of MACE-MP-0 small and medium (three
 elements instead of 89 and few neighbours per atom in the normalisation: neither
-changes the code path, both make the test fast and geometry-sensitive) and a
-two-head model, with all weights random; a wrong map is detected; the converted
-model saves and loads without torch; bad input is named.
+changes the code path, both make the test fast and geometry-sensitive), with all
+weights random. The checks whose code path does not depend on size (two heads, the
+MACE class with a first block without residual, a wrong map, saving and loading
+without torch, the command) use small models, shared by module fixtures, and
+predict all structures (and heads) in one batch.
 """
 
 import subprocess
@@ -117,52 +119,71 @@ def structures() -> list[ChemicalSystem]:
     ]
 
 
-def torch_prediction(model, system: ChemicalSystem, head: str | None = None):
-    """mace-torch's energy (eV), forces (eV/Å) and stress (eV/Å³, periodic only)."""
-    periodic = bool(np.any(system.pbc))
-    atoms = ase.Atoms(
-        numbers=system.atomic_numbers,
-        positions=system.positions,
-        cell=system.cell if periodic else None,
-        pbc=system.pbc,
+def torch_predictions(model, systems: list[ChemicalSystem], heads: list[str]):
+    """mace-torch's energies (eV), forces (eV/Å) and stresses (eV/Å³, None for a
+    molecule) of the structures, each with its head, in one batch."""
+    configs = []
+    for system, head in zip(systems, heads, strict=True):
+        periodic = bool(np.any(system.pbc))
+        atoms = ase.Atoms(
+            numbers=system.atomic_numbers,
+            positions=system.positions,
+            cell=system.cell if periodic else None,
+            pbc=system.pbc,
+        )
+        configs.append(mace_data.config_from_atoms(atoms, head_name=head))
+    data = [
+        mace_data.AtomicData.from_config(
+            config,
+            z_table=AtomicNumberTable(list(ELEMENTS)),
+            cutoff=float(model.r_max),
+            heads=list(model.heads),
+        )
+        for config in configs
+    ]
+    loader = torch_geometric.dataloader.DataLoader(data, batch_size=len(data))
+    output = model(next(iter(loader)).to_dict(), compute_stress=True)
+    energies = output["energy"].detach().numpy()
+    forces = np.split(
+        output["forces"].detach().numpy(),
+        np.cumsum([len(system.atomic_numbers) for system in systems])[:-1],
     )
-    heads = list(model.heads)
-    config = mace_data.config_from_atoms(atoms, head_name=head or heads[0])
-    data = mace_data.AtomicData.from_config(
-        config,
-        z_table=AtomicNumberTable(list(ELEMENTS)),
-        cutoff=float(model.r_max),
-        heads=heads,
-    )
-    batch = next(iter(torch_geometric.dataloader.DataLoader([data], batch_size=1)))
-    output = model(batch.to_dict(), compute_stress=periodic)
-    stress = output["stress"].detach().numpy()[0] if periodic else None
-    return output["energy"].item(), output["forces"].detach().numpy(), stress
+    stresses = [
+        output["stress"].detach().numpy()[index] if np.any(system.pbc) else None
+        for index, system in enumerate(systems)
+    ]
+    return energies, forces, stresses
 
 
 def largest_relative_error(
-    force_field: ForceField, model, head: str | None = None
+    force_field: ForceField, model, heads: tuple[str, ...] | None = None
 ) -> float:
     """The largest relative difference of energy, forces and stress between the
-    force field and mace-torch over :func:`structures` (one padded batch)."""
-    if head is not None:
-        force_field = force_field.replace_inference_context(
-            InferenceContext(dataset_name=head)
-        )
-    systems = structures()
-    prediction = predict_graph(force_field, make_batch(force_field, systems))
+    force field and mace-torch over :func:`structures`, once for each head (all in
+    one padded batch, each graph predicted with its head)."""
+    heads = heads or (str(model.heads[0]),)
+    systems = structures() * len(heads)
+    system_heads = [head for head in heads for _ in structures()]
+    batch = make_batch(force_field, systems)
+    names = list(force_field.dataset_info.dataset_names)
+    dataset_idx = np.zeros_like(np.asarray(batch.dataset_idx))
+    dataset_idx[: len(systems)] = [
+        names.index(head) if len(names) > 1 else 0 for head in system_heads
+    ]
+    batch = eqx.tree_at(lambda graph: graph.dataset_idx, batch, dataset_idx)
+    prediction = predict_graph(force_field, batch)
+    energies, forces, stresses = torch_predictions(model, systems, system_heads)
     errors = []
     first_node = 0
     for index, system in enumerate(systems):
-        energy, forces, stress = torch_prediction(model, system, head)
         nodes = slice(first_node, first_node + len(system.atomic_numbers))
         first_node = nodes.stop
         pairs = [
-            (energy, prediction.energy[index]),
-            (forces, prediction.forces[nodes]),
+            (energies[index], prediction.energy[index]),
+            (forces[index], prediction.forces[nodes]),
         ]
-        if stress is not None:
-            pairs.append((stress, prediction.stress[index]))
+        if stresses[index] is not None:
+            pairs.append((stresses[index], prediction.stress[index]))
         for theirs, ours in pairs:
             theirs, ours = np.asarray(theirs), np.asarray(ours)
             errors.append(np.max(np.abs(ours - theirs)) / np.max(np.abs(theirs)))
@@ -192,28 +213,63 @@ def test_mace_mp0_scale_shift_models_predict_as_mace_torch(size, mp0_models):
     assert largest_relative_error(force_field, model) < TOLERANCE
 
 
-def test_mace_class_with_a_first_block_without_residual_predicts_as_mace_torch():
+# Small hyperparameters for the checks whose code path does not depend on size.
+SMALL = dict(
+    hidden_irreps="8x0e+8x1o",
+    max_ell=2,
+    correlation=2,
+    num_bessel=4,
+    radial_MLP=[8, 8],
+    MLP_irreps=o3.Irreps("4x0e"),
+)
+
+
+@pytest.fixture(scope="module")
+def two_heads() -> tuple:
+    """A small ScaleShiftMACE with two heads, each with its own scale, shift and
+    E0s: (mace-torch model, converted force field)."""
+    model = mace_torch_model(heads=("pbe", "r2scan"), seed=3, **SMALL)
+    return model, force_field_from_mace_torch(model)
+
+
+@pytest.fixture(scope="module")
+def plain_mace(tmp_path_factory) -> tuple:
+    """A small ``MACE`` (no scale and shift) whose first block has no residual,
+    saved with ``torch.save``: (mace-torch model, converted force field, file)."""
     model = mace_torch_model(
-        "128x0e+128x1o",
         first_interaction="RealAgnosticInteractionBlock",
         model_class=modules.MACE,
+        **SMALL,
     )
-    force_field = force_field_from_mace_torch(model)
+    model_file = tmp_path_factory.mktemp("plain_mace") / "small.model"
+    torch.save(model, model_file)
+    return model, force_field_from_mace_torch(model), model_file
+
+
+def test_mace_class_with_a_first_block_without_residual_predicts_as_mace_torch(
+    plain_mace,
+):
+    model, force_field, _ = plain_mace
     assert not force_field.config.first_layer_residual
     assert force_field.dataset_info.scaling_stdev == 1.0
     assert largest_relative_error(force_field, model) < TOLERANCE
 
 
-def test_two_heads_with_their_own_scale_shift_and_e0s_predict_as_mace_torch():
-    model = mace_torch_model("128x0e", heads=("pbe", "r2scan"), seed=3)
-    force_field = force_field_from_mace_torch(model)
+def test_two_heads_with_their_own_scale_shift_and_e0s_predict_as_mace_torch(
+    two_heads,
+):
+    model, force_field = two_heads
     assert force_field.dataset_info.dataset_name == ("pbe", "r2scan")
-    for head in ("pbe", "r2scan"):
-        assert largest_relative_error(force_field, model, head) < TOLERANCE
+    assert largest_relative_error(force_field, model, ("pbe", "r2scan")) < TOLERANCE
+    chosen = force_field.replace_inference_context(
+        InferenceContext(dataset_name="r2scan")
+    )
+    assert largest_relative_error(chosen, model, ("r2scan",)) < TOLERANCE
 
 
-def test_a_wrong_map_is_detected(mp0_models):
-    model, force_field = mp0_models["medium"]
+def test_a_wrong_map_is_detected(plain_mace):
+    model, force_field, _ = plain_mace
+    assert largest_relative_error(force_field, model) < TOLERANCE
     transposed = eqx.tree_at(
         lambda f: f.network.layers[1].interaction.linear_up.weights[0],
         force_field,
@@ -222,12 +278,39 @@ def test_a_wrong_map_is_detected(mp0_models):
     assert largest_relative_error(transposed, model) > 1e-4
 
 
-def test_converted_model_file_saves_loads_and_predicts_without_torch(
-    tmp_path, mp0_models
+@pytest.fixture(scope="module")
+def converted_zip(plain_mace, tmp_path_factory):
+    """The zip written by ``mlip-eqx convert`` of the small MACE's file."""
+    _, _, model_file = plain_mace
+    output = tmp_path_factory.mktemp("converted") / "converted.zip"
+    command = ["convert", "--from", "mace-torch", str(model_file)]
+    assert main(command + ["--output", str(output), "--float64"]) == 0
+    return output
+
+
+def test_convert_command_writes_a_zip_and_overwrites_only_when_asked(
+    plain_mace, converted_zip, tmp_path
 ):
-    model, converted = mp0_models["small"]
-    model_file = tmp_path / "model.model"
-    torch.save(model, model_file)
+    model, _, model_file = plain_mace
+    force_field = load_model_from_zip(None, converted_zip)
+    assert largest_relative_error(force_field, model) < TOLERANCE
+    command = ["convert", "--from", "mace-torch", str(model_file)]
+    command += ["--output", str(converted_zip), "--float64"]
+    with pytest.raises(SystemExit, match="converted.zip exists; pass --overwrite"):
+        main(command)
+    converted_zip.write_bytes(b"")
+    assert main(command + ["--overwrite"]) == 0
+    assert eqx.tree_equal(load_model_from_zip(None, converted_zip), force_field)
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("not a model")
+    with pytest.raises(SystemExit, match="notes.txt: not a torch model file"):
+        main(["convert", str(not_a_model), "--output", str(tmp_path / "x.zip")])
+
+
+def test_converted_model_file_saves_loads_and_predicts_without_torch(
+    tmp_path, plain_mace
+):
+    _, converted, model_file = plain_mace
     force_field = force_field_from_mace_torch(model_file)
     assert eqx.tree_equal(force_field, converted)
     system = structures()[0]
@@ -286,8 +369,8 @@ def test_a_file_that_is_not_a_model_is_named(tmp_path):
         force_field_from_mace_torch(tmp_path / "missing.model")
 
 
-# A small model for the refusals (they come before any weight is read).
-SMALL = dict(hidden_irreps="8x0e", max_ell=1, correlation=1, num_bessel=4)
+# A tiny model for the refusals (they come before any weight is read).
+TINY = dict(hidden_irreps="8x0e", max_ell=1, correlation=1, num_bessel=4)
 
 
 def test_unsupported_classes_and_options_are_named(tmp_path):
@@ -296,34 +379,15 @@ def test_unsupported_classes_and_options_are_named(tmp_path):
     with pytest.raises(MaceTorchConversionError, match="Linear models are not"):
         force_field_from_mace_torch(linear)
     density = mace_torch_model(
-        first_interaction="RealAgnosticDensityInteractionBlock", **SMALL
+        first_interaction="RealAgnosticDensityInteractionBlock", **TINY
     )
     with pytest.raises(
         MaceTorchConversionError, match="RealAgnosticDensityInteractionBlock"
     ):
         force_field_from_mace_torch(density)
-    zbl = mace_torch_model(pair_repulsion=True, **SMALL)
+    zbl = mace_torch_model(pair_repulsion=True, **TINY)
     with pytest.raises(MaceTorchConversionError, match="pair_repulsion"):
         force_field_from_mace_torch(zbl)
-    agnesi = mace_torch_model(distance_transform="Agnesi", **SMALL)
+    agnesi = mace_torch_model(distance_transform="Agnesi", **TINY)
     with pytest.raises(MaceTorchConversionError, match="AgnesiTransform"):
         force_field_from_mace_torch(agnesi)
-
-
-def test_convert_command_writes_a_zip_and_overwrites_only_when_asked(tmp_path):
-    model = mace_torch_model(**SMALL)
-    model_file = tmp_path / "small.model"
-    torch.save(model, model_file)
-    output = tmp_path / "converted.zip"
-    command = ["convert", "--from", "mace-torch", str(model_file)]
-    command += ["--output", str(output), "--float64"]
-    assert main(command) == 0
-    force_field = load_model_from_zip(None, output)
-    assert largest_relative_error(force_field, model) < TOLERANCE
-    with pytest.raises(SystemExit, match="converted.zip exists; pass --overwrite"):
-        main(command)
-    assert main(command + ["--overwrite"]) == 0
-    not_a_model = tmp_path / "notes.txt"
-    not_a_model.write_text("not a model")
-    with pytest.raises(SystemExit, match="notes.txt: not a torch model file"):
-        main(["convert", str(not_a_model), "--output", str(tmp_path / "x.zip")])
