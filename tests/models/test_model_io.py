@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from mlip_eqx.models import ForceField, Mace
-from mlip_eqx.models.model_io import load_model_from_zip, save_model_to_zip
+from mlip_eqx.models.mlip_network import use_float_dtype
+from mlip_eqx.models.model_io import load_model_from_zip, save_model_to_zip, saved_dtype
 from mlip_eqx.testing.physics import make_batch, predict_graph
 from mlip_eqx.testing.structures import random_system
 from tests.helpers.models import DATASET_INFO
@@ -228,3 +229,62 @@ def test_failed_save_leaves_the_existing_file_whole(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pair.zip"]
     assert_same_arrays(load_model_from_zip(PairNetwork, path), original)
+
+
+def test_the_manifest_records_the_dtype_and_older_archives_infer_it(tmp_path):
+    path32, path64 = tmp_path / "pair32.zip", tmp_path / "pair64.zip"
+    save_model_to_zip(path32, pair_force_field())
+    with jax.enable_x64(True):
+        save_model_to_zip(path64, pair_force_field())
+    for path, dtype in ((path32, "float32"), (path64, "float64")):
+        with zipfile.ZipFile(path) as archive:
+            assert json.loads(archive.read("mlip_eqx_model.json"))["dtype"] == dtype
+        assert saved_dtype(path) == dtype
+        rewrite_manifest(path, lambda manifest: manifest.pop("dtype"))
+        assert saved_dtype(path) == dtype
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w"):
+        pass
+    with pytest.raises(ValueError, match="not a mlip_eqx model archive"):
+        saved_dtype(tmp_path / "empty.zip")
+
+
+def test_float64_model_predicts_in_float32_when_asked(tmp_path):
+    path = tmp_path / "pair64.zip"
+    with jax.enable_x64(True):
+        force_field = pair_force_field()
+        save_model_to_zip(path, force_field)
+        system = random_system(np.random.default_rng(3), 5)
+        graph = make_batch(force_field, [system], **SIZES)
+        reference = predict_graph(force_field, graph)
+        loaded64 = load_model_from_zip(PairNetwork, path)
+        assert loaded64.dtype == np.float64
+        with pytest.raises(ValueError, match=r"float32 was asked for.*jax_enable_x64"):
+            load_model_from_zip(PairNetwork, path, dtype="float32")
+    with pytest.raises(
+        ValueError, match=r'saved in float64.*jax_enable_x64.*"float32"'
+    ):
+        load_model_from_zip(PairNetwork, path)
+    with pytest.raises(ValueError, match=r"asked for float64"):
+        load_model_from_zip(PairNetwork, path, dtype="float64")
+    loaded32 = load_model_from_zip(PairNetwork, path, dtype="float32")
+    assert loaded32.dtype == np.float32
+    prediction = predict_graph(loaded32, graph)
+    assert prediction.energy.dtype == np.float32
+    np.testing.assert_allclose(
+        prediction.energy, reference.energy, rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        prediction.forces, reference.forces, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_use_float_dtype_refuses_float32_under_x64():
+    use_float_dtype("float32")  # x64 is off: nothing to do
+    try:
+        with jax.enable_x64(True):
+            with pytest.raises(ValueError, match="float32 was asked for"):
+                use_float_dtype("float32")
+        use_float_dtype("float64")
+        assert jax.numpy.zeros(1).dtype == np.float64
+    finally:
+        jax.config.update("jax_enable_x64", False)
