@@ -81,7 +81,20 @@ def pretrained_settings(
 ) -> TrainSettings:
     """The settings with the pretrained model's architecture and cutoff (a
     fine-tuning run trains that model, whatever the model section said); an
-    element the model lacks is an error, not a dropped structure."""
+    element the model lacks is an error, not a dropped structure.
+
+    Raises:
+        PretrainedModelError: If ``fine_tuning.new_head`` names a head the model
+            already has (naming the model and its heads).
+    """
+    new_head = settings.fine_tuning.new_head
+    heads = pretrained.dataset_info.dataset_names
+    if new_head is not None and new_head in heads:
+        raise PretrainedModelError(
+            f"{settings.fine_tuning.init_from}: the model already has a head called "
+            f"{new_head!r} (its heads: {list(heads)}); give fine_tuning.new_head "
+            "another name, or leave it out to train the model's heads."
+        )
     return dataclasses.replace(
         settings,
         model_type=type(pretrained.network).__name__,
