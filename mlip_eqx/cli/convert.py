@@ -1,4 +1,4 @@
-"""``mlip-eqx convert --from mace-torch MODEL --output model.zip``: flags ->
+"""``mlip-eqx convert --from mace-torch|mlip MODEL --output model.zip``: flags ->
 :class:`ConvertSettings` -> :func:`mlip_eqx.workflows.convert.convert`."""
 
 import argparse
@@ -17,9 +17,10 @@ def add_parser(
     parser = commands.add_parser(
         "convert",
         help="convert another library's model into a model zip",
-        description="Converts a mace-torch MACE model file (e.g. MACE-MP-0) into "
-        "an mlip_eqx model zip that predicts the same and runs without torch. "
-        'Needs the convert extra: pip install "mlip_eqx[convert]".',
+        description="Converts a mace-torch MACE model file (e.g. MACE-MP-0; needs "
+        'the convert extra: pip install "mlip_eqx[convert]") or a model zip of '
+        "the original mlip library (0.2.x; --from mlip) into an mlip_eqx model "
+        "zip that predicts the same and runs without them.",
     )
     parser.add_argument("model", metavar="MODEL", help=_model_help())
     fields = [f for f in config_fields(ConvertSettings) if f.path != "model"]

@@ -15,6 +15,7 @@ from mlip_eqx.data.graph_shards import InvalidShardError
 from mlip_eqx.data.preprocess import PreprocessedDataError
 from mlip_eqx.data.readers.labels import MissingLabelError
 from mlip_eqx.models.convert.mace_torch import MaceTorchConversionError
+from mlip_eqx.models.convert.mlip_zip import MlipZipError
 from mlip_eqx.models.registry import UnknownNetworkError
 from mlip_eqx.simulation.exceptions import SimulationExplodedError
 from mlip_eqx.training.distributed import DistributedSetupError
@@ -42,6 +43,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     InvalidStructureError,
     MaceTorchConversionError,
     MissingLabelError,
+    MlipZipError,
     PreprocessedDataError,
     PretrainedModelError,
     SimulationExplodedError,

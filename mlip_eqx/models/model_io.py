@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models.convert.mlip_zip import force_field_from_mlip_zip, is_mlip_zip
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.mlip_network import (
     FloatDtypeName,
@@ -145,14 +146,21 @@ def load_model_from_zip(
     Returns:
         The force field, with the saved parameters and ``predict_stress``.
 
+    A zip written by the original mlip library (0.2.x) is recognised by its
+    entries and converted (see :mod:`mlip_eqx.models.convert.mlip_zip`), in
+    this session's dtype.
+
     Raises:
         FileNotFoundError: If there is no file at ``load_path``.
+        MlipZipError: If an mlip zip does not convert (version, architecture).
         ValueError: If the file is not a model archive or is damaged, was written
             by a newer version, holds another network than ``model_type``, or an
             array does not fit the rebuilt network; or if this session cannot
             compute in the dtype asked for (or, for None, the saved float64).
     """
     path = Path(load_path)
+    if is_mlip_zip(path):  # the original mlip library's zip: converted
+        return force_field_from_mlip_zip(path)
     manifest, arrays = _read_archive(path)
     _check_session_dtype(_manifest_dtype(manifest), dtype, path)
     network_class = _network_class(manifest, model_type, path)

@@ -9,6 +9,7 @@ from typing import Literal
 import jax
 
 from mlip_eqx.models.convert.mace_torch import force_field_from_mace_torch
+from mlip_eqx.models.convert.mlip_zip import force_field_from_mlip_zip
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.model_io import save_model_to_zip
 from mlip_eqx.utils.config import Config
@@ -23,7 +24,8 @@ class ConvertSettings(Config):
     Attributes:
         model: The model file to convert (mace-torch: a module saved with
             ``torch.save``, e.g. a MACE-MP-0 ``.model`` file; it is unpickled,
-            so convert only files you trust).
+            so convert only files you trust; mlip: a model zip written by the
+            original mlip library 0.2.x).
         output: The model zip to write.
         source: The library that wrote the model.
         overwrite: Replace an existing output file.
@@ -34,7 +36,7 @@ class ConvertSettings(Config):
 
     model: str
     output: str
-    source: Literal["mace-torch"] = "mace-torch"
+    source: Literal["mace-torch", "mlip"] = "mace-torch"
     overwrite: bool = False
     float64: bool = False
     predict_stress: bool = True
@@ -51,15 +53,20 @@ def convert(settings: ConvertSettings) -> ForceField:
         FileNotFoundError: If the model file does not exist.
         MaceTorchConversionError: If the file is not a mace-torch model that
             converts (see :mod:`mlip_eqx.models.convert.mace_torch`).
+        MlipZipError: If the file is not an mlip zip that converts (see
+            :mod:`mlip_eqx.models.convert.mlip_zip`).
         ImportError: If torch or mace-torch is not installed.
     """
     output = Path(settings.output)
     if output.exists() and not settings.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it.")
     with jax.enable_x64(settings.float64):
-        force_field = force_field_from_mace_torch(
-            settings.model, predict_stress=settings.predict_stress
+        read = (
+            force_field_from_mace_torch
+            if settings.source == "mace-torch"
+            else force_field_from_mlip_zip
         )
+        force_field = read(settings.model, predict_stress=settings.predict_stress)
         save_model_to_zip(output, force_field)
     info = force_field.dataset_info
     logger.info(

@@ -94,6 +94,8 @@ _VISNET_MODULES = {
     "weight": "kernel",
     "bias": "bias",
 }
+_LAYER_NORM = {"weight": "scale", "bias": "bias"}
+_VISNET_READOUT_MODULES = {"vector_projection": "vec2_proj"}
 _VISNET_EDGE_UPDATE = {
     "edge_projection": "f_proj",
     "source_projection": "w_src_proj",
@@ -106,26 +108,30 @@ def _visnet_name(parts: list[str]) -> str:
     if parts[0] == "embedding":
         tables = {
             "species_embedding": "node_embedding/embed/embedding",
-            "neighbour_embedding": "neighbor_embedding/embed/embedding",
+            "neighbour_embedding": "neighbor_embedding/embedding/embedding",
         }
         if parts[1] in tables:
             return f"params/embedding_block/{tables[parts[1]]}"
+        module = "edge" if parts[1] == "edge_projection" else "neighbor"
         modules = [_VISNET_MODULES[part] for part in parts[1:]]
-        return "params/embedding_block/edge_embedding/" + "/".join(modules)
+        return f"params/embedding_block/{module}_embedding/" + "/".join(modules)
     if parts[0] in ("rbf_centres", "rbf_widths"):
         leaf = {"rbf_centres": "means", "rbf_widths": "betas"}[parts[0]]
         return f"params/embedding_block/radial_embedding/{leaf}"
     if parts[0] == "readout_norm":
-        return f"params/readout_block/layernorm/{_VISNET_MODULES[parts[1]]}"
+        return f"params/readout_block/layernorm/{_LAYER_NORM[parts[1]]}"
     if parts[0] == "readouts":
         head, block, *rest = parts[1], parts[3], *parts[4:]
-        modules = [_VISNET_MODULES[part] for part in rest]
+        modules = [_VISNET_READOUT_MODULES.get(part, part) for part in rest]
+        modules = [_VISNET_MODULES.get(part, part) for part in modules]
         return f"params/readout_block/output_networks_{head}_{block}/" + "/".join(
             modules
         )
     layer, *rest = parts[1:]
     if rest[0] == "edge_update":
         rest = [_VISNET_EDGE_UPDATE[rest[1]], *rest[2:]]
+    if rest[0] == "layer_norm":
+        return f"params/visnet_layers_{layer}/layernorm/{_LAYER_NORM[rest[1]]}"
     modules = [_VISNET_MODULES.get(part, part) for part in rest]
     return f"params/visnet_layers_{layer}/" + "/".join(modules)
 

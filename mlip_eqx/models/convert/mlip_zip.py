@@ -1,0 +1,197 @@
+"""Model zips of the original mlip library (0.2.x) into our force field, without
+mlip installed.
+
+mlip 0.2's ``save_model_to_zip`` writes two entries: ``hyperparams.json``
+(``{"dataset_info": ..., "config": ..., "available_properties": ...,
+"version": "0.2.5"}``) and ``params.npz``, the force field's flax parameters,
+one array per path joined by "#" (``"params#mlip_network#embedding_block#..."``).
+The zip does not name the architecture: it is recognised by the network's
+top-level modules. ViSNet converts (mlip's ``models.Visnet``, mapped by
+:mod:`mlip_eqx.models.convert.visnet`); mlip 0.2's MACE and NequIP are recognised
+and refused by name (their 0.2 modules have no map here yet).
+"""
+
+import json
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models.convert.visnet import visnet_from_mlip_params
+from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.models.visnet import Visnet, VisnetConfig
+
+HYPERPARAMS_ENTRY = "hyperparams.json"
+PARAMS_ENTRY = "params.npz"
+PARAMETER_DELIMITER = "#"
+SUPPORTED_VERSION_PREFIX = "0.2."
+
+# A top-level module of mlip 0.2's network -> the architecture it belongs to.
+_ARCHITECTURES = {
+    "visnet_layers_0": "ViSNet",
+    "layers_0": "MACE",
+    "NequipLayer_0": "NequIP",
+}
+
+# mlip's ViSNet options that ours lacks, with the one value ours computes.
+_VISNET_FIXED = {
+    "radial_basis": "expnorm",
+    "predict_partial_charges": False,
+    "use_coulomb_term": False,
+    "use_total_charge_embedding": False,
+    "use_legacy_visnet": False,
+    "embed_activation": "silu",
+}
+_VISNET_IGNORED = ("num_species", "deterministic_scatter_ops", "use_remat")
+
+
+class MlipZipError(ValueError):
+    """An mlip model zip that does not convert; the message names the file and
+    the reason (version, architecture or option)."""
+
+
+def is_mlip_zip(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a zip with mlip's two entries (``hyperparams.json``
+    and ``params.npz``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    return {HYPERPARAMS_ENTRY, PARAMS_ENTRY} <= names
+
+
+def read_mlip_zip(path: str | os.PathLike) -> tuple[dict, dict]:
+    """The hyperparameters and the nested parameter dict of an mlip model zip.
+
+    Raises:
+        MlipZipError: If an entry is missing or unreadable.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            hyperparams = json.loads(archive.read(HYPERPARAMS_ENTRY))
+            with archive.open(PARAMS_ENTRY) as file, np.load(file) as arrays:
+                flat = {name: np.asarray(arrays[name]) for name in arrays.files}
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as error:
+        raise MlipZipError(
+            f"{path}: not a readable mlip model zip ({error})."
+        ) from None
+    params: dict = {}
+    for name, array in flat.items():
+        *modules, leaf = name.split(PARAMETER_DELIMITER)
+        node = params
+        for module in modules:
+            node = node.setdefault(module, {})
+        node[leaf] = array
+    return hyperparams, params
+
+
+def force_field_from_mlip_zip(
+    path: str | os.PathLike, predict_stress: bool = True
+) -> ForceField:
+    """Our force field of a model zip written by mlip 0.2.x: the same network
+    (the ViSNet map is checked against mlip 0.2.5 to 1e-10 eV in float64).
+
+    The arrays get the dtype of this session (float64 with ``jax_enable_x64``).
+
+    Args:
+        path: The zip (mlip's ``save_model_to_zip``).
+        predict_stress: Whether the force field computes stress.
+
+    Raises:
+        FileNotFoundError: If there is no such file.
+        MlipZipError: If the zip is from another mlip version, of an architecture
+            or with an option that does not convert (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model zip.")
+    hyperparams, params = read_mlip_zip(path)
+    version = str(hyperparams.get("version"))
+    if not version.startswith(SUPPORTED_VERSION_PREFIX):
+        raise MlipZipError(
+            f"{path}: written by mlip {version}; only zips of mlip "
+            f"{SUPPORTED_VERSION_PREFIX}x convert (load it with that mlip and save "
+            "it again with mlip 0.2)."
+        )
+    network_params = params.get("params", {}).get("mlip_network")
+    if not isinstance(network_params, Mapping):
+        raise MlipZipError(
+            f"{path}: params.npz has no params#mlip_network#... arrays (not an "
+            "mlip 0.2 force field)."
+        )
+    architecture = _architecture(path, network_params)
+    if architecture != "ViSNet":
+        raise MlipZipError(
+            f"{path}: an mlip {architecture} model; only mlip's ViSNet zips convert "
+            f"so far ({architecture} has no map from mlip 0.2's modules)."
+        )
+    dataset_info = _dataset_info(path, hyperparams["dataset_info"])
+    config = _visnet_config(path, hyperparams["config"])
+    network = Visnet(config, dataset_info)
+    try:
+        network = visnet_from_mlip_params(network, {"params": network_params})
+    except ValueError as error:
+        raise MlipZipError(f"{path}: {error}.") from None
+    return ForceField(network, predict_stress=predict_stress)
+
+
+def _architecture(path: Path, network_params: Mapping) -> str:
+    """The architecture of mlip's network, from its top-level modules."""
+    found = {_ARCHITECTURES[name] for name in network_params if name in _ARCHITECTURES}
+    if len(found) != 1:
+        raise MlipZipError(
+            f"{path}: an mlip network of unknown architecture (top-level modules "
+            f"{sorted(network_params)})."
+        )
+    return found.pop()
+
+
+def _dataset_info(path: Path, values: Mapping[str, Any]) -> DatasetInfo:
+    """Our DatasetInfo of mlip's (0.2 names; 0.1's cutoff name too)."""
+    cutoff = values.get("graph_cutoff_angstrom", values.get("cutoff_distance_angstrom"))
+    if cutoff is None:
+        raise MlipZipError(f"{path}: dataset_info has no graph_cutoff_angstrom.")
+    if values.get("long_range_cutoff_angstrom") is not None:
+        raise MlipZipError(
+            f"{path}: long-range (Coulomb) models are not supported "
+            "(dataset_info.long_range_cutoff_angstrom is set)."
+        )
+    energies = values["atomic_energies_map"]
+    maps = energies if isinstance(energies, list) else [energies]
+    maps = [{int(z): float(e0) for z, e0 in energy_map.items()} for energy_map in maps]
+    name = values.get("dataset_name")
+    return DatasetInfo(
+        atomic_energies_map=maps if isinstance(energies, list) else maps[0],
+        cutoff_distance_angstrom=float(cutoff),
+        avg_num_neighbors=float(values.get("avg_num_neighbors", 1.0)),
+        avg_r_min_angstrom=values.get("avg_r_min_angstrom"),
+        scaling_mean=float(values.get("scaling_mean", 0.0)),
+        scaling_stdev=float(values.get("scaling_stdev", 1.0)),
+        dataset_name=tuple(name) if isinstance(name, list) else name,
+        atomic_energies_source=f"mlip model zip {path.name}",
+    )
+
+
+def _visnet_config(path: Path, values: Mapping[str, Any]) -> VisnetConfig:
+    """Our ViSNet config of mlip's, refusing the options ours lacks."""
+    values = dict(values)
+    for option, supported in _VISNET_FIXED.items():
+        value = values.pop(option, supported)
+        if value != supported:
+            raise MlipZipError(
+                f"{path}: the ViSNet option {option}={value!r} is not supported "
+                f"(only {supported!r})."
+            )
+    for option in _VISNET_IGNORED:  # no effect on the function computed
+        values.pop(option, None)
+    if not values.pop("add_atomic_energies", True):
+        values["atomic_energies"] = "zero"
+    known = {field for field in VisnetConfig.__dataclass_fields__}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise MlipZipError(f"{path}: ViSNet config options {unknown} are not known.")
+    return VisnetConfig(**values)
