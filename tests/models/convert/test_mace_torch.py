@@ -8,6 +8,7 @@ without torch, the command) use small models, shared by module fixtures, and
 predict all structures (and heads) in one batch.
 """
 
+import functools
 import subprocess
 import sys
 import textwrap
@@ -25,6 +26,7 @@ torch = pytest.importorskip("torch")
 from e3nn import o3  # noqa: E402
 from mace import data as mace_data  # noqa: E402
 from mace import modules  # noqa: E402
+from mace.modules import symmetric_contraction  # noqa: E402
 from mace.tools import torch_geometric  # noqa: E402
 from mace.tools.utils import AtomicNumberTable  # noqa: E402
 
@@ -61,6 +63,25 @@ def float64():
         warnings.simplefilter("ignore")  # e3nn's and mace-torch's own warnings
         yield
     torch.set_default_dtype(default)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def contraction_matrices_built_once():
+    """mace-torch's symmetric-contraction matrices computed once per irreps and
+    correlation (they are constants; building them dominates building a model
+    with correlation 3, and MACE-MP-0 small and medium share most of them)."""
+    original = symmetric_contraction.U_matrix_real
+
+    @functools.cache
+    def cached(irreps_in: str, irreps_out: str, correlation: int, **options):
+        return original(irreps_in, irreps_out, correlation, **options)
+
+    def u_matrix(irreps_in, irreps_out, correlation, **options):
+        return cached(str(irreps_in), str(irreps_out), correlation, **options)
+
+    symmetric_contraction.U_matrix_real = u_matrix
+    yield
+    symmetric_contraction.U_matrix_real = original
 
 
 def mace_torch_model(
