@@ -19,6 +19,7 @@ import optax
 from mlip_eqx.checkpoint.format import IncompatibleCheckpointError
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.data.graph_dataset import GraphDataset
+from mlip_eqx.data.split_selection import UnseenElementsError
 from mlip_eqx.inference.batched_inference import predict_dataset
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.loss import HuberLoss, Loss, MSELoss
@@ -196,9 +197,17 @@ def train(settings: TrainSettings) -> dict[str, float]:
     if settings.fine_tuning.init_from is not None:
         pretrained = load_pretrained(settings.fine_tuning.init_from, settings.dtype)
         settings = pretrained_settings(settings, pretrained)
-    train_set, validation_set, test_set, dataset_info = build_datasets(
-        settings, None if pretrained is None else pretrained.dataset_info
-    )
+    try:
+        train_set, validation_set, test_set, dataset_info = build_datasets(
+            settings, None if pretrained is None else pretrained.dataset_info
+        )
+    except UnseenElementsError as error:
+        if pretrained is None:
+            raise
+        raise UnseenElementsError(
+            f"{error} The model is {settings.fine_tuning.init_from}; fine-tune "
+            "on data of its elements only."
+        ) from error
     io_handler, metrics_log = build_io_handler(settings)
     primary = is_primary_process()
     force_field, optimizer = model_and_optimizer(settings, dataset_info, pretrained)

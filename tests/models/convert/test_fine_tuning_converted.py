@@ -102,7 +102,9 @@ def test_an_element_the_model_lacks_and_an_existing_head_are_named(
     without_gold = tmp_path / "without_gold.zip"
     converted_zip(without_gold, [z for z in DEMO_NUMBERS if z != 79])
     command = ["train", *DEMO, "--output-dir", str(tmp_path / "run")]
-    with pytest.raises(SystemExit, match=r"does not know: Au \(Z=79\)"):
+    with pytest.raises(
+        SystemExit, match=r"does not know: Au \(Z=79\).* The model is .*without_gold"
+    ):
         main(command + ["--init-from", str(without_gold)])
     with pytest.raises(
         SystemExit,
