@@ -8,6 +8,7 @@ without torch, the command) use small models, shared by module fixtures, and
 predict all structures (and heads) in one batch.
 """
 
+import contextlib
 import functools
 import subprocess
 import sys
@@ -54,15 +55,32 @@ ELEMENTS = (1, 8, 29)
 TOLERANCE = 1e-8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def float64():
-    """Both libraries in float64 while the module's tests run."""
+@contextlib.contextmanager
+def both_in_float64():
+    """torch's default dtype float64 and JAX's x64 on, both restored after."""
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
-    with jax.enable_x64(True), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e3nn's and mace-torch's own warnings
+    try:
+        with jax.enable_x64(True), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e3nn's and mace-torch's own warnings
+            yield
+    finally:
+        torch.set_default_dtype(default)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float64_while_the_models_are_built():
+    """The module's models are built in float64."""
+    with both_in_float64():
         yield
-    torch.set_default_dtype(default)
+
+
+@pytest.fixture(autouse=True)
+def float64(float64_while_the_models_are_built):
+    """Each test runs in float64 too: xdist may run other modules' tests (which
+    reset the dtypes) between this module's on the same worker."""
+    with both_in_float64():
+        yield
 
 
 @pytest.fixture(autouse=True, scope="module")
