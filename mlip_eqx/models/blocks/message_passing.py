@@ -14,13 +14,14 @@ that vectorise over the channels. The function is the same as e3nn's
 """
 
 import dataclasses
-import functools
 
 import e3nn_jax as e3nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
+
+from mlip_eqx.utils.precision_cache import cache_per_precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,7 @@ class MessageCoupling:
         return len(self.path_irreps)
 
 
-@functools.lru_cache(maxsize=32)
+@cache_per_precision(maxsize=32)
 def message_coupling(
     source_irreps: e3nn.Irreps, l_max: int, target_irreps: e3nn.Irreps
 ) -> MessageCoupling:
@@ -151,7 +152,7 @@ def _path_sources(
     return sorted(generated, key=lambda path: path[0])
 
 
-@functools.lru_cache(maxsize=32)
+@cache_per_precision(maxsize=32)
 def message_couplings(
     source_irreps: e3nn.Irreps, l_max: int, target_irreps: e3nn.Irreps
 ) -> tuple[MessageCoupling, ...]:

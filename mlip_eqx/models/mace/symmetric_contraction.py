@@ -14,7 +14,6 @@ by one dense matrix product per order. The parametrisation (and so the parameter
 count) is that of the chosen basis; the function is the same either way.
 """
 
-import functools
 import itertools
 from typing import NamedTuple
 
@@ -27,6 +26,7 @@ from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
 from mlip_eqx.models.initialisers import normal
+from mlip_eqx.utils.precision_cache import cache_per_precision
 
 
 class _OrderBasis(NamedTuple):
@@ -37,7 +37,7 @@ class _OrderBasis(NamedTuple):
     to_symmetric: dict[str, np.ndarray]  # ir -> [num_symmetric, num_weights]
 
 
-@functools.lru_cache(maxsize=32)
+@cache_per_precision(maxsize=32)
 def _order_basis(
     irreps_in: str, order: int, irreps_out: str, symmetric_basis: bool
 ) -> _OrderBasis:
@@ -69,7 +69,7 @@ def _order_basis(
     )
 
 
-@functools.lru_cache(maxsize=32)
+@cache_per_precision(maxsize=32)
 def _symmetric_chunks(
     irreps_in: str, order: int, irreps_out: str
 ) -> dict[str, np.ndarray]:
