@@ -73,6 +73,9 @@ def test_a_converted_model_fine_tunes_with_a_new_head_frozen_blocks_and_replay(
     command = ["train", "--init-from", str(pretrained_zip), *DEMO, "--no-plots"]
     command += ["--new-head", "mine", "--refit-atomic-energies"]
     command += ["--freeze", ".interaction.", "--replay", str(replay)]
+    # The one evaluation is after the epoch, so the saved best model is trained
+    # (with one at the start, the untrained one may stay the best).
+    command += ["--no-training-loop.run-eval-at-start"]
     assert main(command + ["--output-dir", str(output)]) == 0
 
     tuned = load_model_from_zip(None, output / "model.zip")
