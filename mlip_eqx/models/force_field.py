@@ -207,13 +207,32 @@ class ForceField(eqx.Module):
         )
 
 
+# Node energies are split into a multiple of this step (eV) and a remainder.
+_COARSE_STEP = 2.0**-6
+
+
 def _sum_per_graph(
     graph: Graph, node_energies: Float[Array, " n_node"]
 ) -> Float[Array, " n_graph"]:
-    """The sum of the node energies of every graph (eV)."""
-    return jax.ops.segment_sum(
-        node_energies, graph.node_graph_index(), num_segments=graph.num_graphs
+    """The sum of the node energies of every graph (eV), with one rounding.
+
+    Node energies carry their E0 (about -1,000 eV for a carbon atom in DFT), so a
+    float32 running sum of a molecule's -9,000 eV rounds by up to half a meV at
+    every atom (5 meV off for a 27-atom molecule). Each node energy is split
+    exactly into a multiple of 2^-6 eV and a remainder below 2^-7 eV: the
+    multiples add up without rounding (below 2^18 eV in float32), the remainders
+    are small, and only their final sum rounds. The gradient is that of the
+    plain sum.
+    """
+    coarse = jax.lax.stop_gradient(
+        jnp.round(node_energies / _COARSE_STEP) * _COARSE_STEP
     )
+    index, num_graphs = graph.node_graph_index(), graph.num_graphs
+    exact_part = jax.ops.segment_sum(coarse, index, num_segments=num_graphs)
+    remainder = jax.ops.segment_sum(
+        node_energies - coarse, index, num_segments=num_graphs
+    )
+    return exact_part + remainder
 
 
 def _node_energies(

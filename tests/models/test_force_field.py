@@ -1,6 +1,8 @@
 """ForceField: API, dtypes, compilation, parameters, stress sign (the tests that
 every network runs are in test_networks.py)."""
 
+import dataclasses
+
 import ase
 import equinox as eqx
 import jax
@@ -10,6 +12,7 @@ import pytest
 from ase.calculators.emt import EMT
 
 from mlip_eqx.data.chemical_system import ChemicalSystem
+from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import ForceField, Mace, MLIPNetwork, Prediction
 from mlip_eqx.testing import physics
 from mlip_eqx.testing.structures import random_system, some_systems
@@ -169,3 +172,43 @@ def test_finite_difference_stress_follows_ase_sign_convention():
     )
     stress = physics.finite_difference_stress(emt_energy, system, step=1e-5)
     np.testing.assert_allclose(stress, reference, rtol=1e-5, atol=1e-8)
+
+
+def test_float32_totals_with_dft_reference_energies_lose_only_a_last_rounding():
+    """Molecules of 3BPA's composition (27 atoms) with its isolated-atom E0s:
+    the total (-17,500 eV) is mostly E0. float32 totals stay within one float32
+    spacing (1.95 meV there) of float64 arithmetic on the same parameters; a
+    plain float32 running sum of the node energies was up to 1.7 spacings off
+    (3.3 meV), this sum 0.6 (64 molecules)."""
+    reference = {1: -13.587, 6: -1029.489, 7: -1484.873, 8: -2041.840}
+    info = DatasetInfo(
+        atomic_energies_map=reference,
+        cutoff_distance_angstrom=3.0,
+        avg_num_neighbors=6.0,
+        avg_r_min_angstrom=1.0,
+    )
+    config = Mace.Config(num_channels=8, l_max=1, correlation=2, num_layers=1)
+    low = ForceField.from_mlip_network(Mace(config, info), predict_stress=False)
+    rng = np.random.default_rng(0)
+    composition = [1] * 12 + [6] * 12 + [7] * 2 + [8]  # 3BPA, C12H12N2O
+    systems = [
+        dataclasses.replace(
+            random_system(rng, 27, periodic=False),
+            atomic_numbers=rng.permutation(composition),
+        )
+        for _ in range(16)
+    ]
+    sizes = {"n_node": 16 * 27 + 1, "n_edge": 16 * 27 * 30, "n_graph": 17}
+    energies_low = physics.predict_energies(
+        low, physics.make_batch(low, systems, **sizes)
+    )
+    with jax.enable_x64(True):
+        as_float64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), low.params)
+        high = low.with_params(as_float64)
+        batch = physics.make_batch(high, systems, **sizes)
+        energies_high = np.asarray(physics.predict_energies(high, batch))
+    assert energies_low.dtype == jnp.float32
+    error = np.abs(np.asarray(energies_low[:16], np.float64) - energies_high[:16])
+    spacing = np.spacing(np.abs(energies_high[:16]).astype(np.float32))
+    assert np.all(np.abs(energies_high[:16]) > 16384.0)  # spacing 1.95 meV
+    assert np.max(error / spacing) < 1.0, error / spacing
