@@ -112,7 +112,8 @@ def distributed(process_id: int, port: int, out: Path) -> None:
 
 
 def local(out: Path) -> None:
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=2"
     import jax
 
     from mlip_eqx.training import TrainingIOHandler

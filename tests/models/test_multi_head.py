@@ -20,6 +20,7 @@ from mlip_eqx.models import ForceField, InferenceContext, Mace, Nequip, Visnet
 from mlip_eqx.models.model_io import load_model_from_zip, save_model_to_zip
 from mlip_eqx.models.params_transfer import with_new_readout_head
 from mlip_eqx.simulation.ase.mlip_ase_calculator import MLIPForceFieldASECalculator
+from mlip_eqx.testing.physics import predict_graph
 from mlip_eqx.testing.structures import some_systems
 from tests.helpers.models import DATASET_INFO
 
@@ -90,18 +91,22 @@ def test_each_structure_uses_its_data_sets_head_and_reference_energies(name):
     force_field = two_head_model(name)
     systems = some_systems(0)
     mixed = [in_dataset([s], i % 2)[0] for i, s in enumerate(systems)]
-    predicted = force_field(batch_of(mixed))
+    predicted = predict_graph(force_field, batch_of(mixed))
     for index, system in enumerate(mixed):
-        alone = force_field.replace_inference_context(
-            InferenceContext(dataset_idx=index % 2)
-        )(batch_of([in_dataset([system], 0)[0]]))
+        alone = predict_graph(
+            force_field.replace_inference_context(
+                InferenceContext(dataset_idx=index % 2)
+            ),
+            batch_of([in_dataset([system], 0)[0]]),
+        )
         np.testing.assert_allclose(
             predicted.energy[index], alone.energy[0], rtol=1e-5, atol=1e-5
         )
     head_0 = force_field.replace_inference_context(InferenceContext(dataset_idx=0))
     head_1 = force_field.replace_inference_context(InferenceContext("shifted"))
     batch = batch_of(systems)
-    assert not np.allclose(head_0(batch).forces, head_1(batch).forces, atol=1e-4)
+    forces_0, forces_1 = (predict_graph(m, batch).forces for m in (head_0, head_1))
+    assert not np.allclose(forces_0, forces_1, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
@@ -111,9 +116,13 @@ def test_a_new_head_starts_as_head_0_with_its_own_reference_energies(name):
     tuned = with_new_readout_head(pretrained, TWO_DATASETS)
     assert tuned.config.num_readout_heads == 2
     batch = batch_of(some_systems(1))
-    before = pretrained(batch)
-    old_head = tuned.replace_inference_context(InferenceContext(dataset_idx=0))(batch)
-    new_head = tuned.replace_inference_context(InferenceContext("shifted"))(batch)
+    before = predict_graph(pretrained, batch)
+    old_head = predict_graph(
+        tuned.replace_inference_context(InferenceContext(dataset_idx=0)), batch
+    )
+    new_head = predict_graph(
+        tuned.replace_inference_context(InferenceContext("shifted")), batch
+    )
     np.testing.assert_allclose(old_head.energy, before.energy, rtol=1e-6)
     np.testing.assert_allclose(new_head.forces, before.forces, rtol=1e-5, atol=1e-6)
     # Only the E0 differ: data set 1's minus data set 0's, summed over atoms.
@@ -151,8 +160,10 @@ def test_heads_and_data_sets_must_match():
 def test_one_head_shared_by_two_data_sets_differs_only_by_reference_energies():
     model = ForceField(Mace(Mace.Config(num_channels=4, l_max=1), TWO_DATASETS))
     batch = batch_of(some_systems(2))
-    first = model(batch)
-    second = model.replace_inference_context(InferenceContext("shifted"))(batch)
+    first = predict_graph(model, batch)
+    second = predict_graph(
+        model.replace_inference_context(InferenceContext("shifted")), batch
+    )
     np.testing.assert_allclose(first.forces, second.forces, rtol=1e-6, atol=1e-7)
     assert not np.allclose(first.energy[:3], second.energy[:3])
 
@@ -172,8 +183,9 @@ def test_two_head_zip_round_trip_inference_and_calculator_select_by_name(
         for s in systems
     ]
     for head in ("pretrained", "shifted"):
-        expected = force_field.replace_inference_context(InferenceContext(head))(
-            batch_of(systems)
+        expected = predict_graph(
+            force_field.replace_inference_context(InferenceContext(head)),
+            batch_of(systems),
         )
         inferred = run_batched_inference(atoms_list, loaded, dataset_name=head)
         for index, prediction in enumerate(inferred):

@@ -438,7 +438,8 @@ def test_restored_arrays_are_replicated_like_the_template_on_two_devices(tmp_pat
         env={
             **os.environ,
             "PYTHONPATH": str(REPOSITORY),
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+            "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+            + " --xla_force_host_platform_device_count=2",
         },
         capture_output=True,
         timeout=120,

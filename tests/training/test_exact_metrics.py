@@ -89,7 +89,8 @@ def test_set_metrics_equal_numpy_over_every_real_structure():
 DEVICE_COUNTS = textwrap.dedent(
     """
     import json, os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=4"
     sys.path.insert(0, os.getcwd())
     import jax
     from mlip_eqx.models.loss import MSELoss

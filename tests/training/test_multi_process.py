@@ -115,7 +115,7 @@ def start_cli_processes(output_dir, port: int, *flags: str) -> list[subprocess.P
     command = [
         sys.executable, "-m", "mlip_eqx.cli", "train",
         "--output-dir", str(output_dir), "--demo-structures", "120",
-        "--epochs", "5", "--batch-size", "2", "--num-channels", "8",
+        "--epochs", "3", "--batch-size", "2", "--num-channels", "8",
         "--l-max", "1", "--num-layers", "1", "--no-plots",
         "--coordinator", f"localhost:{port}", "--num-processes", "2",
         "--heartbeat-timeout-seconds", "15", *flags,
@@ -153,7 +153,7 @@ def test_killed_process_stops_the_other_and_a_restart_resumes(tmp_path):
     assert stopped_after < 45  # the heartbeat timeout (15 s) bounds it
     assert "process 0 of 2 stopped" in stderr and "--resume" in stderr, stderr[-3000:]
     saved = sorted(int(p.name) for p in (output_dir / "model").iterdir())
-    assert saved and saved[-1] < 5
+    assert saved and saved[-1] < 3
 
     second = start_cli_processes(output_dir, free_port(), "--resume")
     try:
@@ -168,13 +168,14 @@ def test_killed_process_stops_the_other_and_a_restart_resumes(tmp_path):
     assert outputs[1][1].count("Epoch") == 0  # process 1 does not report
     records = [json.loads(line) for line in open(output_dir / "metrics.jsonl")]
     train_epochs = [r["epoch"] for r in records if r["category"] == "TRAIN_METRICS"]
-    assert train_epochs == [1, 2, 3, 4, 5]
+    assert train_epochs == [1, 2, 3]
     assert (output_dir / "model.zip").is_file()
 
 
 ALL_DEVICES = """
 import os, sys
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+flags = os.environ.get("XLA_FLAGS", "")
+os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=2"
 from mlip_eqx.cli import main
 sys.exit(main(sys.argv[1:]))
 """

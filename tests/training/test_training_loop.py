@@ -263,7 +263,8 @@ def test_custom_step_runs_in_the_loop_with_checkpoints_and_resume(
 PARALLEL = textwrap.dedent(
     """
     import math, os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=2"
     sys.path.insert(0, os.getcwd())
     import jax
     from mlip_eqx.training import TrainingIOHandler

@@ -172,7 +172,8 @@ def test_custom_step_docstring_example_runs(force_field):
 ONE_VERSUS_FOUR = textwrap.dedent(
     """
     import os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=4"
     sys.path.insert(0, os.getcwd())
     import jax, numpy as np, optax
     x64 = sys.argv[1] == "float64"
