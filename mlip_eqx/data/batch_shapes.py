@@ -21,6 +21,7 @@ that reach the target efficiency are kept, since every shape costs a compilation
 
 import dataclasses
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -165,6 +166,27 @@ def plan_buckets(
         plans.append((least[k][last], plan))
     best = min(total for total, _ in plans)
     return next(plan for total, plan in plans if total <= best * (1 + 1e-9))
+
+
+def covering_shape(
+    shape: BatchShape, candidates: Iterable[BatchShape], max_growth: float = 1.5
+) -> BatchShape | None:
+    """The smallest of ``candidates`` that batches of ``shape`` fit in, with at
+    most ``max_growth`` times its nodes and edges, or None.
+
+    A step already compiled for such a shape runs these batches padded to it
+    instead of compiling anew (e.g. the test set evaluated with the shapes of
+    the validation set): a compilation costs seconds to minutes, the extra
+    padding a fraction of one pass.
+    """
+    fitting = [
+        c
+        for c in candidates
+        if c.n_graph == shape.n_graph
+        and shape.n_node <= c.n_node <= max_growth * shape.n_node
+        and shape.n_edge <= c.n_edge <= max_growth * shape.n_edge
+    ]
+    return min(fitting, key=lambda c: (c.n_node + c.n_edge, c), default=None)
 
 
 def padding_efficiency(

@@ -6,7 +6,7 @@ several processes, each reads only its share of every step's structures, and all
 of them run the same number of steps.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 import jax
@@ -79,6 +79,7 @@ def device_batches(
     mesh: Mesh,
     epoch: int,
     batches_per_step: int | None = None,
+    padded_shapes: Mapping[BatchShape, BatchShape] | None = None,
 ) -> Iterator[DeviceBatch]:
     """The batches of ``epoch``, grouped into steps, on the devices of ``mesh``.
 
@@ -95,6 +96,8 @@ def device_batches(
         batches_per_step: Batches of one step over all devices, a multiple of the
             mesh size (None: one per device). A fixed value gives the same
             steps, and so the same training, on any number of devices.
+        padded_shapes: Larger shapes to pad the batches of some of the data
+            set's shapes to (e.g. shapes the step is already compiled for).
     """
     per_device = batches_per_device(mesh, batches_per_step)
     per_step = mesh.devices.size * per_device
@@ -108,7 +111,8 @@ def device_batches(
     nodes_per_graph = dataset.num_nodes_per_graph
 
     def host_steps() -> Iterator[tuple[list[Graph], int, int, BatchShape]]:
-        for shape, batches in dataset.steps(epoch, per_step):
+        for planned, batches in dataset.steps(epoch, per_step):
+            shape = (padded_shapes or {}).get(planned, planned)
             stacks = [
                 dataset.make_stacked_batches(
                     shape,

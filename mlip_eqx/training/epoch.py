@@ -6,7 +6,7 @@ import time
 from jax.sharding import Mesh
 from jaxtyping import PyTree
 
-from mlip_eqx.data.batch_shapes import BatchShape
+from mlip_eqx.data.batch_shapes import BatchShape, covering_shape
 from mlip_eqx.data.graph_dataset import GraphDataset
 from mlip_eqx.models.loss.reductions import reduce_metrics
 from mlip_eqx.training.device_batches import device_batches, num_device_steps
@@ -86,7 +86,10 @@ def evaluate(
         dataset: The batches (in the order of epoch 0).
         mesh: The mesh of the step.
         epoch: The epoch number passed to the step (for the loss weights).
-        compiled_shapes: As for :func:`train_epoch`, for ``eval_step``.
+        compiled_shapes: As for :func:`train_epoch`, for ``eval_step``. A shape
+            of ``dataset`` that is not among them is padded to a compiled one
+            with at most 1.5 times its nodes and edges, if there is one
+            (:func:`covering_shape`), instead of compiling the step anew.
 
     Returns:
         Each metric reduced over the whole data set as it declares (e.g. the RMSE
@@ -98,10 +101,30 @@ def evaluate(
     if not dataset.graphs:
         raise ValueError("Cannot evaluate on a dataset without structures.")
     step_metrics = []
-    for batch in device_batches(dataset, mesh, 0):
+    padded_shapes = _compiled_covers(dataset, compiled_shapes)
+    for batch in device_batches(dataset, mesh, 0, padded_shapes=padded_shapes):
         _note_new_shape(compiled_shapes, batch.shape, "evaluation", dataset)
         step_metrics.append(eval_step(params, batch.graphs, epoch))
     return reduce_metrics(step_metrics)
+
+
+def _compiled_covers(
+    dataset: GraphDataset, compiled_shapes: set[BatchShape] | None
+) -> dict[BatchShape, BatchShape]:
+    """The compiled shape each new shape of ``dataset`` is padded to, where one
+    covers it (logged)."""
+    covers = {}
+    for shape in dataset.batch_shapes:
+        if compiled_shapes and shape not in compiled_shapes:
+            cover = covering_shape(shape, compiled_shapes)
+            if cover is not None:
+                covers[shape] = cover
+                logger.info(
+                    "Batches of %s are padded to the compiled shape of %s.",
+                    shape,
+                    cover,
+                )
+    return covers
 
 
 def _note_new_shape(

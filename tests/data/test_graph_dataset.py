@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mlip_eqx.data.batch_shapes import BatchShape
+from mlip_eqx.data.batch_shapes import BatchShape, covering_shape
 from mlip_eqx.data.graph_creation import graph_from_chemical_system, species_table
 from mlip_eqx.data.graph_dataset import GraphDataset, StructureTooLargeError
 from mlip_eqx.testing.structures import random_system
@@ -205,3 +205,18 @@ def test_prefetch_gives_the_same_batches(graphs):
     for a, b in zip(eager.iter_batches(1), threaded.iter_batches(1), strict=True):
         np.testing.assert_array_equal(a.positions, b.positions)
         np.testing.assert_array_equal(a.senders, b.senders)
+
+
+def test_covering_shape_is_the_smallest_compiled_one_within_the_growth():
+    shape = BatchShape(n_node=41, n_edge=800, n_graph=5)
+    roomy = BatchShape(n_node=50, n_edge=900, n_graph=5)
+    roomier = BatchShape(n_node=60, n_edge=1100, n_graph=5)
+    assert covering_shape(shape, [roomier, roomy]) == roomy
+    assert covering_shape(shape, [roomier]) == roomier
+    assert covering_shape(shape, [shape]) == shape
+    too_large = BatchShape(n_node=62, n_edge=900, n_graph=5)
+    too_small = BatchShape(n_node=40, n_edge=2000, n_graph=5)
+    other_batch_size = BatchShape(n_node=50, n_edge=900, n_graph=9)
+    for candidate in (too_large, too_small, other_batch_size):
+        assert covering_shape(shape, [candidate]) is None, candidate
+    assert covering_shape(shape, [too_large], max_growth=2.0) == too_large

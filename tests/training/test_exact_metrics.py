@@ -1,5 +1,6 @@
 """Metrics are values of the whole set: independent of devices, padding, packing."""
 
+import dataclasses
 import json
 import textwrap
 
@@ -84,6 +85,26 @@ def test_set_metrics_equal_numpy_over_every_real_structure():
     # The set's RMSE is not the mean of the per-batch RMSEs (the old bug).
     per_batch = [rms(energy_errors[i : i + 2]) for i in range(0, len(energy_errors), 2)]
     assert abs(np.mean(per_batch) - metrics["rmse_e"]) > 1e-3 * metrics["rmse_e"]
+
+
+def test_batches_padded_to_a_compiled_shape_give_the_same_metrics():
+    validation, info = build_validation_set()
+    force_field = pair_force_field(info)
+    mesh = make_mesh(jax.devices()[:1])
+    step = make_eval_step(force_field, MSELoss(extended_metrics=True), mesh)
+    small, large = validation.batch_shapes
+    own = evaluate(step, force_field.params, validation, mesh, 0)
+    roomier = dataclasses.replace(
+        small, n_node=small.n_node + 3, n_edge=small.n_edge + 9
+    )
+    compiled = {roomier, large}
+    padded = evaluate(step, force_field.params, validation, mesh, 0, compiled)
+    assert compiled == {roomier, large}  # nothing compiled anew
+    assert padded == pytest.approx(own, rel=1e-6)
+    # A compiled shape more than 1.5 times as large is not used: the step compiles.
+    compiled = {large}
+    evaluate(step, force_field.params, validation, mesh, 0, compiled)
+    assert compiled == {small, large}
 
 
 DEVICE_COUNTS = textwrap.dedent(
