@@ -7,7 +7,8 @@ Usage:
         [--epochs 100] [--seeds 42 7] [--num-train N] [--num-valid 50]
         [--num-test N] [--dtype float32|float64] [--lr-plateau-patience 50]
         [--lr-plateau-factor 0.8] [--early-stopping-patience N]
-        [--stage-two-epoch N] [--skip-ours] [--skip-mace-torch]
+        [--stage-two-epoch N] [--mlip-radial-normalisation] [--skip-ours]
+        [--skip-mace-torch]
         [--mace-python PYTHON] [--threads 2] [--work-dir /tmp/published_accuracy]
         [--output benchmarks/results/published_accuracy_<dataset>_<model>.json]
 
@@ -53,7 +54,9 @@ Field by field (mlip_eqx CLI flag = mace-torch ``mace_run_train`` option):
 ``--num-channels C --model.node-symmetry L`` = ``--hidden_irreps Cx0e+Cx1o(+Cx2e)``;
 ``--l-max`` = ``--max_ell``; ``--correlation``; ``--num-layers`` =
 ``--num_interactions``; ``--model.num-bessel`` = ``--num_radial_basis``;
-``--model.polynomial-cutoff-power`` = ``--num_cutoff_basis``; ``--cutoff`` =
+``--model.polynomial-cutoff-power`` = ``--num_cutoff_basis``;
+``--no-model.normalise-radial-embedding`` = mace-torch's unscaled radial
+embedding (``--mlip-radial-normalisation`` keeps mlip's, x5.5 here); ``--cutoff`` =
 ``--r_max``; ``--model.radial-mlp-hidden`` = ``--radial_MLP``; our readout
 ``16x0e 0e`` and SiLU = ``--MLP_irreps 16x0e --gate silu``; our first layer
 without residual (``first_layer_residual`` False) = ``--interaction_first
@@ -330,6 +333,7 @@ def protocol_settings(args, data: dict) -> dict:
         "stage_two_learning_rate": 1e-3,
         "dtype": args.dtype,
         "atomic_energies": data["atomic_energies"],
+        "normalise_radial_embedding": args.mlip_radial_normalisation,
     }
 
 
@@ -381,7 +385,10 @@ def our_arguments(settings: dict, files: dict, seed: int, folder: Path) -> list[
             "stage-two-forces-weight": settings["stage_two_forces_weight"],
             "stage-two-learning-rate": settings["stage_two_learning_rate"],
         }
-    command = mace_torch.command_line(options, ["--no-plots", "--overwrite"])
+    switches = ["--no-plots", "--overwrite"]
+    if settings["model"] == "mace" and not settings["normalise_radial_embedding"]:
+        switches.append("--no-model.normalise-radial-embedding")
+    command = mace_torch.command_line(options, switches)
     if settings["model"] == "mace":
         command += [
             "--model.radial-mlp-hidden",
@@ -655,6 +662,12 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--early-stopping-patience", type=int)
     parser.add_argument(
         "--stage-two-epoch", type=int, help="first epoch (from 1) of the second stage"
+    )
+    parser.add_argument(
+        "--mlip-radial-normalisation",
+        action="store_true",
+        help="ours with mlip's radial normalisation (x5.5 radial embedding), "
+        "not mace-torch's unscaled one",
     )
     parser.add_argument("--skip-ours", action="store_true")
     parser.add_argument("--skip-mace-torch", action="store_true")

@@ -221,6 +221,7 @@ def read_mace_torch_model(model: Any) -> MaceTorchModel:
         first_layer_residual=type(first).__name__
         == "RealAgnosticResidualInteractionBlock",
         symmetric_tensor_product_basis=_uses_symmetric_basis(model, l_max),
+        normalise_radial_embedding=False,
     )
     dataset_info, head_scales = _dataset_info(model, heads, r_max, neighbours.pop())
     return MaceTorchModel(config, dataset_info, head_scales, gate_scale)

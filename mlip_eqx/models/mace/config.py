@@ -63,6 +63,11 @@ class MaceConfig(Config):
             dataset's.
         avg_r_min: Typical shortest edge length in Å for the radial normalisation;
             None takes the dataset's.
+        normalise_radial_embedding: True (mlip's MACE): the radial embedding is
+            scaled so that its mean square over lengths in [avg_r_min, cutoff] is
+            1 (e.g. x5.5 for 8 Bessel functions, cutoff 5 Å, avg_r_min 1 Å, which
+            makes untrained forces about 40 times larger). False: mace-torch's
+            unscaled embedding (converted mace-torch models; training alike).
         num_species: Number of species slots; None takes the dataset's number of
             elements.
     """
@@ -87,6 +92,7 @@ class MaceConfig(Config):
     )
     avg_num_neighbors: PositiveFloat | None = None
     avg_r_min: PositiveFloat | None = None
+    normalise_radial_embedding: bool = True
     num_species: PositiveInt | None = None
 
     def __check_init__(self) -> None:

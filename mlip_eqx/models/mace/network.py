@@ -231,7 +231,10 @@ class Mace(MLIPNetwork):
 
     @property
     def avg_r_min(self) -> float | None:
-        """Typical shortest edge in Å for the radial normalisation, or None."""
+        """Typical shortest edge in Å for the radial normalisation, or None (no
+        normalisation)."""
+        if not self.config.normalise_radial_embedding:
+            return None
         if self.config.avg_r_min is not None:
             return self.config.avg_r_min
         return self.dataset_info.avg_r_min_angstrom

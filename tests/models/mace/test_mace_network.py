@@ -1,5 +1,7 @@
 """Mace: parameter counts of the original library, energy composition, errors."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import numpy as np
@@ -127,3 +129,31 @@ def test_network_without_config_class_is_rejected():
 
     with pytest.raises(TypeError, match="Config"):
         Broken(Mace.Config(), DATASET_INFO)
+
+
+def test_radial_normalisation_off_is_the_network_without_a_typical_shortest_edge():
+    """mlip's radial normalisation (on by default) scales the radial embedding by
+    the dataset's ``avg_r_min``; off, the network is the one without it."""
+    config = Mace.Config(num_channels=8, l_max=1, correlation=2, num_layers=1)
+    unscaled_info = dataclasses.replace(DATASET_INFO, avg_r_min_angstrom=None)
+    key = jax.random.key(3)
+    scaled = ForceField(Mace(config, DATASET_INFO, key=key))
+    off = ForceField(
+        Mace(
+            dataclasses.replace(config, normalise_radial_embedding=False),
+            DATASET_INFO,
+            key=key,
+        )
+    )
+    no_r_min = ForceField(Mace(config, unscaled_info, key=key))
+    assert scaled.network.avg_r_min == DATASET_INFO.avg_r_min_angstrom
+    assert off.network.avg_r_min is None
+    rng = np.random.default_rng(2)
+    batch = physics.make_batch(scaled, [random_system(rng, 6) for _ in range(3)])
+    forces = {
+        name: np.asarray(physics.predict_graph(model, batch).forces)
+        for name, model in (("scaled", scaled), ("off", off), ("none", no_r_min))
+    }
+    np.testing.assert_array_equal(forces["off"], forces["none"])
+    # The embedding is scaled up (x3 here): the untrained forces grow.
+    assert np.abs(forces["scaled"]).max() > 2 * np.abs(forces["off"]).max()
