@@ -1,8 +1,33 @@
 """Periodic neighbour lists (vesin) for one structure."""
 
+import sys
+
 import numpy as np
-import vesin
 from jaxtyping import Bool, Float, Int
+
+
+def _import_vesin_without_torch():
+    """vesin, imported without PyTorch where PyTorch is installed but not yet
+    imported (e.g. with the ``convert`` extra).
+
+    vesin imports PyTorch, when it can, only to accept torch tensors, which this
+    package never passes; that import costs every process that builds graphs
+    1.3 s of start-up. (In such a process vesin treats torch tensors as other
+    arrays.)
+    """
+    if "torch" in sys.modules:
+        import vesin
+
+        return vesin
+    sys.modules["torch"] = None  # makes ``import torch`` raise ImportError
+    try:
+        import vesin
+    finally:
+        del sys.modules["torch"]
+    return vesin
+
+
+vesin = _import_vesin_without_torch()
 
 
 def _cell_for_neighbour_search(
