@@ -211,7 +211,7 @@ def test_gradients_reach_only_the_heads_of_the_batch_data_sets():
     def energy(params):
         return jnp.sum(force_field.with_params(params).energies(batch))
 
-    gradient = jax.grad(energy)(force_field.params)
+    gradient = jax.jit(jax.grad(energy))(force_field.params)
     for layer in gradient.network.layers:
         head_0, head_1 = (jax.tree.leaves(head) for head in layer.readouts)
         assert all(np.all(np.asarray(g) == 0) for g in head_1)

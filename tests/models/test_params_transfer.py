@@ -16,6 +16,7 @@ from mlip_eqx.models.params_transfer import (
     with_dataset_info,
     with_new_readout_head,
 )
+from mlip_eqx.testing.physics import predict_energies
 from mlip_eqx.testing.structures import some_systems
 from mlip_eqx.utils.trees import flatten_with_key_paths
 from tests.helpers.models import DATASET_INFO
@@ -60,7 +61,7 @@ def test_scale_factor_0_gives_new_heads_of_zeros_and_the_same_energies():
     assert new_head and all(not v.any() for v in new_head)
     graphs = batch()
     np.testing.assert_allclose(
-        moved.energies(graphs), source.energies(graphs), rtol=1e-6
+        predict_energies(moved, graphs), predict_energies(source, graphs), rtol=1e-6
     )
 
 
@@ -113,7 +114,9 @@ def test_with_dataset_info_shifts_energies_by_the_new_reference_energies():
         sum(shift[table[s]] for s in graphs.species[start : start + n])
         for start, n in zip(np.cumsum([0, *graphs.n_node[:-1]]), graphs.n_node)
     ]
-    difference = np.asarray(refitted.energies(graphs) - ff.energies(graphs))
+    difference = np.asarray(
+        predict_energies(refitted, graphs) - predict_energies(ff, graphs)
+    )
     np.testing.assert_allclose(difference[:3], expected_shift[:3], atol=1e-5)
     with pytest.raises(ValueError, match="the elements differ"):
         with_dataset_info(

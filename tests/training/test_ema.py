@@ -1,3 +1,4 @@
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,8 +30,9 @@ def test_debiased_average_of_a_constant_is_exactly_the_constant():
     # Frozen parameters keep their bits in the average (fine-tuning).
     constant = jnp.asarray(np.random.default_rng(0).normal(size=50), jnp.float32)
     state = ema_init({"w": jnp.zeros(50)}, 0.99)
+    update = eqx.filter_jit(ema_update)
     for _ in range(200):
-        state = ema_update(state, {"w": constant})
+        state = update(state, {"w": constant})
     assert debiased_ema_params(state)["w"].tobytes() == constant.tobytes()
 
 

@@ -12,6 +12,7 @@ from mlip_eqx.data import ASEAtomsReader, GraphDatasetBuilder
 from mlip_eqx.data.demo import generate_demo_structures
 from mlip_eqx.models import ForceField
 from mlip_eqx.models.loss import MSELoss
+from mlip_eqx.testing.physics import predict_graph
 from mlip_eqx.training import evaluate, make_eval_step, make_mesh
 from tests.helpers.pair_network import PairNetwork
 from tests.helpers.subprocesses import run_script
@@ -53,7 +54,7 @@ def test_set_metrics_equal_numpy_over_every_real_structure():
 
     energy_errors, force_errors, per_atom_errors, energy_labels = [], [], [], []
     for batch in validation.iter_batches(0):
-        prediction = force_field(batch)
+        prediction = predict_graph(force_field, batch)
         for graph in np.flatnonzero(batch.graph_mask):
             nodes = batch.node_graph_index() == graph
             error = float(prediction.energy[graph]) - float(batch.energy[graph])
