@@ -29,8 +29,9 @@ class ConvertSettings(Config):
         output: The model zip to write.
         source: The library that wrote the model.
         overwrite: Replace an existing output file.
-        float64: Save float64 arrays (they load only with ``jax_enable_x64``);
-            otherwise float32.
+        dtype: The dtype of the saved arrays (as ``mlip-eqx train --dtype``);
+            a float64 zip loads only with ``jax_enable_x64`` and predicts in
+            float64 in ``mlip-eqx evaluate``/``simulate``.
         predict_stress: Whether the converted force field computes stress.
     """
 
@@ -38,7 +39,7 @@ class ConvertSettings(Config):
     output: str
     source: Literal["mace-torch", "mlip"] = "mace-torch"
     overwrite: bool = False
-    float64: bool = False
+    dtype: Literal["float32", "float64"] = "float32"
     predict_stress: bool = True
 
 
@@ -60,7 +61,7 @@ def convert(settings: ConvertSettings) -> ForceField:
     output = Path(settings.output)
     if output.exists() and not settings.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it.")
-    with jax.enable_x64(settings.float64):
+    with jax.enable_x64(settings.dtype == "float64"):
         read = (
             force_field_from_mace_torch
             if settings.source == "mace-torch"

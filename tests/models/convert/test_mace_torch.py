@@ -323,7 +323,7 @@ def converted_zip(plain_mace, tmp_path_factory):
     _, _, model_file = plain_mace
     output = tmp_path_factory.mktemp("converted") / "converted.zip"
     command = ["convert", "--from", "mace-torch", str(model_file)]
-    assert main(command + ["--output", str(output), "--float64"]) == 0
+    assert main(command + ["--output", str(output), "--dtype", "float64"]) == 0
     return output
 
 
@@ -334,7 +334,7 @@ def test_convert_command_writes_a_zip_and_overwrites_only_when_asked(
     force_field = load_model_from_zip(None, converted_zip)
     assert largest_relative_error(force_field, model) < TOLERANCE
     command = ["convert", "--from", "mace-torch", str(model_file)]
-    command += ["--output", str(converted_zip), "--float64"]
+    command += ["--output", str(converted_zip), "--dtype", "float64"]
     with pytest.raises(SystemExit, match="converted.zip exists; pass --overwrite"):
         main(command)
     converted_zip.write_bytes(b"")
