@@ -67,7 +67,8 @@ class MaceConfig(Config):
             scaled so that its mean square over lengths in [avg_r_min, cutoff] is
             1 (e.g. x5.5 for 8 Bessel functions, cutoff 5 Å, avg_r_min 1 Å, which
             makes untrained forces about 40 times larger). False: mace-torch's
-            unscaled embedding (converted mace-torch models; training alike).
+            unscaled embedding (that of converted mace-torch models; train with
+            it to start from the same untrained model as mace-torch).
         num_species: Number of species slots; None takes the dataset's number of
             elements.
     """
