@@ -27,6 +27,8 @@ DATASET_INFO = DatasetInfo(
 # tests/models/test_networks.py runs on each.
 NETWORK_CONFIGS = {
     "mace": (Mace, Mace.Config(num_channels=8, l_max=2, correlation=3)),
+    # With options of mace-torch's foundation models: density-normalised
+    # interactions, a distance transform, the ZBL repulsion.
     "mace-pseudotensors-soft": (
         Mace,
         Mace.Config(
@@ -36,6 +38,9 @@ NETWORK_CONFIGS = {
             include_pseudotensors=True,
             radial_envelope="soft_envelope",
             activation="tanh",
+            density_normalisation=True,
+            distance_transform="soft",
+            pair_repulsion=True,
         ),
     ),
     "mace-3-layers-symmetric-basis": (
@@ -49,6 +54,7 @@ NETWORK_CONFIGS = {
             symmetric_tensor_product_basis=True,
             num_readout_heads=2,
             readout_irreps=("4x0e + 2x1o", "0e"),
+            distance_transform="agnesi",
         ),
     ),
     "nequip": (

@@ -1,6 +1,8 @@
 """The edge features that message-passing networks start from: radial basis of
 the lengths and spherical harmonics of the directions, once per pair."""
 
+from collections.abc import Callable
+
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
@@ -27,6 +29,7 @@ def embed_edges(
     l_max: int,
     reverse_directions: bool = False,
     envelope_power: int = 5,
+    transform: Callable[[Array], Array] | None = None,
 ) -> tuple[Float[Array, "n_radial num_basis"], Float[Array, "n_edge harmonics"]]:
     """Radial features and spherical harmonics of the edges.
 
@@ -47,6 +50,10 @@ def embed_edges(
         reverse_directions: Evaluate the harmonics of the reversed vectors
             (receiver to sender), as MACE does.
         envelope_power: Power p of the polynomial envelope.
+        transform: Maps the lengths of the edges the radial features are
+            computed for (the first half of paired edges) to those the radial
+            basis takes (see :func:`~mlip_eqx.models.blocks.radial.
+            radial_embedding`).
 
     Returns:
         Radial features [n_edge or n_edge / 2, num_basis] and harmonics
@@ -64,6 +71,7 @@ def embed_edges(
         envelope=envelope,
         r_min=r_min,
         envelope_power=envelope_power,
+        transform=transform,
     )
     directions = jnp.where(is_zero[:, None], 1.0, vectors)
     harmonics = edge_harmonics(-directions if reverse_directions else directions, l_max)

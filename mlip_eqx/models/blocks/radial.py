@@ -52,7 +52,9 @@ def bessel_basis(
 
 
 def polynomial_envelope(
-    lengths: Float[Array, " n_edge"], cutoff: float, power: int = 5
+    lengths: Float[Array, " n_edge"],
+    cutoff: float | Float[Array, " n_edge"],
+    power: int = 5,
 ) -> Float[Array, " n_edge"]:
     """Polynomial cutoff of Klicpera et al. (ICLR 2020, eq. 8), zero beyond cutoff.
 
@@ -60,7 +62,7 @@ def polynomial_envelope(
 
     Args:
         lengths: Edge lengths in Å.
-        cutoff: Cutoff in Å.
+        cutoff: Cutoff in Å, one for all lengths or one per length.
         power: Degree p of the leading term.
 
     Returns:
@@ -178,8 +180,11 @@ def _enveloped_bessel(
     cutoff: float,
     num_basis: int,
     envelope_power: int,
+    basis_lengths: Float[Array, " n_edge"] | None = None,
 ) -> Float[Array, "n_edge num_basis"]:
-    basis = bessel_basis(lengths, cutoff, num_basis)
+    basis = bessel_basis(
+        lengths if basis_lengths is None else basis_lengths, cutoff, num_basis
+    )
     if envelope == "polynomial_envelope":
         values = polynomial_envelope(lengths, cutoff, envelope_power)
     else:
@@ -196,11 +201,12 @@ def radial_embedding(
     envelope: RadialEnvelope,
     r_min: float | None,
     envelope_power: int = 5,
+    transform: Callable[[Array], Array] | None = None,
 ) -> Float[Array, "n_edge num_basis"]:
     """Bessel basis times envelope, zero for zero-length (padding) edges.
 
     When ``r_min`` is given, the embedding is scaled so that its mean square over
-    lengths uniform in [r_min, cutoff] is 1.
+    lengths uniform in [r_min, cutoff] is 1 (that of the untransformed basis).
 
     Args:
         lengths: Edge lengths in Å.
@@ -211,13 +217,21 @@ def radial_embedding(
         r_min: Typical shortest edge length in Å, or None for no rescaling.
         envelope_power: Power p of the polynomial envelope (ignored by the
             others).
+        transform: Maps the (non-zero) lengths to those the Bessel basis is
+            evaluated at (e.g. :func:`~mlip_eqx.models.blocks.pair_terms.
+            transformed_lengths`); the envelope still takes the lengths.
 
     Returns:
         The radial features of each edge.
     """
     safe_lengths = jnp.where(is_zero, cutoff, lengths)
     values = _enveloped_bessel(
-        safe_lengths, envelope, cutoff, num_basis, envelope_power
+        safe_lengths,
+        envelope,
+        cutoff,
+        num_basis,
+        envelope_power,
+        None if transform is None else transform(safe_lengths),
     )
     scale = _embedding_scale(envelope, float(cutoff), num_basis, r_min, envelope_power)
     return jnp.where(is_zero[:, None], 0.0, scale * values)

@@ -18,6 +18,15 @@ import e3nn_jax as e3nn
 import numpy as np
 
 from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models.blocks.pair_terms import (
+    AGNESI_A,
+    AGNESI_P,
+    AGNESI_Q,
+    SOFT_ALPHA,
+    ZBL_COEFFICIENTS,
+    ZBL_SCREENING_EXPONENT,
+    ZBL_SCREENING_PREFACTOR,
+)
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.mace import Mace, MaceConfig
 from mlip_eqx.models.mace.symmetric_contraction import symmetric_basis_size
@@ -26,8 +35,28 @@ SUPPORTED_MODEL_CLASSES = ("MACE", "ScaleShiftMACE")
 FIRST_INTERACTION_CLASSES = (
     "RealAgnosticInteractionBlock",
     "RealAgnosticResidualInteractionBlock",
+    "RealAgnosticDensityInteractionBlock",
+    "RealAgnosticDensityResidualInteractionBlock",
 )
-LATER_INTERACTION_CLASSES = ("RealAgnosticResidualInteractionBlock",)
+LATER_INTERACTION_CLASSES = (
+    "RealAgnosticResidualInteractionBlock",
+    "RealAgnosticDensityResidualInteractionBlock",
+)
+RESIDUAL_INTERACTION_CLASSES = (
+    "RealAgnosticResidualInteractionBlock",
+    "RealAgnosticDensityResidualInteractionBlock",
+)
+DISTANCE_TRANSFORMS = {  # mace-torch class: (ours, its constants and their values)
+    "AgnesiTransform": (
+        "agnesi",
+        {"q": AGNESI_Q, "p": AGNESI_P, "a": AGNESI_A},
+    ),
+    "SoftTransform": ("soft", {"alpha": SOFT_ALPHA}),
+}
+ZBL_CONSTANTS = {
+    "a_exp": ZBL_SCREENING_EXPONENT,
+    "a_prefactor": ZBL_SCREENING_PREFACTOR / 0.529,
+}
 
 
 class MaceTorchConversionError(ValueError):
@@ -130,6 +159,8 @@ def read_mace_torch_model(model: Any) -> MaceTorchModel:
             f"{' and '.join(SUPPORTED_MODEL_CLASSES)} convert."
         )
     _check_options(model)
+    distance_transform = _distance_transform(model)
+    pair_repulsion = _pair_repulsion(model)
     interactions = list(model.interactions)
     first, later = interactions[0], interactions[1:]
     for block, allowed in [(first, FIRST_INTERACTION_CLASSES)] + [
@@ -144,6 +175,13 @@ def read_mace_torch_model(model: Any) -> MaceTorchModel:
     if len(interactions) < 2:
         raise MaceTorchConversionError(
             "models with one interaction (num_interactions=1) are not supported."
+        )
+    classes = [type(block).__name__ for block in interactions]
+    density = {"Density" in name for name in classes}
+    if len(density) != 1:
+        raise MaceTorchConversionError(
+            f"interaction blocks {classes} mix density-normalised and "
+            "avg_num_neighbors-normalised layers, which is not supported."
         )
     heads = [str(head) for head in model.heads]
     hidden = _irreps(model.products[0].linear.irreps_out)
@@ -218,12 +256,19 @@ def read_mace_torch_model(model: Any) -> MaceTorchModel:
         radial_envelope="polynomial_envelope",
         polynomial_cutoff_power=int(radial.cutoff_fn.p),
         radial_mlp_hidden=tuple(int(size) for size in radial_sizes.pop()),
-        first_layer_residual=type(first).__name__
-        == "RealAgnosticResidualInteractionBlock",
+        first_layer_residual=classes[0] in RESIDUAL_INTERACTION_CLASSES,
         symmetric_tensor_product_basis=_uses_symmetric_basis(model, l_max),
         normalise_radial_embedding=False,
+        density_normalisation=density.pop(),
+        distance_transform=distance_transform,
+        pair_repulsion=pair_repulsion,
     )
     dataset_info, head_scales = _dataset_info(model, heads, r_max, neighbours.pop())
+    if pair_repulsion and len(set(head_scales)) > 1:
+        raise MaceTorchConversionError(
+            "pair_repulsion (ZBL) with heads of different energy scales "
+            f"({head_scales} relative to head 0) is not supported."
+        )
     return MaceTorchModel(config, dataset_info, head_scales, gate_scale)
 
 
@@ -272,7 +317,6 @@ def _irreps(irreps: Any) -> e3nn.Irreps:
 def _check_options(model: Any) -> None:
     """Refuses the options of ``mace.modules.MACE`` that our MACE lacks."""
     refused = {
-        "pair_repulsion_fn": "pair_repulsion (ZBL)",
         "joint_embedding": "embedding_specs (joint embeddings)",
         "embedding_readout": "use_embedding_readout",
     }
@@ -280,11 +324,6 @@ def _check_options(model: Any) -> None:
         if attribute in model._modules:
             raise MaceTorchConversionError(f"the option {option} is not supported.")
     radial = model.radial_embedding
-    if "distance_transform" in radial._modules:
-        transform = type(radial.distance_transform).__name__
-        raise MaceTorchConversionError(
-            f"the distance transform {transform} is not supported."
-        )
     basis = type(radial.bessel_fn).__name__
     if basis != "BesselBasis":
         raise MaceTorchConversionError(f"the radial basis {basis} is not supported.")
@@ -317,6 +356,60 @@ def _check_options(model: Any) -> None:
                 f"the symmetric contraction {contraction} (cuequivariance or "
                 "openequivariance) is not supported; convert the model back to "
                 "e3nn with mace-torch's tools first."
+            )
+
+
+def _distance_transform(model: Any) -> str:
+    """Our name of the model's distance transform, after checking its
+    constants."""
+    radial = model.radial_embedding
+    if "distance_transform" not in radial._modules:
+        return "none"
+    transform = radial.distance_transform
+    name = type(transform).__name__
+    if name not in DISTANCE_TRANSFORMS:
+        raise MaceTorchConversionError(
+            f"the distance transform {name} is not supported; supported: "
+            f"{', '.join(DISTANCE_TRANSFORMS)}."
+        )
+    ours, constants = DISTANCE_TRANSFORMS[name]
+    _check_constants(transform, constants, name)
+    return ours
+
+
+def _pair_repulsion(model: Any) -> bool:
+    """Whether the model adds the ZBL repulsion, after checking that it is
+    mace-torch's with our constants and the radial envelope's power."""
+    if "pair_repulsion_fn" not in model._modules:
+        return False
+    zbl = model.pair_repulsion_fn
+    name = type(zbl).__name__
+    if name != "ZBLBasis":
+        raise MaceTorchConversionError(f"the pair repulsion {name} is not supported.")
+    _check_constants(zbl, ZBL_CONSTANTS, name)
+    coefficients = zbl.c.detach().double().numpy()
+    if not np.allclose(coefficients, ZBL_COEFFICIENTS, rtol=1e-6, atol=0.0):
+        raise MaceTorchConversionError(
+            f"{name} with coefficients c={coefficients.tolist()} is not supported "
+            f"(expected {list(ZBL_COEFFICIENTS)})."
+        )
+    power, radial_power = int(zbl.p), int(model.radial_embedding.cutoff_fn.p)
+    if power != radial_power:
+        raise MaceTorchConversionError(
+            f"{name} with envelope power p={power} other than the radial "
+            f"cutoff's ({radial_power}) is not supported."
+        )
+    return True
+
+
+def _check_constants(module: Any, constants: dict[str, float], name: str) -> None:
+    """Refuses a module whose (trained or changed) constants differ from ours."""
+    for attribute, expected in constants.items():
+        value = float(getattr(module, attribute))
+        if not np.isclose(value, expected, rtol=1e-6, atol=0.0):
+            raise MaceTorchConversionError(
+                f"{name} with {attribute}={value} is not supported (ours: "
+                f"{expected}; trained constants are not)."
             )
 
 

@@ -104,6 +104,12 @@ def _add_layer(
             f"{prefix}.conv_tp_weights.layer{k}",
             weight,
         )
+    if layer.interaction.density_mlp is not None:
+        assignments.add(
+            at(lambda layer: layer.interaction.density_mlp.weights[0]),
+            f"{prefix}.density_fn.layer0",
+            interaction.density_fn.layer0.weight.detach().double().numpy(),
+        )
     down = _linear_blocks(interaction.linear)
     path_irreps = layer.interaction.coupling.path_irreps
     down = {

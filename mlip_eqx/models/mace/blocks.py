@@ -4,6 +4,7 @@ interaction and the product basis."""
 import e3nn_jax as e3nn
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
@@ -20,15 +21,19 @@ from mlip_eqx.models.mace.symmetric_contraction import SymmetricContraction
 
 class InteractionBlock(eqx.Module):
     """Linear, radial-MLP-weighted tensor product with the edge directions summed
-    over the neighbours (divided by avg_num_neighbors), linear.
+    over the neighbours (divided by avg_num_neighbors, or by 1 + a learned
+    density of neighbours), linear.
 
     The spherical harmonics are those of the vector from receiver to sender (minus
-    the edge vector), as in the original library.
+    the edge vector), as in the original library. The learned density (mace-torch's
+    ``RealAgnosticDensity*InteractionBlock``) of a node is the sum over its edges
+    of ``tanh((w . radial_features)^2)``, with ``w`` a bias-free linear map.
     """
 
     linear_up: EquivariantLinear
     radial_mlp: RadialMLP
     linear_down: EquivariantLinear
+    density_mlp: RadialMLP | None
     target_irreps: e3nn.Irreps = eqx.field(static=True)
     coupling: MessageCoupling = eqx.field(static=True)
     avg_num_neighbors: float = eqx.field(static=True)
@@ -45,6 +50,7 @@ class InteractionBlock(eqx.Module):
         dtype: DTypeLike,
         key: jax.Array,
         radial_hidden: tuple[int, ...] = (64, 64, 64),
+        density_normalisation: bool = False,
     ):
         """Args:
         source_irreps: Irreps of the input node features.
@@ -54,6 +60,8 @@ class InteractionBlock(eqx.Module):
         avg_num_neighbors: Divides the sum over neighbours.
         activation: Activation of the radial MLP.
         radial_hidden: Sizes of the hidden layers of the radial MLP.
+        density_normalisation: Divide the neighbour sum by 1 + the learned
+            density instead of avg_num_neighbors.
         dtype: Dtype of the weights.
         key: Random key.
         """
@@ -74,6 +82,11 @@ class InteractionBlock(eqx.Module):
         )
         self.linear_down = EquivariantLinear(
             messages, self.target_irreps, dtype=dtype, key=down_key
+        )
+        self.density_mlp = (
+            RadialMLP((num_radial, 1), activation, dtype, jax.random.fold_in(key, 3))
+            if density_normalisation
+            else None
         )
 
     @property
@@ -116,8 +129,27 @@ class InteractionBlock(eqx.Module):
                 senders,
                 receivers,
             )
+        if self.density_mlp is None:
+            normalisation = self.avg_num_neighbors
+        else:
+            with jax.named_scope("density"):
+                normalisation = 1.0 + self._density(radial_features, receivers, summed)
         with jax.named_scope("linear_down"):
-            return self.linear_down(summed / self.avg_num_neighbors)
+            return self.linear_down(summed / normalisation)
+
+    def _density(
+        self,
+        radial_features: Float[Array, "n_radial num_radial"],
+        receivers: Int[Array, " n_edge"],
+        summed: e3nn.IrrepsArray,
+    ) -> Float[Array, "n_node 1"]:
+        """The learned density of neighbours of every node, [n_node, 1]."""
+        edge_density = jnp.tanh(self.density_mlp(radial_features) ** 2)
+        if edge_density.shape[0] != receivers.shape[0]:  # paired edges
+            edge_density = for_both_edges(edge_density)
+        return jax.ops.segment_sum(
+            edge_density, receivers, num_segments=summed.shape[0]
+        )
 
 
 class ProductBasisBlock(eqx.Module):

@@ -8,6 +8,7 @@ from beartype.vale import Is
 
 from mlip_eqx.models.activations import ActivationName
 from mlip_eqx.models.atomic_energies import check_atomic_numbers, with_float_energies
+from mlip_eqx.models.blocks.pair_terms import DistanceTransform
 from mlip_eqx.models.blocks.radial import RadialEnvelope
 from mlip_eqx.utils.config import (
     Config,
@@ -43,7 +44,7 @@ class MaceConfig(Config):
         num_bessel: Number of Bessel functions of the radial basis.
         polynomial_cutoff_power: Power p of the polynomial envelope (mace-torch's
             ``num_polynomial_cutoff``); only with ``radial_envelope`` =
-            "polynomial_envelope".
+            "polynomial_envelope" (and of the ZBL envelope).
         radial_mlp_hidden: Sizes of the hidden layers of the radial MLPs
             (mace-torch's ``radial_MLP``).
         activation: Activation of the radial MLP and of the non-linear readout.
@@ -68,7 +69,21 @@ class MaceConfig(Config):
             1 (e.g. x5.5 for 8 Bessel functions, cutoff 5 Å, avg_r_min 1 Å, which
             makes untrained forces about 40 times larger). False: mace-torch's
             unscaled embedding (that of converted mace-torch models; train with
-            it to start from the same untrained model as mace-torch).
+            it to start from the same untrained model as mace-torch). With a
+            ``distance_transform`` the embedding is never scaled (the scale is
+            that of untransformed lengths).
+        density_normalisation: Every interaction divides its neighbour sum by
+            1 + a learned density of neighbours instead of avg_num_neighbors
+            (mace-torch's ``RealAgnosticDensity(Residual)InteractionBlock``, as
+            in MACE-MP-0b2, MPA-0 and OMAT-0).
+        distance_transform: "none", or the species-dependent transform of the
+            edge length that the Bessel basis takes: "agnesi" (mace-torch's
+            ``AgnesiTransform``, as in MACE-MP-0b and later) or "soft"
+            (``SoftTransform``); the envelope still takes the length.
+        pair_repulsion: Add the ZBL pair repulsion to the readouts before the
+            energy scaling (mace-torch's ``pair_repulsion``, scaled like its
+            ``ScaleShiftMACE``); its envelope is the polynomial one of power
+            ``polynomial_cutoff_power``, whatever ``radial_envelope``.
         num_species: Number of species slots; None takes the dataset's number of
             elements.
     """
@@ -94,6 +109,9 @@ class MaceConfig(Config):
     avg_num_neighbors: PositiveFloat | None = None
     avg_r_min: PositiveFloat | None = None
     normalise_radial_embedding: bool = True
+    density_normalisation: bool = False
+    distance_transform: DistanceTransform = "none"
+    pair_repulsion: bool = False
     num_species: PositiveInt | None = None
 
     def __check_init__(self) -> None:
@@ -103,13 +121,15 @@ class MaceConfig(Config):
                 f"{name}.node_symmetry: invalid value {self.node_symmetry!r} "
                 f"(expected at most l_max={self.l_max})."
             )
-        if self.polynomial_cutoff_power != 5 and (
-            self.radial_envelope != "polynomial_envelope"
+        if (
+            self.polynomial_cutoff_power != 5
+            and self.radial_envelope != "polynomial_envelope"
+            and not self.pair_repulsion
         ):
             raise ConfigError(
                 f"{name}.polynomial_cutoff_power: {self.polynomial_cutoff_power} "
-                f"needs radial_envelope='polynomial_envelope', not "
-                f"{self.radial_envelope!r}."
+                f"needs radial_envelope='polynomial_envelope' (not "
+                f"{self.radial_envelope!r}) or pair_repulsion."
             )
         check_atomic_numbers(self.atomic_energies, f"{name}.atomic_energies")
         for irreps in self.readout_irreps:

@@ -1,10 +1,13 @@
 """MACE (Batatia et al., "MACE: Higher Order Equivariant Message Passing Neural
 Networks for Fast and Accurate Force Fields", 2022) as an Equinox module."""
 
+from collections.abc import Callable
+
 import e3nn_jax as e3nn
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
@@ -12,6 +15,12 @@ from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.atomic_energies import atomic_energies_per_species
 from mlip_eqx.models.blocks.edge_embedding import embed_edges
 from mlip_eqx.models.blocks.linear import EquivariantLinear
+from mlip_eqx.models.blocks.pair_terms import (
+    species_atomic_numbers,
+    species_covalent_radii,
+    transformed_lengths,
+    zbl_node_energies,
+)
 from mlip_eqx.models.blocks.readouts import LinearReadout, NonLinearReadout
 from mlip_eqx.models.energy_heads import check_readout_heads, node_energies_from_heads
 from mlip_eqx.models.initialisers import normal
@@ -78,6 +87,7 @@ class MaceLayer(eqx.Module):
             dtype=dtype,
             key=keys[0],
             radial_hidden=config.radial_mlp_hidden,
+            density_normalisation=config.density_normalisation,
         )
         interaction_out = self.interaction.irreps_out
         # The first layer's residual maps the scalar embedding: the other irreps
@@ -232,12 +242,42 @@ class Mace(MLIPNetwork):
     @property
     def avg_r_min(self) -> float | None:
         """Typical shortest edge in Å for the radial normalisation, or None (no
-        normalisation)."""
-        if not self.config.normalise_radial_embedding:
+        normalisation: not asked for, or the lengths are transformed)."""
+        if (
+            not self.config.normalise_radial_embedding
+            or self.config.distance_transform != "none"
+        ):
             return None
         if self.config.avg_r_min is not None:
             return self.config.avg_r_min
         return self.dataset_info.avg_r_min_angstrom
+
+    @property
+    def _species_atomic_numbers(self) -> np.ndarray:
+        """The atomic number of every species slot."""
+        return species_atomic_numbers(
+            self.dataset_info.allowed_atomic_numbers, self.num_species
+        )
+
+    def _distance_transform(
+        self,
+        senders: Int[Array, " n_edge"],
+        receivers: Int[Array, " n_edge"],
+        paired_edges: bool,
+        node_species: Int[Array, " n_node"],
+        dtype: DTypeLike,
+    ) -> Callable[[Array], Array] | None:
+        """The transform of the lengths of the edges whose radial features are
+        computed (the first half of paired edges), or None."""
+        kind = self.config.distance_transform
+        if kind == "none":
+            return None
+        if paired_edges:
+            half = senders.shape[0] // 2
+            senders, receivers = senders[:half], receivers[:half]
+        radii = jnp.asarray(species_covalent_radii(self._species_atomic_numbers), dtype)
+        radii_sum = radii[node_species[senders]] + radii[node_species[receivers]]
+        return lambda lengths: transformed_lengths(lengths, radii_sum, kind)
 
     def __call__(
         self,
@@ -254,9 +294,10 @@ class Mace(MLIPNetwork):
         radial basis, radial MLPs and harmonics are evaluated for the first half.
         """
         dtype = self.embedding.dtype
+        edge_vectors = edge_vectors.astype(dtype)
         with jax.named_scope("edge_embedding"):
             radial_features, harmonics = embed_edges(
-                edge_vectors.astype(dtype),
+                edge_vectors,
                 paired_edges=paired_edges,
                 cutoff=self.dataset_info.cutoff_distance_angstrom,
                 num_basis=self.config.num_bessel,
@@ -265,6 +306,9 @@ class Mace(MLIPNetwork):
                 l_max=self.config.l_max,
                 reverse_directions=True,
                 envelope_power=self.config.polynomial_cutoff_power,
+                transform=self._distance_transform(
+                    senders, receivers, paired_edges, node_species, dtype
+                ),
             )
         node_features = e3nn.IrrepsArray(
             self.config.num_channels * e3nn.Irreps("0e"),
@@ -284,6 +328,17 @@ class Mace(MLIPNetwork):
                     receivers,
                 )
             readout_sum = readout_sum + energies
+        if self.config.pair_repulsion:
+            with jax.named_scope("pair_repulsion"):
+                numbers = jnp.asarray(self._species_atomic_numbers)[node_species]
+                repulsion = zbl_node_energies(
+                    edge_vectors,
+                    senders,
+                    receivers,
+                    numbers,
+                    self.config.polynomial_cutoff_power,
+                )
+            readout_sum = readout_sum + repulsion[:, None]
         return node_energies_from_heads(
             readout_sum,
             node_species,

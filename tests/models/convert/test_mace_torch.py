@@ -33,6 +33,7 @@ from mace.tools.utils import AtomicNumberTable  # noqa: E402
 
 from mlip_eqx.cli import main  # noqa: E402
 from mlip_eqx.data.chemical_system import ChemicalSystem  # noqa: E402
+from mlip_eqx.models.blocks.pair_terms import zbl_node_energies  # noqa: E402
 from mlip_eqx.models.convert.mace_torch import (  # noqa: E402
     MaceTorchConversionError,
     force_field_from_mace_torch,
@@ -105,6 +106,7 @@ def contraction_matrices_built_once():
 def mace_torch_model(
     hidden_irreps: str = "128x0e",
     first_interaction: str = "RealAgnosticResidualInteractionBlock",
+    interaction: str = "RealAgnosticResidualInteractionBlock",
     model_class=modules.ScaleShiftMACE,
     heads: tuple[str, ...] | None = None,
     seed: int = 0,
@@ -119,9 +121,7 @@ def mace_torch_model(
         num_bessel=10,
         num_polynomial_cutoff=5,
         max_ell=3,
-        interaction_cls=modules.interaction_classes[
-            "RealAgnosticResidualInteractionBlock"
-        ],
+        interaction_cls=modules.interaction_classes[interaction],
         interaction_cls_first=modules.interaction_classes[first_interaction],
         num_interactions=2,
         num_elements=len(ELEMENTS),
@@ -149,12 +149,29 @@ def mace_torch_model(
 
 
 def structures() -> list[ChemicalSystem]:
-    """A periodic cell, a triclinic cell and a molecule."""
+    """A periodic cell, a triclinic cell, a molecule and a molecule with close
+    contacts (pairs closer than the sums of their covalent radii, where the
+    ZBL repulsion acts)."""
     rng = np.random.default_rng(1)
+    close_contacts = ChemicalSystem(
+        atomic_numbers=np.array([8, 1, 29, 1, 8]),
+        positions=np.array(
+            [
+                [0.0, 0.0, 0.0],
+                [0.55, 0.2, 0.0],
+                [-0.9, 0.8, 0.3],
+                [0.3, -0.5, 0.6],
+                [-0.3, 1.5, -0.7],
+            ]
+        ),
+        cell=np.zeros((3, 3)),
+        pbc=np.array([False, False, False]),
+    )
     return [
         random_system(rng, 6, ELEMENTS),
         triclinic_crystal(rng, 5, ELEMENTS),
         random_system(rng, 5, ELEMENTS, periodic=False),
+        close_contacts,
     ]
 
 
@@ -203,7 +220,7 @@ def largest_relative_error(
     heads = heads or (str(model.heads[0]),)
     systems = structures() * len(heads)
     system_heads = [head for head in heads for _ in structures()]
-    batch = make_batch(force_field, systems)
+    batch = make_batch(force_field, systems, n_graph=len(systems) + 1)
     names = list(force_field.dataset_info.dataset_names)
     dataset_idx = np.zeros_like(np.asarray(batch.dataset_idx))
     dataset_idx[: len(systems)] = [
@@ -229,26 +246,50 @@ def largest_relative_error(
     return max(errors)
 
 
-MP0 = {
-    "small": "128x0e",
-    "medium": "128x0e+128x1o",
+DENSITY_BLOCKS = dict(
+    first_interaction="RealAgnosticDensityInteractionBlock",
+    interaction="RealAgnosticDensityResidualInteractionBlock",
+)
+FAMILIES = {  # the foundation models' hyperparameters (r_max 6 Å unless given)
+    "MACE-MP-0 small": dict(hidden_irreps="128x0e"),
+    "MACE-MP-0 medium": dict(hidden_irreps="128x0e+128x1o"),
+    # MP-0b2/0b3, MPA-0, OMAT-0, MATPES: density-normalised blocks, the Agnesi
+    # transform and the ZBL repulsion.
+    "MACE-MPA-0 medium": dict(
+        hidden_irreps="128x0e+128x1o",
+        distance_transform="Agnesi",
+        pair_repulsion=True,
+        **DENSITY_BLOCKS,
+    ),
+    "MACE-OFF23 small": dict(
+        hidden_irreps="96x0e",
+        r_max=4.5,
+        first_interaction="RealAgnosticInteractionBlock",
+    ),
 }
 
 
 @pytest.fixture(scope="module")
-def mp0_models() -> dict[str, tuple]:
-    """MACE-MP-0 small and medium: (mace-torch model, converted force field)."""
+def family_models() -> dict[str, tuple]:
+    """Each family's (mace-torch model, converted force field)."""
     models = {}
-    for size, hidden_irreps in MP0.items():
-        model = mace_torch_model(hidden_irreps)
-        models[size] = (model, force_field_from_mace_torch(model))
+    for family, settings in FAMILIES.items():
+        model = mace_torch_model(**settings)
+        models[family] = (model, force_field_from_mace_torch(model))
     return models
 
 
-@pytest.mark.parametrize("size", sorted(MP0))
-def test_mace_mp0_scale_shift_models_predict_as_mace_torch(size, mp0_models):
-    model, force_field = mp0_models[size]
-    assert force_field.config.first_layer_residual
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_foundation_model_families_predict_as_mace_torch(family, family_models):
+    model, force_field = family_models[family]
+    config = force_field.config
+    settings = FAMILIES[family]
+    assert config.first_layer_residual == (
+        "Residual"
+        in settings.get("first_interaction", "RealAgnosticResidualInteractionBlock")
+    )
+    assert config.density_normalisation == ("interaction" in settings)
+    assert config.pair_repulsion == settings.get("pair_repulsion", False)
     assert largest_relative_error(force_field, model) < TOLERANCE
 
 
@@ -283,6 +324,41 @@ def plain_mace(tmp_path_factory) -> tuple:
     model_file = tmp_path_factory.mktemp("plain_mace") / "small.model"
     torch.save(model, model_file)
     return model, force_field_from_mace_torch(model), model_file
+
+
+def test_zbl_repulsion_reaches_the_close_contacts(family_models):
+    """The close-contact molecule has pairs within the ZBL reach (the sums of
+    the covalent radii), so that the comparisons check the repulsion."""
+    _, force_field = family_models["MACE-MPA-0 medium"]
+    graph = make_graph(force_field, structures()[-1])
+    repulsion = zbl_node_energies(
+        graph.edge_vectors(),
+        graph.senders,
+        graph.receivers,
+        np.asarray(ELEMENTS)[np.asarray(graph.species)],
+        5,
+    )
+    assert float(np.sum(repulsion)) > 1.0  # eV
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(distance_transform="Agnesi", pair_repulsion=True),  # MP-0b
+        dict(distance_transform="Soft", **DENSITY_BLOCKS),
+        dict(
+            first_interaction="RealAgnosticDensityResidualInteractionBlock",
+            interaction="RealAgnosticDensityResidualInteractionBlock",
+            model_class=modules.MACE,
+            pair_repulsion=True,
+        ),
+    ],
+    ids=["agnesi-zbl", "soft-density", "density-residual-first-mace-zbl"],
+)
+def test_block_and_radial_variants_predict_as_mace_torch(variant):
+    model = mace_torch_model(seed=5, **(SMALL | variant))
+    force_field = force_field_from_mace_torch(model)
+    assert largest_relative_error(force_field, model) < TOLERANCE
 
 
 def test_mace_class_with_a_first_block_without_residual_predicts_as_mace_torch(
@@ -417,16 +493,23 @@ def test_unsupported_classes_and_options_are_named(tmp_path):
     torch.save(torch.nn.Linear(2, 2), linear)
     with pytest.raises(MaceTorchConversionError, match="Linear models are not"):
         force_field_from_mace_torch(linear)
-    density = mace_torch_model(
+    mixed = mace_torch_model(
         first_interaction="RealAgnosticDensityInteractionBlock", **TINY
     )
+    with pytest.raises(MaceTorchConversionError, match="mix density-normalised"):
+        force_field_from_mace_torch(mixed)
+    non_linear = mace_torch_model(
+        interaction="RealAgnosticResidualNonLinearInteractionBlock", **TINY
+    )
     with pytest.raises(
-        MaceTorchConversionError, match="RealAgnosticDensityInteractionBlock"
+        MaceTorchConversionError,
+        match="RealAgnosticResidualNonLinearInteractionBlock \\(later layer\\)",
     ):
-        force_field_from_mace_torch(density)
-    zbl = mace_torch_model(pair_repulsion=True, **TINY)
-    with pytest.raises(MaceTorchConversionError, match="pair_repulsion"):
-        force_field_from_mace_torch(zbl)
+        force_field_from_mace_torch(non_linear)
     agnesi = mace_torch_model(distance_transform="Agnesi", **TINY)
-    with pytest.raises(MaceTorchConversionError, match="AgnesiTransform"):
+    agnesi.radial_embedding.distance_transform.q.fill_(1.0)
+    with pytest.raises(MaceTorchConversionError, match="AgnesiTransform with q=1.0"):
         force_field_from_mace_torch(agnesi)
+    zbl = mace_torch_model(pair_repulsion=True, heads=("a", "b"), **TINY)
+    with pytest.raises(MaceTorchConversionError, match="heads of different energy"):
+        force_field_from_mace_torch(zbl)
