@@ -1,0 +1,152 @@
+"""A MACE of MACE-MP-0 medium's size as mace-torch saves it, its conversion to
+mlip_eqx, and the ASE-calculator call and MD step time of each library on
+periodic cells (for ``foundation_model``); every function runs in a child."""
+
+import importlib
+import importlib.metadata
+import json
+import statistics
+import time
+
+ELEMENTS = (29, 28, 13, 26)  # Cu, Ni, Al, Fe
+LATTICE_ANGSTROM = 3.6
+REPEATS_OF_SIZE = {64: (2, 2, 4), 512: (4, 4, 8), 4096: (8, 8, 16)}
+IRREPS_SETTINGS = ("hidden_irreps", "MLP_irreps")
+NUM_MODEL_ELEMENTS = 89  # MACE-MP-0's E0 table: H to Ac
+# MACE-MP-0 medium ("2023-12-03-mace-128-L1"): the settings of its training script.
+MP0_MEDIUM = dict(
+    r_max=6.0,
+    num_bessel=10,
+    num_polynomial_cutoff=5,
+    max_ell=3,
+    num_interactions=2,
+    hidden_irreps="128x0e+128x1o",
+    MLP_irreps="16x0e",
+    correlation=3,
+    radial_MLP=[64, 64, 64],
+    avg_num_neighbors=61.96,
+)
+
+
+def structure(num_atoms: int):
+    """A rattled periodic fcc cell of random Cu/Ni/Al/Fe (seeded)."""
+    import ase.build
+    import numpy as np
+
+    atoms = ase.build.bulk("Cu", "fcc", a=LATTICE_ANGSTROM, cubic=True)
+    atoms = atoms.repeat(REPEATS_OF_SIZE[num_atoms])
+    rng = np.random.default_rng(num_atoms)
+    atoms.numbers = rng.choice(ELEMENTS, len(atoms))
+    atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
+    return atoms
+
+
+def write_models(model_file: str, zip_file: str, seed: int) -> dict:
+    """Saves a ScaleShiftMACE of MACE-MP-0 medium's hyperparameters with
+    mace-torch's own random initial weights (``torch.save``, as the foundation
+    models are distributed) and its float32 conversion as our zip."""
+    import numpy as np
+    import torch
+    from mace import modules  # before e3nn: it sets up e3nn's constants' loading
+
+    from mlip_eqx.workflows.convert import ConvertSettings, convert
+
+    o3 = importlib.import_module("e3nn.o3")
+    torch.manual_seed(seed)
+    settings = dict(MP0_MEDIUM)
+    irreps = {key: o3.Irreps(settings.pop(key)) for key in IRREPS_SETTINGS}
+    rng = np.random.default_rng(seed)
+    model = modules.ScaleShiftMACE(
+        **settings,
+        **irreps,
+        interaction_cls=modules.interaction_classes[
+            "RealAgnosticResidualInteractionBlock"
+        ],
+        interaction_cls_first=modules.interaction_classes[
+            "RealAgnosticResidualInteractionBlock"
+        ],
+        num_elements=NUM_MODEL_ELEMENTS,
+        atomic_numbers=list(range(1, NUM_MODEL_ELEMENTS + 1)),
+        atomic_energies=rng.uniform(-8.0, -1.0, NUM_MODEL_ELEMENTS),
+        gate=torch.nn.functional.silu,
+        atomic_inter_scale=0.8,
+        atomic_inter_shift=0.1,
+    )
+    torch.save(model.float().eval(), model_file)
+    convert(
+        ConvertSettings(
+            source="mace-torch",
+            model=model_file,
+            output=zip_file,
+            dtype="float32",
+            overwrite=True,
+        )
+    )
+    return {
+        "mace_torch": importlib.metadata.version("mace-torch"),
+        "torch": torch.__version__,
+        "num_parameters": int(sum(p.numel() for p in model.parameters())),
+    }
+
+
+def time_mace_torch(model_file: str, sizes: list[int], calls: int, steps: int):
+    """mace-torch's ``MACECalculator`` (float32, CPU): ms per energy + forces
+    call (one atom moved by 0.01 Å before each), and ms per step of ASE's
+    Langevin MD (300 K, 1 fs) driving it, the median of ``steps`` steps after
+    one."""
+    import torch
+    from ase import units
+    from ase.md.langevin import Langevin
+    from mace.calculators import MACECalculator
+
+    from benchmarks.peers import md
+
+    calculator = MACECalculator(
+        model_paths=model_file, device="cpu", default_dtype="float32"
+    )
+    results = {"library": "mace-torch", "torch": torch.__version__, "sizes": {}}
+    for size in sizes:
+        atoms = structure(size)
+        atoms.calc = calculator
+        entry = {"calculator": md.calculator_ms(atoms, calls)}
+        dynamics = Langevin(
+            atoms, 1.0 * units.fs, temperature_K=300.0, friction=0.01 / units.fs
+        )
+        dynamics.run(1)
+        seconds = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            dynamics.run(1)
+            seconds.append(time.perf_counter() - start)
+        entry["engine"] = {"ms_per_step": 1e3 * statistics.median(seconds)}
+        results["sizes"][str(size)] = entry
+        print("mace-torch", size, json.dumps(entry), flush=True)
+    return results
+
+
+def time_ours(zip_file: str, sizes: list[int], calls: int, steps: int) -> dict:
+    """The converted model's ASE calculator (ms per call, as mace-torch's) and
+    JAX-MD engine (NVT Langevin, 300 K, 1 fs; ms per step, the median over
+    episodes of ``steps`` steps after the first, compiling one)."""
+    import jax
+
+    from benchmarks.peers import md
+    from mlip_eqx.models.model_io import load_model_from_zip
+
+    force_field = load_model_from_zip(None, zip_file)
+    md.STEPS_PER_EPISODE.update(dict.fromkeys(sizes, steps))
+    results = {
+        "library": "mlip_eqx",
+        "version": importlib.metadata.version("mlip-eqx"),
+        "jax": jax.__version__,
+        "sizes": {},
+    }
+    for size in sizes:
+        atoms = structure(size)
+        entry = {
+            "calculator": md.time_calculator("mlip_eqx", force_field, atoms, calls),
+            "engine": md.time_engine("mlip_eqx", force_field, atoms),
+        }
+        results["sizes"][str(size)] = entry
+        print("mlip_eqx", size, json.dumps(entry), flush=True)
+    return results
