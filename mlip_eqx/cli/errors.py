@@ -17,7 +17,10 @@ from mlip_eqx.data.readers.labels import MissingLabelError
 from mlip_eqx.models.convert.mace_torch import MaceTorchConversionError
 from mlip_eqx.models.convert.mlip_zip import MlipZipError
 from mlip_eqx.models.registry import UnknownNetworkError
-from mlip_eqx.simulation.exceptions import SimulationExplodedError
+from mlip_eqx.simulation.exceptions import (
+    NeighborListSkinError,
+    SimulationExplodedError,
+)
 from mlip_eqx.training.distributed import DistributedSetupError
 from mlip_eqx.training.training_io_handler import (
     CheckpointSaveError,
@@ -44,6 +47,8 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     MaceTorchConversionError,
     MissingLabelError,
     MlipZipError,
+    NeighborListSkinError,
+    PermissionError,
     PreprocessedDataError,
     PretrainedModelError,
     SimulationExplodedError,
@@ -61,9 +66,18 @@ def reported_as_message(
 ) -> Iterator[None]:
     """Turns a user error (or one of ``also``) raised in the block into
     ``SystemExit`` with the message ``"mlip-eqx <command>: <error>"`` (exit
-    status 1; ``hint`` is appended on a line of its own)."""
+    status 1; ``hint``, about where settings live, is appended on a line of
+    its own to errors of the settings, :class:`ConfigError`)."""
     try:
         yield
     except (*USER_ERRORS, *also) as error:
-        message = f"mlip-eqx {command}: {error}"
-        raise SystemExit(f"{message}\n{hint}" if hint else message) from error
+        raise SystemExit(error_message(command, error, hint)) from error
+
+
+def error_message(command: str, error: Exception, hint: str = "") -> str:
+    """``"mlip-eqx <command>: <error>"``, with ``hint`` on a line of its own
+    for a :class:`ConfigError`."""
+    message = f"mlip-eqx {command}: {error}"
+    if hint and isinstance(error, ConfigError):
+        return f"{message}\n{hint}"
+    return message

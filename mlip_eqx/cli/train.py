@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from mlip_eqx.cli.errors import USER_ERRORS, reported_as_message
+from mlip_eqx.cli.errors import USER_ERRORS, error_message, reported_as_message
 from mlip_eqx.cli.flags import add_flags, config_fields, given_settings
 from mlip_eqx.cli.train_flags import (
     add_train_settings_flags,
@@ -65,7 +65,7 @@ def add_parser(
         try:
             train(settings)
         except USER_ERRORS as error:
-            end_process(f"mlip-eqx train: {error}\n{HINT}")
+            end_process(error_message("train", error, HINT))
         except Exception as error:
             traceback.print_exception(error)
             end_process(

@@ -119,14 +119,24 @@ def _fill_shard(shard: h5py.File, items: list[tuple[Graph, str]]) -> None:
         for name, (start, end) in columns.items():
             values = _concatenated(graphs, name, dtype)
             data[:, start:end] = values.reshape(len(data), end - start)
-        shard[table] = data
+        _checksummed(shard, table, data)
     for name, dtype in _GRAPH_FIELDS.items():
-        shard[name] = _concatenated(graphs, name, dtype)
+        _checksummed(shard, name, _concatenated(graphs, name, dtype))
     shard.create_dataset(
         "sources",
         data=np.array([source for _, source in items], dtype=object),
         dtype=h5py.string_dtype(),
     )
+
+
+def _checksummed(shard: h5py.File, name: str, data: np.ndarray) -> None:
+    """Stores ``data`` with HDF5's Fletcher-32 checksum on every chunk, so that
+    a damaged or truncated shard fails its reads instead of returning wrong
+    values (empty arrays cannot be chunked and are stored plainly)."""
+    if data.size == 0:
+        shard[name] = data
+    else:
+        shard.create_dataset(name, data=data, chunks=True, fletcher32=True)
 
 
 def _concatenated(graphs: list[Graph], name: str, dtype) -> np.ndarray:
@@ -158,8 +168,9 @@ class ShardedGraphs(StoredGraphs):
             raise InvalidShardError(f"{directory}: no graph shards (shard_*.h5).")
         self.directory = directory
         self._files = [_open_shard(path) for path in paths]
+        per_shard = [_per_graph_arrays(file) for file in self._files]
         self._per_graph = {
-            name: np.concatenate([f[name][:] for f in self._files])
+            name: np.concatenate([arrays[name] for arrays in per_shard])
             for name in _GRAPH_FIELDS
         }
         self._sources = [s for f in self._files for s in f["sources"].asstr()[:]]
@@ -193,14 +204,7 @@ class ShardedGraphs(StoredGraphs):
         if not -len(self) <= index < len(self):
             raise IndexError(f"graph index {index} out of range ({len(self)} graphs).")
         index = index % len(self)
-        shard_index, row = self._shard[index], self._row[index]
-        shard = self._files[shard_index]
-        node_table = shard["nodes"][
-            slice(*self._node_offsets[shard_index][row : row + 2])
-        ]
-        edge_table = shard["edges"][
-            slice(*self._edge_offsets[shard_index][row : row + 2])
-        ]
+        node_table, edge_table = self._tables(index)
         arrays = {
             name: node_table[:, start:end]
             for name, (start, end) in _NODE_COLUMNS.items()
@@ -226,10 +230,49 @@ class ShardedGraphs(StoredGraphs):
             paired_edges=True,
         )
 
+    def _tables(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The node and edge rows of structure ``index``, checked.
+
+        Raises:
+            InvalidShardError: The shard's data cannot be read (a failed
+                checksum, a truncated file) or has the wrong size, naming the
+                shard and the structure.
+        """
+        shard_index, row = self._shard[index], self._row[index]
+        shard = self._files[shard_index]
+        nodes = slice(*self._node_offsets[shard_index][row : row + 2])
+        edges = slice(*self._edge_offsets[shard_index][row : row + 2])
+        where = f"{shard.filename}: structure {row} ({self._sources[index]})"
+        try:
+            node_table, edge_table = shard["nodes"][nodes], shard["edges"][edges]
+        except (OSError, RuntimeError) as error:
+            raise InvalidShardError(
+                f"{where} cannot be read; the shard is damaged ({error}). "
+                "Preprocess the data again."
+            ) from None
+        expected = (self._per_graph["n_node"][index], self._per_graph["n_edge"][index])
+        if (len(node_table), len(edge_table)) != tuple(expected):
+            raise InvalidShardError(
+                f"{where}: {len(node_table)} nodes and {len(edge_table)} edges "
+                f"read, {expected[0]} and {expected[1]} expected; the shard is "
+                "damaged (truncated?). Preprocess the data again."
+            )
+        return node_table, edge_table
+
     def close(self) -> None:
         """Closes the shard files."""
         for file in self._files:
             file.close()
+
+
+def _per_graph_arrays(shard: h5py.File) -> dict[str, np.ndarray]:
+    """The per-structure arrays of a shard, checked by their checksums."""
+    try:
+        return {name: shard[name][:] for name in _GRAPH_FIELDS}
+    except (OSError, RuntimeError) as error:
+        raise InvalidShardError(
+            f"{shard.filename}: damaged ({error}); preprocess the data again."
+        ) from None
 
 
 def _open_shard(path: Path) -> h5py.File:

@@ -15,6 +15,7 @@ shards when a batch is made.
 
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def preprocess(
     atomic_energies: Mapping[str, float] | Mapping[int, float] | None = None,
     atomic_energies_source: str = "given",
     isolated_atoms: Sequence[ChemicalSystem] = (),
+    overwrite: bool = False,
 ) -> DatasetInfo:
     """Builds the graphs of ``reader``'s splits and writes them as shards.
 
@@ -60,19 +62,21 @@ def preprocess(
     ``isolated_atoms``, which are its arguments; held in memory once), then
     written split by split.
     ``preprocessed.json`` is written last, so a directory without it is an
-    interrupted run; a directory that already holds a preprocessed set is
-    refused.
+    interrupted run, whose files are replaced; a directory that already holds
+    a complete preprocessed set is replaced only with ``overwrite``, and one
+    that holds anything else (e.g. a training run's) is refused. The files are
+    replaced after the graphs are built.
 
     Returns:
         The DatasetInfo (also written as ``dataset_info.json``).
+
+    Raises:
+        FileExistsError: The directory holds other files than a preprocessed
+            set's (naming them), or a complete set without ``overwrite``.
     """
     config = config or GraphDatasetBuilderConfig()
     output_dir = Path(output_dir)
-    if (output_dir / MANIFEST).exists():
-        raise FileExistsError(
-            f"{output_dir} already holds a preprocessed data set; use another "
-            "directory."
-        )
+    _check_output_dir(output_dir, overwrite)
     builder = GraphDatasetBuilder(
         reader,
         config,
@@ -84,6 +88,7 @@ def preprocess(
     builder.prepare_datasets()
     info = builder.dataset_info
     output_dir.mkdir(parents=True, exist_ok=True)
+    _remove_preprocessed_files(output_dir)
     sizes = {}
     for split, dataset in zip(SPLITS, builder.get_splits(), strict=True):
         sizes[split] = write_graph_shards(
@@ -102,6 +107,44 @@ def preprocess(
             indent=2,
         )
     return info
+
+
+def _own_entries() -> set[str]:
+    """The names a preprocessed set's directory holds."""
+    return {MANIFEST, "dataset_info.json", *SPLITS}
+
+
+def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuses a directory with foreign files, or a complete set unless
+    ``overwrite``."""
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir}: a file, not a directory.")
+    foreign = sorted(
+        entry.name for entry in output_dir.iterdir() if entry.name not in _own_entries()
+    )
+    if foreign:
+        raise FileExistsError(
+            f"{output_dir} holds other files than a preprocessed data set "
+            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''}); "
+            "use an empty or new directory."
+        )
+    if (output_dir / MANIFEST).exists() and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} already holds a preprocessed data set; use another "
+            "directory, or --overwrite to replace it."
+        )
+
+
+def _remove_preprocessed_files(output_dir: Path) -> None:
+    """Removes the files of an earlier (complete or interrupted) set, manifest
+    first so that a failure in between leaves an incomplete set."""
+    (output_dir / MANIFEST).unlink(missing_ok=True)
+    (output_dir / "dataset_info.json").unlink(missing_ok=True)
+    for split in SPLITS:
+        if (output_dir / split).is_dir():
+            shutil.rmtree(output_dir / split)
 
 
 def load_preprocessed(

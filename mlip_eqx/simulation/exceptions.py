@@ -9,6 +9,10 @@ class SimulationExplodedError(RuntimeError):
     """The temperature (or energy) of a simulation became NaN or unphysical."""
 
 
+class NeighborListSkinError(RuntimeError):
+    """An atom moved by half the neighbour-list skin or more in one step."""
+
+
 def check_not_exploded(
     temperatures: np.ndarray, energies: np.ndarray, steps: np.ndarray, system: str
 ) -> None:

@@ -10,7 +10,12 @@ import optax
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.params_transfer import with_dataset_info, with_new_readout_head
-from mlip_eqx.training.freezing import freeze_parameters, last_layers, readout_heads
+from mlip_eqx.training.freezing import (
+    count_layers,
+    freeze_parameters,
+    last_layers,
+    readout_heads,
+)
 from mlip_eqx.utils.config import Config, ConfigError, NonNegativeFloat, PositiveFloat
 from mlip_eqx.utils.trees import flatten_with_key_paths
 
@@ -107,7 +112,13 @@ def trainable_predicate(
 ) -> Callable[[str], bool]:
     """The parameter paths that train under ``config`` (see
     :func:`mlip_eqx.training.freezing.freeze_parameters`); ``new_head_index``
-    is the index of ``config.new_head`` among the model's heads."""
+    is the index of ``config.new_head`` among the model's heads.
+
+    Raises:
+        ConfigError: A ``frozen`` text that matches no parameter path, or
+            ``train_last_layers`` above the model's number of layers.
+    """
+    _check_selection(config, params)
     if config.train_new_head_only:
         if new_head_index is None:
             raise ValueError("train_new_head_only needs the new head's index.")
@@ -125,6 +136,25 @@ def trainable_predicate(
         return in_last_layers(path) and not any(text in path for text in config.frozen)
 
     return trainable
+
+
+def _check_selection(config: FineTuningConfig, params) -> None:
+    """Refuses freezing settings that would silently select nothing or too
+    much."""
+    paths = [path for path, _ in flatten_with_key_paths(params)]
+    for text in config.frozen:
+        if not any(text in path for path in paths):
+            raise ConfigError(
+                f"FineTuningConfig.frozen: {text!r} matches no parameter of the "
+                f"model (its paths look like {paths[0]!r}, {paths[-1]!r})."
+            )
+    if config.train_last_layers is not None:
+        num_layers = count_layers(params)
+        if config.train_last_layers > num_layers:
+            raise ConfigError(
+                f"FineTuningConfig.train_last_layers: {config.train_last_layers}, "
+                f"but the model has {num_layers} layers."
+            )
 
 
 def fine_tuning_start(

@@ -43,18 +43,24 @@ def readout_heads(*heads: int) -> PathPredicate:
     return predicate
 
 
+def count_layers(params: PyTree) -> int:
+    """The number of message-passing layers of ``params`` (paths with
+    ``.layers[i]``)."""
+    indices = [
+        int(match.group(1))
+        for path, _ in flatten_with_key_paths(params)
+        if (match := _LAYER_INDEX.search(path))
+    ]
+    return max(indices, default=-1) + 1
+
+
 def last_layers(params: PyTree, num_layers: int) -> PathPredicate:
     """Trains the last ``num_layers`` message-passing layers of ``params``
     (paths with ``.layers[i]``) and every readout; the embedding and earlier
     layers freeze (mace-torch's ``--freeze``, counted from the end)."""
     if num_layers < 0:
         raise ValueError(f"last_layers: num_layers must be >= 0, got {num_layers}.")
-    indices = [
-        int(match.group(1))
-        for path, _ in flatten_with_key_paths(params)
-        if (match := _LAYER_INDEX.search(path))
-    ]
-    first_trained = max(indices, default=-1) + 1 - num_layers
+    first_trained = count_layers(params) - num_layers
 
     def predicate(path: str) -> bool:
         match = _LAYER_INDEX.search(path)

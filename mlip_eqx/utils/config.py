@@ -2,6 +2,7 @@
 
 import dataclasses
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -33,8 +34,12 @@ def constrained(base: type, predicate: Callable[[Any], bool], description: str):
 
 PositiveInt = constrained(int, lambda value: value > 0, "an integer > 0")
 NonNegativeInt = constrained(int, lambda value: value >= 0, "an integer >= 0")
-PositiveFloat = constrained(float, lambda value: value > 0, "a number > 0")
-NonNegativeFloat = constrained(float, lambda value: value >= 0, "a number >= 0")
+PositiveFloat = constrained(
+    float, lambda value: 0 < value < math.inf, "a finite number > 0"
+)
+NonNegativeFloat = constrained(
+    float, lambda value: 0 <= value < math.inf, "a finite number >= 0"
+)
 Fraction = constrained(float, lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 

@@ -59,3 +59,23 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def writable_directory(path: str | os.PathLike) -> Path:
+    """Creates the directory ``path`` (and its parents) if needed and checks
+    that a file can be written in it, before any work whose results go there.
+
+    Raises:
+        PermissionError: The directory cannot be created or written to (below a
+            file, without permission, on a read-only file system), naming it.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_check."):
+            pass
+    except OSError as error:
+        raise PermissionError(
+            f"{path}: cannot write there ({error.strerror or error})."
+        ) from error
+    return path

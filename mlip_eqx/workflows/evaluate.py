@@ -4,6 +4,7 @@ structures, its predictions as extxyz and parity plots."""
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 
 from mlip_eqx.data.readers.file_readers import reader_for_files
@@ -15,7 +16,7 @@ from mlip_eqx.plotting import plot_parity
 from mlip_eqx.training.metric_units import summarize_metrics
 from mlip_eqx.training.training_loggers import print_metrics_table
 from mlip_eqx.utils.config import Config, PositiveInt
-from mlip_eqx.utils.files import atomic_write
+from mlip_eqx.utils.files import atomic_write, writable_directory
 
 logger = logging.getLogger("mlip_eqx")
 
@@ -25,7 +26,8 @@ class EvaluateSettings(Config):
     """Settings of ``mlip-eqx evaluate``.
 
     Attributes:
-        model: The model zip (``model.zip`` of a training run).
+        model: The model zip, or a training run's output directory (its
+            ``model.zip``).
         data: Structure files (extxyz or HDF5), labelled or not.
         output_dir: Where to write (None: ``evaluation/`` next to the model).
         batch_size: Structures per batch, at most.
@@ -54,6 +56,28 @@ def with_head(force_field: ForceField, head: str | None) -> ForceField:
     return force_field.replace_inference_context(InferenceContext(dataset_name=head))
 
 
+def model_zip(path: str | os.PathLike) -> Path:
+    """The model zip named by ``path``: the file, or a training run's
+    ``model.zip`` when ``path`` is the run's output directory.
+
+    Raises:
+        FileNotFoundError: There is no such file, or the directory has no
+            ``model.zip`` (naming what to pass instead).
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / "model.zip").is_file():
+            return path / "model.zip"
+        raise FileNotFoundError(
+            f"{path}: a directory without model.zip (a run writes it when it "
+            "ends); pass a model zip, or fine-tune from the run's latest "
+            "checkpoint with mlip-eqx train --init-from."
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model zip.")
+    return path
+
+
 def evaluate(settings: EvaluateSettings) -> dict[str, float]:
     """Prints the metrics table and writes ``predictions.extxyz``,
     ``metrics.json`` and (with ``settings.plots``) parity plots. The job
@@ -63,13 +87,13 @@ def evaluate(settings: EvaluateSettings) -> dict[str, float]:
     Returns:
         The metrics (eV units); empty if no structure has labels.
     """
-    use_saved_dtype(settings.model)  # a float64 zip: jax_enable_x64 on
-    force_field = with_head(load_model_from_zip(None, settings.model), settings.head)
+    model = model_zip(settings.model)
+    output_dir = writable_directory(settings.output_dir or model.parent / "evaluation")
+    use_saved_dtype(model)  # a float64 zip: jax_enable_x64 on
+    force_field = with_head(load_model_from_zip(None, model), settings.head)
     reader = reader_for_files(settings.data, required_labels=())
     systems = reader.load()[0]
     result = evaluate_force_field(force_field, systems, settings.batch_size)
-    output_dir = Path(settings.output_dir or Path(settings.model).parent / "evaluation")
-    output_dir.mkdir(parents=True, exist_ok=True)
     write_predictions(output_dir / "predictions.extxyz", systems, result.predictions)
     with atomic_write(output_dir / "metrics.json", "w") as file:
         json.dump(result.metrics, file, indent=2)

@@ -15,7 +15,8 @@ def run_preprocess(
     settings: TrainSettings, shard_size: int = DEFAULT_SHARD_SIZE
 ) -> DatasetInfo:
     """Builds the graphs of the job's data (its data and graph settings) and
-    writes them to ``settings.output_dir``, ``shard_size`` structures per file.
+    writes them to ``settings.output_dir``, ``shard_size`` structures per file
+    (replacing a preprocessed set there only with ``settings.overwrite``).
 
     Returns:
         The DatasetInfo written with them.
@@ -25,6 +26,7 @@ def run_preprocess(
         settings.output_dir,
         settings.graph_dataset,
         shard_size=shard_size,
+        overwrite=settings.overwrite,
         **reference_energy_options(settings),
     )
     logger.info(

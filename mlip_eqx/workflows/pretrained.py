@@ -16,7 +16,11 @@ from mlip_eqx.models.params_loading import (
     saved_epochs,
 )
 from mlip_eqx.models.registry import get_network_class
-from mlip_eqx.workflows.train_settings import TrainSettings, settings_from_dict
+from mlip_eqx.workflows.train_settings import (
+    TrainSettings,
+    default_train_settings,
+    settings_from_dict,
+)
 
 logger = logging.getLogger("mlip_eqx")
 
@@ -48,12 +52,15 @@ def load_pretrained(
             checkpoint is loaded into a network of this session's dtype.
 
     Raises:
-        PretrainedModelError: Naming the path if it is neither, or if the run
-            has no checkpoint yet.
+        PretrainedModelError: Naming the path if it is neither, if the zip is
+            damaged, or if the run has no checkpoint yet.
     """
     path = Path(path)
     if path.is_file():
-        return load_model_from_zip(None, path, dtype)
+        try:
+            return load_model_from_zip(None, path, dtype)
+        except ValueError as error:  # damaged, or not a model zip
+            raise PretrainedModelError(str(error)) from error
     run_files = [path / "config.json", path / "dataset_info.json"]
     if not (path.is_dir() and all(file.is_file() for file in run_files)):
         raise PretrainedModelError(
@@ -80,8 +87,10 @@ def pretrained_settings(
     settings: TrainSettings, pretrained: ForceField
 ) -> TrainSettings:
     """The settings with the pretrained model's architecture and cutoff (a
-    fine-tuning run trains that model, whatever the model section said); an
-    element the model lacks is an error, not a dropped structure.
+    fine-tuning run trains that model, whatever the model section said; the
+    model and cutoff settings this ignores are logged as a warning) and its
+    stress prediction; an element the model lacks is an error, not a dropped
+    structure.
 
     Raises:
         PretrainedModelError: If ``fine_tuning.new_head`` names a head the model
@@ -95,8 +104,22 @@ def pretrained_settings(
             f"{new_head!r} (its heads: {list(heads)}); give fine_tuning.new_head "
             "another name, or leave it out to train the model's heads."
         )
+    ignored = _ignored_architecture(settings, pretrained)
+    if ignored:
+        logger.warning(
+            "%s: fine-tuning keeps the pretrained model's architecture and "
+            "cutoff; these settings cannot change them and are ignored: %s.",
+            settings.fine_tuning.init_from,
+            ", ".join(ignored),
+        )
+    if pretrained.predict_stress and not settings.predict_stress:
+        logger.info(
+            "%s predicts stress; so does the fine-tuned model.",
+            settings.fine_tuning.init_from,
+        )
     return dataclasses.replace(
         settings,
+        predict_stress=settings.predict_stress or pretrained.predict_stress,
         model_type=type(pretrained.network).__name__,
         model=pretrained.config,
         graph_dataset=dataclasses.replace(
@@ -105,3 +128,30 @@ def pretrained_settings(
             strict_elements=True,
         ),
     )
+
+
+def _ignored_architecture(settings: TrainSettings, pretrained: ForceField) -> list[str]:
+    """The model and cutoff settings that differ from the job's defaults (so
+    were asked for) and from the pretrained model's (so are not kept)."""
+    defaults = default_train_settings()
+    ignored = []
+    network = type(pretrained.network).__name__
+    if settings.model_type not in (defaults.model_type, network):
+        ignored.append(f"model_type={settings.model_type}")
+    default_model = (
+        defaults.model
+        if type(settings.model) is type(defaults.model)
+        else type(settings.model)()
+    )
+    for field in dataclasses.fields(settings.model):
+        value = getattr(settings.model, field.name)
+        kept = getattr(pretrained.config, field.name, None)
+        if value != getattr(default_model, field.name) and value != kept:
+            ignored.append(f"model.{field.name}={value!r}")
+    cutoff = settings.graph_dataset.graph_cutoff_angstrom
+    if cutoff not in (
+        defaults.graph_dataset.graph_cutoff_angstrom,
+        pretrained.cutoff_distance,
+    ):
+        ignored.append(f"graph_dataset.graph_cutoff_angstrom={cutoff}")
+    return ignored

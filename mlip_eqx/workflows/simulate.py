@@ -1,24 +1,33 @@
 """What ``mlip-eqx simulate`` runs: MD or a minimisation of one structure with a
 trained model, its trajectory as extxyz and a plot of energy and temperature."""
 
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import ase
 import ase.io
 
+from mlip_eqx.inference.atoms_graphs import graph_from_atoms
 from mlip_eqx.models.model_io import load_model_from_zip, use_saved_dtype
 from mlip_eqx.plotting import plot_simulation
 from mlip_eqx.simulation.ase.ase_simulation_engine import ASESimulationEngine
 from mlip_eqx.simulation.configs.simulation_config import SimulationConfig
 from mlip_eqx.simulation.enums import MDIntegrator, SimulationType
+from mlip_eqx.simulation.exceptions import (
+    NeighborListSkinError,
+    SimulationExplodedError,
+)
 from mlip_eqx.simulation.state import SimulationState
-from mlip_eqx.simulation.trajectory import write_trajectory
+from mlip_eqx.simulation.trajectory import TrajectoryWriter, trajectory_format
 from mlip_eqx.utils.config import Config, PositiveFloat, PositiveInt
-from mlip_eqx.workflows.evaluate import with_head
+from mlip_eqx.workflows.evaluate import model_zip, with_head
 
 logger = logging.getLogger("mlip_eqx")
 
@@ -53,11 +62,16 @@ class SimulateSettings(Config):
     """Settings of ``mlip-eqx simulate`` (units: K, fs, eV/Å).
 
     Attributes:
-        model: The model zip (``model.zip`` of a training run).
+        model: The model zip, or a training run's output directory (its
+            ``model.zip``).
         structure: A structure file ASE reads (e.g. extxyz); its first frame is
             simulated.
-        output: The trajectory (extxyz); with ``plots``, a PNG of energy and
+        output: The trajectory: extxyz (``.xyz``, ``.extxyz``) or ASE's
+            trajectory (``.traj``), written as the snapshots are recorded (after
+            each episode of at most 1,000 steps), so that an interrupted or
+            exploded run keeps them; with ``plots``, a PNG of energy and
             temperature against time is written next to it (same name, ``.png``).
+            Never the structure file.
         engine: "jax-md" (jitted episodes) or "ase" (ASE's dynamics with the
             calculator).
         steps: MD steps (for a minimisation: the most steps).
@@ -124,11 +138,20 @@ def simulate(settings: SimulateSettings) -> SimulationState:
 
     Raises:
         ImportError: The JAX-MD engine without jax-md installed (``[md]`` extra).
-        SimulationExplodedError: The temperature ran away.
+        ValueError: An output that is not a trajectory file, or that would
+            replace the structure file (checked before any work).
+        FileNotFoundError: The output's directory does not exist.
+        SimulationExplodedError: The temperature ran away (the snapshots up to
+            then are in the output).
+        NeighborListSkinError: An atom moved too far in one step (likewise).
+        KeyboardInterrupt: On SIGINT or SIGTERM (likewise).
     """
-    use_saved_dtype(settings.model)  # a float64 zip: jax_enable_x64 on
-    force_field = with_head(load_model_from_zip(None, settings.model), settings.head)
+    _check_outputs(settings)
+    model = model_zip(settings.model)
+    use_saved_dtype(model)  # a float64 zip: jax_enable_x64 on
+    force_field = with_head(load_model_from_zip(None, model), settings.head)
     atoms = read_structure(settings.structure)
+    graph_from_atoms(atoms, force_field, settings.structure)  # elements, overlaps
     fields = settings.simulation_fields()
     if settings.engine == "jax-md":
         # jax-md is an optional extra ([md]): imported only when asked for.
@@ -141,9 +164,23 @@ def simulate(settings: SimulateSettings) -> SimulationState:
             atoms, force_field, ASESimulationEngine.Config(**fields)
         )
     runner.attach_logger(_progress_logger(settings.steps))
-    runner.run()
+    writer = TrajectoryWriter(settings.output)
+    runner.attach_logger(writer)
+    try:
+        with _sigterm_as_interrupt():
+            runner.run()
+    except (SimulationExplodedError, NeighborListSkinError, KeyboardInterrupt) as error:
+        writer(runner.state)  # the snapshots recorded since the last logger call
+        what = "interrupted" if isinstance(error, KeyboardInterrupt) else "stopped"
+        logger.error(
+            "The simulation %s at step %d; its %d snapshots are in %s.",
+            what,
+            runner.state.step,
+            writer.written,
+            settings.output,
+        )
+        raise
     state = runner.state
-    write_trajectory(state, settings.output)
     written = [settings.output]
     if settings.plots:
         plot_path = Path(settings.output).with_suffix(".png")
@@ -158,6 +195,38 @@ def simulate(settings: SimulateSettings) -> SimulationState:
         ", ".join(written),
     )
     return state
+
+
+def _check_outputs(settings: SimulateSettings) -> None:
+    """Refuses, before any work, outputs that cannot be written or that would
+    replace an input (the structure, or the trajectory by the plot)."""
+    output = Path(settings.output)
+    trajectory_format(output)
+    if not output.parent.is_dir():
+        raise FileNotFoundError(
+            f"{output}: its directory {output.parent} does not exist."
+        )
+    inputs = [Path(settings.structure), Path(settings.model)]
+    if any(output.resolve() == path.resolve() for path in inputs):
+        raise ValueError(f"{output}: the output would replace an input file.")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the block (as SIGINT does), so that
+    the run stops as if interrupted; only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress_logger(num_steps: int):

@@ -294,6 +294,8 @@ def test_preprocess_then_train_on_the_shards(tmp_path):
     assert len(list((store / "train").glob("shard_*.h5"))) >= 2
     with pytest.raises(SystemExit, match="already holds a preprocessed"):
         main(["preprocess", "--output-dir", str(store), "--demo-structures", "24"])
+    assert main(["preprocess", "--output-dir", str(store), "--demo-structures",
+                 "24", "--shard-size", "6", "--overwrite"]) == 0  # fmt: skip
     run = tmp_path / "run"
     assert main(["train", "--output-dir", str(run), "--preprocessed", str(store),
                  *TINY[2:], "--no-plots"]) == 0  # fmt: skip

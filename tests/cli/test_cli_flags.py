@@ -159,3 +159,13 @@ def test_training_protocol_flags_set_the_training_loop_config():
         parse_train_settings(["--lr-plateau-factor", "1.5"])
     with pytest.raises(ConfigError, match="stage_two_epoch.*epoch 30.*num_epochs 20"):
         parse_train_settings(["--epochs", "20", "--stage-two-epoch", "30"])
+
+
+def test_the_settings_hint_follows_settings_errors_only():
+    from mlip_eqx.cli.errors import error_message
+    from mlip_eqx.utils.config import ConfigError
+
+    hint = "(where settings live)"
+    assert error_message("train", ConfigError("bad field"), hint).endswith(hint)
+    missing = error_message("train", FileNotFoundError("x.xyz: no such file"), hint)
+    assert missing == "mlip-eqx train: x.xyz: no such file"

@@ -1,6 +1,9 @@
 """Preprocessed data sets: the shards give back the graphs, and the batches of
 every epoch equal those of the in-memory pipeline; bad directories are named."""
 
+import shutil
+
+import h5py
 import jax
 import numpy as np
 import pytest
@@ -73,6 +76,21 @@ def test_batches_equal_those_of_the_in_memory_pipeline(reader, preprocessed):
 def test_bad_directories_and_settings_are_named(reader, preprocessed, tmp_path):
     with pytest.raises(FileExistsError, match="already holds a preprocessed"):
         preprocess(reader, preprocessed, CONFIG)
+    run = tmp_path / "training_run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "dataset_info.json").write_text("{}")
+    with pytest.raises(FileExistsError, match=r"other files .*\(config.json\)"):
+        preprocess(reader, run, CONFIG, overwrite=True)
+    assert (run / "dataset_info.json").read_text() == "{}"
+    interrupted = tmp_path / "interrupted"
+    (interrupted / "train").mkdir(parents=True)
+    (interrupted / "train" / "shard_00007.h5").write_bytes(b"partial")
+    preprocess(reader, interrupted, CONFIG)  # an incomplete set is replaced
+    assert not (interrupted / "train" / "shard_00007.h5").exists()
+    assert len(load_preprocessed(interrupted, CONFIG)[0].graphs) == len(
+        load_preprocessed(preprocessed, CONFIG)[0].graphs
+    )
     with pytest.raises(PreprocessedDataError, match=r"not a preprocessed data set"):
         load_preprocessed(tmp_path, CONFIG)
     other_cutoff = GraphDatasetBuilder.Config(graph_cutoff_angstrom=4.0)
@@ -88,3 +106,24 @@ def test_bad_directories_and_settings_are_named(reader, preprocessed, tmp_path):
     graphs = ShardedGraphs(preprocessed / "validation")
     with pytest.raises(IndexError, match="out of range"):
         graphs[len(graphs)]
+
+
+def test_a_damaged_or_truncated_shard_is_named_not_read(preprocessed, tmp_path):
+    """A flipped byte in a shard's edge table fails its checksum; a shard cut
+    short fails its reads; both name the shard."""
+    for damage in ("flip", "truncate"):
+        copy = tmp_path / damage
+        shutil.copytree(preprocessed / "train", copy)
+        path = copy / "shard_00001.h5"
+        with h5py.File(path, "r") as shard:
+            offset = shard["edges"].id.get_chunk_info(0).byte_offset
+        data = bytearray(path.read_bytes())
+        if damage == "flip":
+            data[offset + 40] ^= 0xFF
+        else:
+            data = data[: offset + 40]
+        path.write_bytes(bytes(data))
+        with pytest.raises(InvalidShardError, match="shard_00001.h5"):
+            graphs = ShardedGraphs(copy)
+            for index in range(len(graphs)):
+                graphs[index]

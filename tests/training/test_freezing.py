@@ -103,3 +103,18 @@ def test_nothing_to_train_is_an_error():
     ff = force_field("mace")
     with pytest.raises(ValueError, match="no parameter is left to train"):
         freeze_parameters(get_default_mlip_optimizer(), lambda path: False, ff.params)
+
+
+def test_freezing_settings_that_select_nothing_or_too_much_are_named():
+    from mlip_eqx.training.fine_tuning import FineTuningConfig, trainable_predicate
+    from mlip_eqx.utils.config import ConfigError
+
+    params = force_field("mace-3-layers-symmetric-basis").params
+    config = FineTuningConfig(init_from="model.zip", frozen=("embeding",))
+    with pytest.raises(ConfigError, match="'embeding' matches no parameter"):
+        trainable_predicate(config, params)
+    config = FineTuningConfig(init_from="model.zip", train_last_layers=4)
+    with pytest.raises(ConfigError, match="4, but the model has 3 layers"):
+        trainable_predicate(config, params)
+    config = FineTuningConfig(init_from="model.zip", train_last_layers=3)
+    assert trainable_predicate(config, params)(".network.layers[0].readouts[0]")

@@ -7,6 +7,7 @@ from mlip_eqx.simulation.enums import (
     SimulationType,
     TemperatureScheduleMethod,
 )
+from mlip_eqx.simulation.exceptions import EXPLOSION_TEMPERATURE_KELVIN
 from mlip_eqx.utils.config import (
     Config,
     ConfigError,
@@ -122,6 +123,12 @@ class SimulationConfig(Config):
             raise ConfigError(
                 f"{name}: temperature_kelvin is needed for molecular dynamics "
                 "(the thermostat's target and the initial velocities)."
+            )
+        if (self.temperature_kelvin or 0.0) >= EXPLOSION_TEMPERATURE_KELVIN:
+            raise ConfigError(
+                f"{name}: temperature_kelvin {self.temperature_kelvin:g} K is at or "
+                f"above {EXPLOSION_TEMPERATURE_KELVIN:.0e} K, where a run counts as "
+                "exploded."
             )
 
     @property

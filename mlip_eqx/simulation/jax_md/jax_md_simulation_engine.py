@@ -20,7 +20,7 @@ from mlip_eqx.inference.atoms_graphs import check_known_elements
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.simulation.configs.jax_md_config import JaxMDSimulationConfig
 from mlip_eqx.simulation.enums import MDIntegrator
-from mlip_eqx.simulation.exceptions import check_not_exploded
+from mlip_eqx.simulation.exceptions import NeighborListSkinError, check_not_exploded
 from mlip_eqx.simulation.jax_md.graph_creation import (
     count_edges,
     graph_from_verlet_list,
@@ -43,10 +43,6 @@ logger = logging.getLogger("mlip_eqx")
 # FIRE's settings (Bitzek et al. 2006, as the original library): the largest
 # step is this many times timestep_fs.
 FIRE_MAX_TIMESTEP_RATIO = 4.0
-
-
-class NeighborListSkinError(RuntimeError):
-    """An atom moved by half the neighbour-list skin or more in one step."""
 
 
 class JaxMDSimulationEngine(SimulationEngine):
@@ -204,7 +200,8 @@ class JaxMDSimulationEngine(SimulationEngine):
                     f"JAX-MD: at step {step}, an atom moved by half of "
                     f"neighbor_list_skin_angstrom "
                     f"({self.config.neighbor_list_skin_angstrom / 2:.3f} Å) or more in "
-                    "one step: lower timestep_fs or raise the skin."
+                    "one step: lower the timestep (timestep_fs, --timestep) or raise "
+                    "the skin (neighbor_list_skin_angstrom)."
                 )
             md_state, step, snapshots = new_state, new_step, new_snapshots
             rebuilt = step < end
