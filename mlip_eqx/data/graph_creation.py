@@ -8,6 +8,10 @@ from mlip_eqx.graph.graph import Graph
 from mlip_eqx.graph.neighbourhood import compute_neighbour_list, positions_near_origin
 
 DEFAULT_MIN_INTERATOMIC_DISTANCE = 0.1  # Å
+# Dense solids have about 80 neighbours within 6 Å; a periodic cell whose density
+# promises far more is a unit mistake (e.g. a cell in nm), whose neighbour list
+# would exhaust the memory.
+MAX_ESTIMATED_NEIGHBOURS = 2_000
 
 
 def species_table(atomic_numbers: list[int] | np.ndarray) -> np.ndarray:
@@ -55,7 +59,8 @@ def graph_from_chemical_system(
     Raises:
         ValueError: An element is not in the table.
         InvalidStructureError: Two atoms are closer than
-            ``min_interatomic_distance``.
+            ``min_interatomic_distance``, or a periodic cell is so dense that
+            an atom would have more than 2,000 neighbours (a unit mistake).
     """
     species = z_to_species[system.atomic_numbers]
     if np.any(species < 0):
@@ -64,6 +69,7 @@ def graph_from_chemical_system(
             f"{system.source}: atomic numbers {unknown} are not in the element table."
         )
     pbc = np.asarray(system.pbc)
+    _check_density(system, cutoff)
     positions, images = positions_near_origin(system.positions, system.cell, pbc)
     senders, receivers, shifts = compute_neighbour_list(
         positions, system.cell, pbc, cutoff
@@ -102,6 +108,26 @@ def graph_from_chemical_system(
         graph_mask=np.ones(1, dtype=bool),
         paired_edges=True,
     )
+
+
+def _check_density(system: ChemicalSystem, cutoff: float) -> None:
+    """Refuses a fully periodic cell whose density gives an atom more than
+    ``MAX_ESTIMATED_NEIGHBOURS`` neighbours within ``cutoff`` (estimated from
+    the atoms per volume), before its neighbour list is built."""
+    if not np.all(system.pbc):
+        return
+    volume = abs(float(np.linalg.det(system.cell)))
+    if volume == 0.0:
+        return
+    density = system.num_atoms / volume
+    estimate = density * 4.0 / 3.0 * np.pi * cutoff**3
+    if estimate > MAX_ESTIMATED_NEIGHBOURS:
+        raise InvalidStructureError(
+            f"{system.source}: about {estimate:.3g} neighbours per atom within "
+            f"{cutoff} Å ({system.num_atoms} atoms in {volume:.3g} Å³, "
+            f"{density:.3g} atoms/Å³, where solids have about 0.1): are the cell "
+            "and positions in Å?"
+        )
 
 
 def _check_min_distance(

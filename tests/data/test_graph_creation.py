@@ -108,3 +108,22 @@ def test_atom_close_to_its_own_image_means_a_too_small_cell():
         r"lengths \[0\.05, 3\.0, 3\.0\] Å\)",
     ):
         graph_from_chemical_system(tiny, CUTOFF, TABLE)
+
+
+def test_a_cell_in_the_wrong_unit_is_refused_before_its_neighbour_list():
+    """A copper cell given in nm (3.6 -> 0.36) would give each atom about
+    23,000 neighbours within 4 Å; the estimate is named instead."""
+    system = random_system(np.random.default_rng(3), 4, source="cu.xyz, frame 2")
+    in_nm = dataclasses.replace(
+        system,
+        cell=np.eye(3) * 0.36,
+        positions=np.array(
+            [[0, 0, 0], [0, 0.18, 0.18], [0.18, 0, 0.18], [0.18, 0.18, 0]]
+        ),
+        stress=None,
+    )
+    with pytest.raises(
+        InvalidStructureError,
+        match=r"cu\.xyz, frame 2: about 2\.3e\+04 neighbours per atom .* in Å\?",
+    ):
+        graph_from_chemical_system(in_nm, CUTOFF, TABLE)
