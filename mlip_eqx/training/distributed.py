@@ -12,6 +12,8 @@ runs the loggers, while Orbax writes checkpoints from all of them.
 import dataclasses
 import logging
 import os
+import socket
+import time
 
 import jax
 from jax.experimental import multihost_utils
@@ -41,14 +43,16 @@ class DistributedConfig(Config):
         process_id: This process's index, 0 to ``num_processes - 1``.
         heartbeat_timeout_seconds: A process silent this long counts as dead: the
             others then stop with an error instead of waiting for it.
-        initialization_timeout_seconds: How long to wait for every process to join.
+        initialization_timeout_seconds: How long to wait for the coordinator
+            to be reachable and for every process to join; then the run stops
+            with an error naming what it waited for.
     """
 
     coordinator: str
     num_processes: PositiveInt
     process_id: NonNegativeInt
     heartbeat_timeout_seconds: PositiveInt = 60
-    initialization_timeout_seconds: PositiveInt = 300
+    initialization_timeout_seconds: PositiveInt = 120
 
     def __check_init__(self) -> None:
         host, _, port = self.coordinator.rpartition(":")
@@ -115,13 +119,26 @@ def initialize_distributed(config: DistributedConfig) -> None:
     any JAX computation. CPU devices exchange data through Gloo (over TCP).
 
     Blocks until every process has joined or the initialization timeout passes.
+    Before handing over to JAX (whose own failures abort the process), process
+    0 checks that it can listen on the coordinator's port and the others wait
+    for it to accept connections, logging what they wait for.
+
+    Raises:
+        DistributedSetupError: The coordinator's port is taken (another process
+            0, or another program), or it did not accept connections within the
+            timeout (process 0 not started, or a wrong address).
     """
+    deadline = time.monotonic() + config.initialization_timeout_seconds
+    if config.process_id == 0:
+        _check_port_free(config.coordinator)
+    else:
+        _wait_for_coordinator(config, deadline)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         config.coordinator,
         num_processes=config.num_processes,
         process_id=config.process_id,
-        initialization_timeout=config.initialization_timeout_seconds,
+        initialization_timeout=max(1, int(deadline - time.monotonic())),
         heartbeat_timeout_seconds=config.heartbeat_timeout_seconds,
     )
     logger.info(
@@ -132,6 +149,61 @@ def initialize_distributed(config: DistributedConfig) -> None:
         jax.local_device_count(),
         jax.device_count(),
     )
+
+
+def _host_and_port(coordinator: str) -> tuple[str, int]:
+    host, _, port = coordinator.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _check_port_free(coordinator: str) -> None:
+    """Raises unless this host can listen on the coordinator's port."""
+    _, port = _host_and_port(coordinator)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError as error:
+            raise DistributedSetupError(
+                f"process 0 cannot listen on the coordinator's port {port} "
+                f"({error.strerror}): another process 0 of this run (two "
+                "processes with process_id 0?) or another program holds it."
+            ) from None
+
+
+def _wait_for_coordinator(config: DistributedConfig, deadline: float) -> None:
+    """Waits until the coordinator accepts a connection, logging every 10 s."""
+    host, port = _host_and_port(config.coordinator)
+    logger.info(
+        "Process %d of %d: waiting up to %d s for the coordinator (process 0) at %s.",
+        config.process_id,
+        config.num_processes,
+        config.initialization_timeout_seconds,
+        config.coordinator,
+    )
+    next_report = time.monotonic() + 10.0
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError as error:
+            reason = error.strerror or str(error)
+        now = time.monotonic()
+        if now >= deadline:
+            raise DistributedSetupError(
+                f"process {config.process_id}: the coordinator {config.coordinator} "
+                f"did not accept a connection within "
+                f"{config.initialization_timeout_seconds} s ({reason}): is process "
+                "0 running there, with the same --coordinator?"
+            )
+        if now >= next_report:
+            logger.info(
+                "Still waiting for the coordinator at %s (%s).",
+                config.coordinator,
+                reason,
+            )
+            next_report = now + 10.0
+        time.sleep(0.2)
 
 
 def is_primary_process() -> bool:

@@ -1,3 +1,7 @@
+import dataclasses
+import socket
+import time
+
 import jax
 import pytest
 
@@ -61,3 +65,33 @@ def test_batches_per_step_must_be_a_multiple_of_the_devices():
     assert batches_per_device(mesh, 3) == 3
     with pytest.raises(ConfigError, match="batches_per_step"):
         TrainingLoop.Config(num_epochs=1, batches_per_step=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_coordinator_or_a_taken_port_is_named_not_awaited():
+    """Process 1 whose coordinator never listens stops after the timeout with
+    a message (no XLA abort); process 0 whose port is taken stops at once."""
+    from mlip_eqx.training.distributed import initialize_distributed
+
+    port = _free_port()
+    config = DistributedConfig(
+        coordinator=f"127.0.0.1:{port}",
+        num_processes=2,
+        process_id=1,
+        initialization_timeout_seconds=1,
+    )
+    start = time.monotonic()
+    with pytest.raises(DistributedSetupError, match="did not accept a connection"):
+        initialize_distributed(config)
+    assert time.monotonic() - start < 10
+    with socket.socket() as holder:
+        holder.bind(("", port))
+        holder.listen()
+        first = dataclasses.replace(config, process_id=0)
+        with pytest.raises(DistributedSetupError, match="two processes with"):
+            initialize_distributed(first)
