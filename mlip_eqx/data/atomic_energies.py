@@ -223,6 +223,15 @@ def with_refitted_atomic_energies(
             for species, z in enumerate(elements)
         }
         refitted_datasets.append(index)
+        kept = [z for species, z in enumerate(elements) if species not in present]
+        if kept:
+            logger.warning(
+                "refit_atomic_energies: data set %d has no training structure with "
+                "element(s) %s, which keep their old reference energies (the new "
+                "data's DFT setup may shift them).",
+                index,
+                kept,
+            )
         logger.info(
             "Reference energies of data set %d (%s) refitted to its %d training "
             "structures (eV): %s",

@@ -38,6 +38,7 @@ from mlip_eqx.data.isolated_atoms import (
     isolated_atoms_origin,
     split_isolated_atoms,
 )
+from mlip_eqx.data.label_checks import check_training_labels
 from mlip_eqx.data.readers import ChemicalSystemsReader
 from mlip_eqx.data.split_selection import (
     UnseenElementsError as UnseenElementsError,
@@ -226,6 +227,7 @@ class GraphDatasetBuilder:
         isolated = [*self._isolated_atoms, *isolated]
         if not train:
             raise ValueError("The reader returned no training structures.")
+        check_training_labels(train)
         if not validation and config.validation_fraction > 0:
             train, validation = hold_out_validation(
                 train, config.validation_fraction, config.split_seed

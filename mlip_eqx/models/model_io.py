@@ -281,6 +281,11 @@ def _check_manifest(manifest, path: Path) -> None:
     version = manifest.get("format_version")
     if not isinstance(version, int):
         raise ValueError(f"{path}: {MANIFEST_NAME} has no format version.")
+    if version < 1:
+        raise ValueError(
+            f"{path}: {MANIFEST_NAME} has format version {version}; versions "
+            f"start at 1 (this mlip_eqx writes {MODEL_FORMAT_VERSION})."
+        )
     if version > MODEL_FORMAT_VERSION:
         raise ValueError(
             f"{path} has model format version {version}, newer than this version "

@@ -151,7 +151,9 @@ def test_given_dataset_info_is_used(atoms_lists):
         make_builder(train, info=info, graph_cutoff_angstrom=5.0)
 
 
-def test_refitted_atomic_energies_fit_the_new_data_and_keep_the_rest(atoms_lists):
+def test_refitted_atomic_energies_fit_the_new_data_and_keep_the_rest(
+    atoms_lists, caplog
+):
     train, validation, _ = atoms_lists  # energies: sums of E0 (Cu, Ag, Au)
     info = DatasetInfo(
         atomic_energies_map={29: 1.0, 47: 2.0, 79: 3.0, 8: 4.0},
@@ -164,7 +166,9 @@ def test_refitted_atomic_energies_fit_the_new_data_and_keep_the_rest(atoms_lists
         dataset_info=info,
         refit_atomic_energies=True,
     )
-    builder.prepare_datasets()
+    with caplog.at_level(logging.WARNING, logger="mlip_eqx"):
+        builder.prepare_datasets()
+    assert "element(s) [8], which keep their old reference energies" in caplog.text
     refitted = builder.dataset_info
     for z in (29, 47, 79):
         assert refitted.atomic_energies_map[z] == pytest.approx(E0[z], abs=1e-9)

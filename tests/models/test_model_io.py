@@ -164,11 +164,14 @@ def rewrite_manifest(path, change) -> None:
             archive.writestr(name, data)
 
 
-def test_format_version_from_the_future(tmp_path):
+def test_format_version_from_the_future_or_below_one(tmp_path):
     path = tmp_path / "pair.zip"
     save_model_to_zip(path, pair_force_field())
     rewrite_manifest(path, lambda manifest: manifest.update(format_version=2))
     with pytest.raises(ValueError, match=r"pair\.zip has model format version 2"):
+        load_model_from_zip(PairNetwork, path)
+    rewrite_manifest(path, lambda manifest: manifest.update(format_version=0))
+    with pytest.raises(ValueError, match=r"format version 0; versions start at 1"):
         load_model_from_zip(PairNetwork, path)
 
 
