@@ -5,11 +5,13 @@ import argparse
 from collections.abc import Callable
 
 from mlip_eqx.cli.errors import reported_as_message
+from mlip_eqx.cli.flags import SettingFlag
 from mlip_eqx.cli.train_flags import (
     add_train_settings_flags,
     train_settings_from_arguments,
 )
 from mlip_eqx.data.preprocess import DEFAULT_SHARD_SIZE
+from mlip_eqx.utils.config import ConfigError
 from mlip_eqx.workflows.preprocess import run_preprocess
 
 
@@ -37,8 +39,31 @@ def add_parser(
     def run(arguments: argparse.Namespace) -> int:
         # ValueError: a shard size < 1 or an output directory already used.
         with reported_as_message("preprocess", also=(ValueError,)):
+            _refuse_training_flags(arguments, flags)
             settings = train_settings_from_arguments(arguments, flags)
             run_preprocess(settings, arguments.shard_size)
         return 0
 
     return run
+
+
+# The settings preprocess uses: the data, the graphs, and where to write.
+_PREPROCESS_SECTIONS = ("data.", "graph_dataset.", "output_dir", "overwrite")
+
+
+def _refuse_training_flags(
+    arguments: argparse.Namespace, flags: list[SettingFlag]
+) -> None:
+    """Raises ConfigError naming the given flags that only training uses."""
+    ignored = [
+        f"--{flag.name}"
+        for flag in flags
+        if getattr(arguments, f"setting:{flag.name}") is not None
+        and not any(path.startswith(_PREPROCESS_SECTIONS) for path in flag.paths)
+    ]
+    if ignored:
+        raise ConfigError(
+            f"{', '.join(ignored)}: training settings, which preprocess does not "
+            "use (it takes the data and graph settings); give them to mlip-eqx "
+            "train."
+        )

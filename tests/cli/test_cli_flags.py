@@ -169,3 +169,13 @@ def test_the_settings_hint_follows_settings_errors_only():
     assert error_message("train", ConfigError("bad field"), hint).endswith(hint)
     missing = error_message("train", FileNotFoundError("x.xyz: no such file"), hint)
     assert missing == "mlip-eqx train: x.xyz: no such file"
+
+
+def test_preprocess_refuses_training_only_flags(tmp_path):
+    from mlip_eqx.cli import main
+
+    output = tmp_path / "pre"
+    with pytest.raises(SystemExit, match="--epochs, --init-from: training settings"):
+        main(["preprocess", "--output-dir", str(output), "--epochs", "3",
+              "--init-from", "nosuch.zip"])  # fmt: skip
+    assert not output.exists()
