@@ -203,7 +203,7 @@ class ShardedGraphs(StoredGraphs):
             return [self[i] for i in range(*index.indices(len(self)))]
         if not -len(self) <= index < len(self):
             raise IndexError(f"graph index {index} out of range ({len(self)} graphs).")
-        index = index % len(self)
+        index = int(index % len(self))
         node_table, edge_table = self._tables(index)
         arrays = {
             name: node_table[:, start:end]

@@ -16,7 +16,7 @@ from mlip_eqx.simulation.enums import (
 )
 from mlip_eqx.simulation.exceptions import SimulationExplodedError
 from tests.helpers.models import force_field
-from tests.simulation.systems import jittered_cell
+from tests.simulation.systems import jittered_cell, with_velocities
 
 
 @pytest.fixture
@@ -66,13 +66,14 @@ def test_langevin_follows_a_linear_temperature_schedule():
 
 
 def test_an_exploding_simulation_stops_with_a_clear_error():
+    """Velocities of 3e6 K (above the 1e6 K a target may have) explode at once."""
     config = ASESimulationEngine.Config(
-        md_integrator=MDIntegrator.NVE_VELOCITY_VERLET,
-        num_steps=10,
-        temperature_kelvin=3e6,
+        md_integrator=MDIntegrator.NVE_VELOCITY_VERLET, num_steps=10
     )
     engine = ASESimulationEngine(
-        jittered_cell(4), force_field("mace-tiny", False), config
+        with_velocities(jittered_cell(4), 3e6, seed=4),
+        force_field("mace-tiny", False),
+        config,
     )
     with pytest.raises(SimulationExplodedError, match=r"exploded.*K at step 0"):
         engine.run()

@@ -167,11 +167,9 @@ def test_rebuilt_and_overflowing_lists_give_the_trajectory_of_a_roomy_one(x64, c
 
 
 def test_an_exploding_simulation_stops_with_a_clear_error():
-    atoms = jittered_cell(seed=4)
+    atoms = with_velocities(jittered_cell(seed=4), 3e6, seed=4)  # above 1e6 K
     engine = JaxMDSimulationEngine(
-        atoms,
-        tiny_mace(),
-        jax_md_config(md_integrator=NVE, num_steps=10, temperature_kelvin=3e6),
+        atoms, tiny_mace(), jax_md_config(md_integrator=NVE, num_steps=10)
     )
     with pytest.raises(SimulationExplodedError, match=r"exploded.*K at step 0"):
         engine.run()

@@ -18,6 +18,7 @@ import warnings
 import ase
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -332,10 +333,10 @@ def test_zbl_repulsion_reaches_the_close_contacts(family_models):
     _, force_field = family_models["MACE-MPA-0 medium"]
     graph = make_graph(force_field, structures()[-1])
     repulsion = zbl_node_energies(
-        graph.edge_vectors(),
-        graph.senders,
-        graph.receivers,
-        np.asarray(ELEMENTS)[np.asarray(graph.species)],
+        jnp.asarray(graph.edge_vectors()),
+        jnp.asarray(graph.senders),
+        jnp.asarray(graph.receivers),
+        jnp.asarray(np.asarray(ELEMENTS)[np.asarray(graph.species)]),
         5,
     )
     assert float(np.sum(repulsion)) > 1.0  # eV
