@@ -19,6 +19,7 @@ from mlip_eqx.cli.train_flags import (
 from mlip_eqx.training import distributed
 from mlip_eqx.training.distributed import DistributedConfig
 from mlip_eqx.workflows.train import train
+from mlip_eqx.workflows.train_settings import TrainSettings
 
 logger = logging.getLogger("mlip_eqx")
 
@@ -65,20 +66,29 @@ def add_parser(
         try:
             train(settings)
         except USER_ERRORS as error:
-            end_process(error_message("train", error, HINT))
+            if not distributed.lost_another_process(error):
+                end_process(error_message("train", error, HINT))
+            end_process(stopped_message(run_config, settings, error))
         except Exception as error:
             traceback.print_exception(error)
-            end_process(
-                f"mlip-eqx train: process {run_config.process_id} of "
-                f"{run_config.num_processes} stopped: {type(error).__name__}: "
-                f"{str(error)[:500]}\nIf another process of the run failed or was "
-                "stopped, this one cannot go on alone. Start all processes again "
-                "with --resume to continue from the last checkpoint in "
-                f"{Path(settings.output_dir) / 'model'}."
-            )
+            end_process(stopped_message(run_config, settings, error))
         return 0
 
     return run
+
+
+def stopped_message(
+    run_config: DistributedConfig, settings: TrainSettings, error: Exception
+) -> str:
+    """Why a process of a multi-process run stops, and how to go on."""
+    return (
+        f"mlip-eqx train: process {run_config.process_id} of "
+        f"{run_config.num_processes} stopped: {type(error).__name__}: "
+        f"{str(error)[:500]}\nIf another process of the run failed or was "
+        "stopped, this one cannot go on alone. Start all processes again "
+        "with --resume to continue from the last checkpoint in "
+        f"{Path(settings.output_dir) / 'model'}."
+    )
 
 
 def join_distributed_run(given: dict) -> DistributedConfig | None:

@@ -18,6 +18,13 @@ import time
 import jax
 from jax.experimental import multihost_utils
 
+from mlip_eqx.training.join_handshake import (
+    JoinError,
+    ProcessAnnouncement,
+    announce_to_coordinator,
+    gather_processes,
+    split_address,
+)
 from mlip_eqx.utils.config import Config, NonNegativeInt, PositiveInt
 
 logger = logging.getLogger("mlip_eqx")
@@ -119,20 +126,30 @@ def initialize_distributed(config: DistributedConfig) -> None:
     any JAX computation. CPU devices exchange data through Gloo (over TCP).
 
     Blocks until every process has joined or the initialization timeout passes.
-    Before handing over to JAX (whose own failures abort the process), process
-    0 checks that it can listen on the coordinator's port and the others wait
-    for it to accept connections, logging what they wait for.
+    Before handing over to JAX (whose own failures abort the process), the
+    processes check each other (:mod:`~mlip_eqx.training.join_handshake`):
+    process 0 listens on the coordinator's port, and every other process tells
+    it its id and number of processes, logging what it waits for.
 
     Raises:
         DistributedSetupError: The coordinator's port is taken (another process
-            0, or another program), or it did not accept connections within the
-            timeout (process 0 not started, or a wrong address).
+            0, or another program); process 0 did not accept connections or not
+            every process came within the timeout (named); two processes have one
+            id, or processes were given different numbers of processes.
     """
     deadline = time.monotonic() + config.initialization_timeout_seconds
-    if config.process_id == 0:
-        _check_port_free(config.coordinator)
-    else:
-        _wait_for_coordinator(config, deadline)
+    try:
+        if config.process_id == 0:
+            gather_processes(
+                _listen_on(config.coordinator), config.num_processes, deadline
+            )
+        else:
+            announcement = ProcessAnnouncement(
+                config.process_id, config.num_processes, socket.gethostname()
+            )
+            announce_to_coordinator(config.coordinator, announcement, deadline)
+    except JoinError as error:
+        raise DistributedSetupError(str(error)) from None
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         config.coordinator,
@@ -151,59 +168,45 @@ def initialize_distributed(config: DistributedConfig) -> None:
     )
 
 
-def _host_and_port(coordinator: str) -> tuple[str, int]:
-    host, _, port = coordinator.rpartition(":")
-    return host.strip("[]"), int(port)
+def _listen_on(coordinator: str) -> socket.socket:
+    """A socket listening on the coordinator's port, for the processes'
+    announcements (closed before JAX's service takes the port)."""
+    _, port = split_address(coordinator)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("", port))
+        listener.listen()
+    except OSError as error:
+        listener.close()
+        raise DistributedSetupError(
+            f"process 0 cannot listen on the coordinator's port {port} "
+            f"({error.strerror}): another process 0 of this run (two "
+            "processes with process_id 0?) or another program holds it."
+        ) from None
+    return listener
 
 
-def _check_port_free(coordinator: str) -> None:
-    """Raises unless this host can listen on the coordinator's port."""
-    _, port = _host_and_port(coordinator)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("", port))
-        except OSError as error:
-            raise DistributedSetupError(
-                f"process 0 cannot listen on the coordinator's port {port} "
-                f"({error.strerror}): another process 0 of this run (two "
-                "processes with process_id 0?) or another program holds it."
-            ) from None
+# What JAX's collectives and coordination service say when another process of the
+# run has died (Gloo's TCP pairs, the coordination service's heartbeats).
+_LOST_PROCESS_MARKERS = (
+    "Gloo",
+    "Connection reset by peer",
+    "coordination service",
+    "heartbeat",
+)
 
 
-def _wait_for_coordinator(config: DistributedConfig, deadline: float) -> None:
-    """Waits until the coordinator accepts a connection, logging every 10 s."""
-    host, port = _host_and_port(config.coordinator)
-    logger.info(
-        "Process %d of %d: waiting up to %d s for the coordinator (process 0) at %s.",
-        config.process_id,
-        config.num_processes,
-        config.initialization_timeout_seconds,
-        config.coordinator,
-    )
-    next_report = time.monotonic() + 10.0
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=1.0):
-                return
-        except OSError as error:
-            reason = error.strerror or str(error)
-        now = time.monotonic()
-        if now >= deadline:
-            raise DistributedSetupError(
-                f"process {config.process_id}: the coordinator {config.coordinator} "
-                f"did not accept a connection within "
-                f"{config.initialization_timeout_seconds} s ({reason}): is process "
-                "0 running there, with the same --coordinator?"
-            )
-        if now >= next_report:
-            logger.info(
-                "Still waiting for the coordinator at %s (%s).",
-                config.coordinator,
-                reason,
-            )
-            next_report = now + 10.0
-        time.sleep(0.2)
+def lost_another_process(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it was raised from) is a collective or
+    coordination failure of a multi-process run: another process died, and
+    this one cannot go on alone (e.g. a checkpoint save whose collective broke
+    is not a disk problem)."""
+    while error is not None:
+        if any(marker in str(error) for marker in _LOST_PROCESS_MARKERS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def is_primary_process() -> bool:

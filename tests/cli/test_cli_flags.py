@@ -36,6 +36,7 @@ def test_every_field_with_a_flag_form_has_a_flag_that_sets_it():
         "--graph-dataset.max-batch-shapes": ("2", 2),
         "--fine-tuning.init-from": ("model.zip", "model.zip"),
         "--loss.kind": ("huber", "huber"),
+        "--fine-tuning.train-last-layers": ("1", 1),
     }
     argv = [item for flag, (text, _) in changed.items() for item in (flag, text)]
     values = settings_to_dict(parse_train_settings(argv))

@@ -95,3 +95,26 @@ def test_an_unreachable_coordinator_or_a_taken_port_is_named_not_awaited():
         first = dataclasses.replace(config, process_id=0)
         with pytest.raises(DistributedSetupError, match="two processes with"):
             initialize_distributed(first)
+
+
+def test_a_save_broken_by_a_dead_process_is_not_a_disk_problem():
+    """A checkpoint save whose collective broke because another process died
+    is reported as the loss of a process (start again with --resume)."""
+    from mlip_eqx.training.checkpointer import CheckpointSaveError
+    from mlip_eqx.training.distributed import lost_another_process
+
+    def save_error(cause: Exception) -> CheckpointSaveError:
+        try:
+            try:
+                raise cause
+            except Exception as error:
+                raise CheckpointSaveError("Saving ... failed") from error
+        except CheckpointSaveError as error:
+            return error
+
+    collective = ValueError(
+        "UNKNOWN: Gloo AllGather failed: [external/gloo/gloo/transport/tcp/"
+        "pair.cc:538] Read error [127.0.0.1]:40211: Connection reset by peer"
+    )
+    assert lost_another_process(save_error(collective))
+    assert not lost_another_process(save_error(OSError(28, "No space left")))

@@ -1,4 +1,4 @@
-"""Training MACE for a few hundred steps on the demo data must clearly help."""
+"""Training MACE for 150 steps on the demo data must clearly help."""
 
 from mlip_eqx.data import ExtxyzReader, GraphDatasetBuilder
 from mlip_eqx.data.demo import get_demo_dataset
@@ -11,6 +11,9 @@ from mlip_eqx.training.optimizer_config import OptimizerConfig
 from mlip_eqx.training.training_state import init_training_state
 from mlip_eqx.training.training_step import make_eval_step, make_train_step
 
+# Measured (seed 3): validation force MAE 1.00 -> 0.081 eV/Å (0.124 with EMA).
+STEPS = 150
+
 
 def validation_force_mae(eval_step, params, validation_set):
     steps = [
@@ -20,7 +23,7 @@ def validation_force_mae(eval_step, params, validation_set):
     return reduce_metrics(steps)["mae_f"]
 
 
-def test_few_hundred_steps_of_mace_lower_the_validation_force_error(tmp_path):
+def test_150_steps_of_mace_lower_the_validation_force_error(tmp_path):
     demo = get_demo_dataset(num_structures=60, seed=3, cache_dir=tmp_path)
     reader = ExtxyzReader(
         ExtxyzReader.Config(
@@ -46,7 +49,7 @@ def test_few_hundred_steps_of_mace_lower_the_validation_force_error(tmp_path):
 
     before = validation_force_mae(eval_step, state.params, validation_set)
     steps, epoch = 0, 0
-    while steps < 300:
+    while steps < STEPS:
         for batch in train_set.iter_batches(epoch, num_devices=1):
             state, metrics = train_step(state, batch, epoch)
             steps += 1
