@@ -22,6 +22,10 @@ from dataclasses import dataclass
 logger = logging.getLogger("mlip_eqx")
 
 REPORT_INTERVAL_SECONDS = 10.0
+# How much longer than their own timeout the others wait for process 0's answer:
+# process 0 answers when its timeout passes (naming the missing processes), and
+# the others, started at about the same time, would otherwise give up with it.
+ANSWER_GRACE_SECONDS = 10.0
 _MAX_LINE_BYTES = 4096
 
 
@@ -143,7 +147,8 @@ def announce_to_coordinator(
 
     Raises:
         JoinError: Process 0 refused the run (its message), or did not accept
-            a connection or answer by ``deadline``.
+            a connection by ``deadline``, or no answer came within
+            ``ANSWER_GRACE_SECONDS`` after it.
     """
     host, port = split_address(coordinator)
     what = f"process {announcement.process_id}"
@@ -262,7 +267,7 @@ def _read_reply(
     """Process 0's answer (one JSON line)."""
     received = b""
     while b"\n" not in received:
-        remaining = deadline - time.monotonic()
+        remaining = deadline + ANSWER_GRACE_SECONDS - time.monotonic()
         if remaining <= 0:
             raise JoinError(
                 f"{what}: process 0 at {coordinator} did not answer within the "
