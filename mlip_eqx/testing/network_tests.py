@@ -179,13 +179,16 @@ class NetworkTests:
         the params; zero-length padding edges and zero padding cells must not
         produce NaN."""
         systems = sample_structures(force_field, 7)
-        batch = jax.tree.map(jnp.asarray, physics.make_batch(force_field, systems))
-        assert not bool(batch.edge_mask.all()) and not bool(batch.graph_mask.all())
-        gradients = jax.tree.leaves(
-            physics.loss_gradient(force_field.params, force_field, batch)
-        )
-        assert all(bool(jnp.all(jnp.isfinite(g))) for g in gradients)
-        assert any(bool(jnp.any(g != 0.0)) for g in gradients)
+        batch = physics.make_batch(force_field, systems)
+        assert not np.all(batch.edge_mask) and not np.all(batch.graph_mask)
+        gradients = [  # checked in numpy: no small programs to compile
+            np.asarray(g)
+            for g in jax.tree.leaves(
+                physics.loss_gradient(force_field.params, force_field, batch)
+            )
+        ]
+        assert all(np.all(np.isfinite(g)) for g in gradients)
+        assert any(np.any(g != 0.0) for g in gradients)
 
     def test_paired_edges_give_the_same_prediction_as_the_generic_path(
         self, force_field

@@ -97,12 +97,16 @@ def message_coupling(
         )
     per_channel = e3nn.Irreps([ir for _, ir in source_irreps])
     harmonics_irreps = e3nn.Irreps.spherical_harmonics(l_max)
-    with jax.ensure_compile_time_eval():
+
+    def couple() -> e3nn.IrrepsArray:
         basis = e3nn.IrrepsArray(per_channel, np.eye(per_channel.dim)[:, None, :])
         harmonics = e3nn.IrrepsArray(
             harmonics_irreps, np.eye(harmonics_irreps.dim)[None, :, :]
         )
-        coupled = reference_messages(basis, harmonics, e3nn.Irreps(target_irreps))
+        return reference_messages(basis, harmonics, e3nn.Irreps(target_irreps))
+
+    # One compiled program, not one per operation; concrete even inside a trace.
+    coupled = jax.jit(couple).lower().compile()()
     # [source comp, harmonic comp, message comp]
     coefficients = np.asarray(coupled.array, dtype=np.float64)
     path_irreps = tuple(ir for mul, ir in coupled.irreps for _ in range(mul))

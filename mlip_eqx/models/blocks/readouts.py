@@ -68,8 +68,10 @@ class NonLinearReadout(eqx.Module):
             dtype=dtype,
             key=hidden_key,
         )
-        with jax.ensure_compile_time_eval():
-            gated = e3nn.gate(e3nn.zeros(self.hidden.irreps_out, ())).irreps
+        # The gate's output irreps, from shapes alone (no computation to compile).
+        gated = jax.eval_shape(
+            lambda: e3nn.gate(e3nn.zeros(self.hidden.irreps_out, ()))
+        ).irreps
         self.output = EquivariantLinear(gated, irreps_out, dtype=dtype, key=output_key)
         self.activation = activation
 
