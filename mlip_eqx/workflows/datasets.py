@@ -30,6 +30,15 @@ logger = logging.getLogger("mlip_eqx")
 Splits = tuple[GraphDataset, GraphDataset, GraphDataset, DatasetInfo]
 
 
+def required_labels(settings: TrainSettings) -> tuple[str, ...]:
+    """The labels every training structure needs: energy and forces, and the
+    stress if the loss trains on it (a model that predicts stress, such as a
+    foundation model, fine-tunes on energies and forces alone with stress
+    weight 0)."""
+    trains_stress = settings.predict_stress and settings.loss.stress_weight > 0
+    return ("energy", "forces", "stress") if trains_stress else ("energy", "forces")
+
+
 def job_reader(
     settings: TrainSettings, new_dataset_idx: int = 0
 ) -> ChemicalSystemsReader:
@@ -43,7 +52,7 @@ def job_reader(
     else:
         demo = get_demo_dataset(num_structures=data.demo_structures)
         splits = (demo.train_path,), (demo.validation_path,), (demo.test_path,)
-    labels = ("energy", "forces", "stress")[: 3 if settings.predict_stress else 2]
+    labels = required_labels(settings)
     reader = reader_for_files(*splits, required_labels=labels, **_label_keys(data))
     if data.config_type_weights is not None:
         weights = parse_config_type_weights(data.config_type_weights)
