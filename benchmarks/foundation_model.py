@@ -26,8 +26,8 @@ after the other, alternating over ``--repeats``:
 - MD step: mace-torch through ASE's Langevin driving its calculator (its MD
   route), ours through our JAX-MD engine (NVT Langevin, 300 K, 1 fs), median
   over ``--steps`` steps (ours: episodes of that many steps, after the first).
-The ratio is mace-torch's time over ours from the same run. Not measured yet: a
-fine-tuning epoch of each library.
+The ratio is mace-torch's time over ours from the same run. Fine-tuning epochs
+of the same model: ``foundation_fine_tuning``.
 """
 
 import statistics

@@ -250,3 +250,60 @@ def train_protocol(
         "energies": np.array([atoms.info["MACE_energy"] for atoms in structures]),
         "forces": np.concatenate([atoms.arrays["MACE_forces"] for atoms in structures]),
     }
+
+
+def fine_tune(model_file: str, files: dict, folder: str, settings: dict) -> dict:
+    """``mace_run_train --foundation_model`` (naive fine-tuning: one head, no
+    replay, E0s averaged from the data as mace-torch's default) with the
+    ``settings`` of ``foundation_fine_tuning``, float32 on the CPU; per epoch
+    the sum of its step times (as :func:`train`) and the validation force MAE
+    (eV/Å)."""
+    import torch
+
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    options = {
+        "name": "bench",
+        "work_dir": folder,
+        "seed": 0,
+        "foundation_model": model_file,
+        "multiheads_finetuning": False,
+        "train_file": files["train"],
+        "valid_file": files["valid"],
+        "energy_key": "REF_energy",
+        "forces_key": "REF_forces",
+        "E0s": "average",
+        "batch_size": settings["batch_size"],
+        "valid_batch_size": settings["batch_size"],
+        "max_num_epochs": settings["epochs"],
+        "eval_interval": 1,
+        "loss": "weighted",
+        "energy_weight": settings["energy_weight"],
+        "forces_weight": settings["forces_weight"],
+        "optimizer": "adam",
+        "lr": settings["learning_rate"],
+        "weight_decay": 0.0,
+        "ema_decay": settings["ema_decay"],
+        "default_dtype": "float32",
+        "device": "cpu",
+        "num_workers": 0,
+        "plot": False,
+    }
+    run_module(
+        "mace.cli.run_train",
+        command_line(options, ["--amsgrad", "--ema", "--save_cpu"]),
+    )
+    step_times, evaluations = read_results(folder)
+    epochs = []
+    for epoch in sorted(step_times):
+        entry = {"epoch": epoch, "train_s": step_times[epoch]}
+        if epoch in evaluations:
+            entry["valid_mae_f"] = float(evaluations[epoch]["mae_f"])
+        epochs.append(entry)
+    return {
+        "library": "mace-torch",
+        "version": importlib.metadata.version("mace-torch"),
+        "torch": torch.__version__,
+        "epochs": epochs,
+    }
