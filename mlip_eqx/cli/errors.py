@@ -27,7 +27,7 @@ from mlip_eqx.training.training_io_handler import (
     DirectoryLockedError,
     ExistingCheckpointsError,
 )
-from mlip_eqx.utils.config import ConfigError
+from mlip_eqx.utils.config import ConfigError, UnknownFieldsError
 from mlip_eqx.workflows.pretrained import PretrainedModelError
 
 # Raised by the library for input a user can correct; any other exception is
@@ -67,7 +67,8 @@ def reported_as_message(
     """Turns a user error (or one of ``also``) raised in the block into
     ``SystemExit`` with the message ``"mlip-eqx <command>: <error>"`` (exit
     status 1; ``hint``, about where settings live, is appended on a line of
-    its own to errors of the settings, :class:`ConfigError`)."""
+    its own to settings that are not where they were given,
+    :class:`UnknownFieldsError`)."""
     try:
         yield
     except (*USER_ERRORS, *also) as error:
@@ -76,8 +77,8 @@ def reported_as_message(
 
 def error_message(command: str, error: Exception, hint: str = "") -> str:
     """``"mlip-eqx <command>: <error>"``, with ``hint`` on a line of its own
-    for a :class:`ConfigError`."""
+    for an :class:`UnknownFieldsError` (a value out of range needs no hint)."""
     message = f"mlip-eqx {command}: {error}"
-    if hint and isinstance(error, ConfigError):
+    if hint and isinstance(error, UnknownFieldsError):
         return f"{message}\n{hint}"
     return message

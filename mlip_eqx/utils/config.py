@@ -47,6 +47,11 @@ class ConfigError(ValueError):
     """A configuration field has a value of the wrong type or out of range."""
 
 
+class UnknownFieldsError(ConfigError):
+    """A config file or dict names fields that the config class does not have
+    (often a setting put in the wrong section)."""
+
+
 class Config:
     """Base of all configs: subclasses are ``@dataclasses.dataclass(frozen=True)``.
 
@@ -155,13 +160,13 @@ def config_from_dict(config_class: type[Config], data: dict) -> Config:
     Missing fields take their defaults; the values are checked as at construction.
 
     Raises:
-        ConfigError: If ``data`` has keys that are not fields of the class, or a
-            value is invalid.
+        UnknownFieldsError: If ``data`` has keys that are not fields of the class.
+        ConfigError: If a value is invalid.
     """
     fields = {field.name: field for field in dataclasses.fields(config_class)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{config_class.__name__}: unknown fields {unknown}.")
+        raise UnknownFieldsError(f"{config_class.__name__}: unknown fields {unknown}.")
     hints = config_field_hints(config_class)
     values = {
         name: _from_json_value(value, hints[name]) for name, value in data.items()

@@ -26,6 +26,7 @@ from mlip_eqx.utils.config import (
     ConfigError,
     NonNegativeFloat,
     PositiveInt,
+    UnknownFieldsError,
     config_from_dict,
     config_to_dict,
 )
@@ -250,7 +251,7 @@ def settings_from_dict(values: dict) -> TrainSettings:
     fields = {field.name for field in dataclasses.fields(TrainSettings)}
     unknown = sorted(set(merged) - fields)
     if unknown:
-        raise ConfigError(f"TrainSettings: unknown settings {unknown}.")
+        raise UnknownFieldsError(f"TrainSettings: unknown settings {unknown}.")
     merged["model_type"] = registered_network_name(merged["model_type"])
     # The default model section belongs to the default network.
     if merged["model_type"] != defaults.model_type:

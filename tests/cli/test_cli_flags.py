@@ -162,12 +162,15 @@ def test_training_protocol_flags_set_the_training_loop_config():
         parse_train_settings(["--epochs", "20", "--stage-two-epoch", "30"])
 
 
-def test_the_settings_hint_follows_settings_errors_only():
+def test_the_settings_hint_follows_unknown_settings_only():
     from mlip_eqx.cli.errors import error_message
-    from mlip_eqx.utils.config import ConfigError
+    from mlip_eqx.utils.config import ConfigError, UnknownFieldsError
 
     hint = "(where settings live)"
-    assert error_message("train", ConfigError("bad field"), hint).endswith(hint)
+    unknown = UnknownFieldsError("TrainSettings: unknown fields ['max_n_node'].")
+    assert error_message("train", unknown, hint).endswith(hint)
+    out_of_range = error_message("train", ConfigError("bad value"), hint)
+    assert out_of_range == "mlip-eqx train: bad value"
     missing = error_message("train", FileNotFoundError("x.xyz: no such file"), hint)
     assert missing == "mlip-eqx train: x.xyz: no such file"
 

@@ -6,9 +6,12 @@ mlip 0.2's ``save_model_to_zip`` writes two entries: ``hyperparams.json``
 "version": "0.2.5"}``) and ``params.npz``, the force field's flax parameters,
 one array per path joined by "#" (``"params#mlip_network#embedding_block#..."``).
 The zip does not name the architecture: it is recognised by the network's
-top-level modules. ViSNet converts (mlip's ``models.Visnet``, mapped by
-:mod:`mlip_eqx.models.convert.visnet`); mlip 0.2's MACE and NequIP are recognised
-and refused by name (their 0.2 modules have no map here yet).
+top-level modules. Converted: mlip 0.2's ViSNet (``models.Visnet``, mapped by
+:mod:`mlip_eqx.models.convert.visnet`) and the NequIP of mlip 0.1
+(``models_v1.Nequip``: the published NequIP models were trained with it; mlip
+0.2.5 still loads and saves it; mapped by :mod:`mlip_eqx.models.convert.nequip`).
+mlip 0.2's MACE and NequIP (e3j-based modules) and mlip 0.1's MACE are
+recognised and refused by name (no map here yet).
 """
 
 import json
@@ -21,21 +24,32 @@ from typing import Any
 import numpy as np
 
 from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models.convert.nequip import nequip_from_mlip_params
 from mlip_eqx.models.convert.visnet import visnet_from_mlip_params
 from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.models.nequip import Nequip, NequipConfig
 from mlip_eqx.models.visnet import Visnet, VisnetConfig
 
 HYPERPARAMS_ENTRY = "hyperparams.json"
 PARAMS_ENTRY = "params.npz"
 PARAMETER_DELIMITER = "#"
 SUPPORTED_VERSION_PREFIX = "0.2."
+# mlip 0.1's networks (``models_v1``), which mlip 0.2 still loads: zips of mlip
+# 0.1 itself, which may lack a version, and of mlip 0.2.
+V1_VERSION_PREFIXES = ("0.1.", "0.2.")
 
-# A top-level module of mlip 0.2's network -> the architecture it belongs to.
+# A top-level module of mlip's network -> the architecture it belongs to.
 _ARCHITECTURES = {
     "visnet_layers_0": "ViSNet",
     "layers_0": "MACE",
     "NequipLayer_0": "NequIP",
+    "NequipBlock_0": "NequIP (mlip 0.1)",
+    "MaceBlock_0": "MACE (mlip 0.1)",
 }
+_CONVERTED = ("ViSNet", "NequIP (mlip 0.1)")
+_V1_ARCHITECTURES = ("NequIP (mlip 0.1)", "MACE (mlip 0.1)")
+# mlip 0.1's NequIP options without effect on the function computed.
+_NEQUIP_IGNORED = ("deterministic_scatter_ops",)
 
 # mlip's ViSNet options that ours lacks, with the one value ours computes.
 _VISNET_FIXED = {
@@ -110,33 +124,49 @@ def force_field_from_mlip_zip(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model zip.")
     hyperparams, params = read_mlip_zip(path)
-    version = str(hyperparams.get("version"))
-    if not version.startswith(SUPPORTED_VERSION_PREFIX):
-        raise MlipZipError(
-            f"{path}: written by mlip {version}; only zips of mlip "
-            f"{SUPPORTED_VERSION_PREFIX}x convert (load it with that mlip and save "
-            "it again with mlip 0.2)."
-        )
     network_params = params.get("params", {}).get("mlip_network")
     if not isinstance(network_params, Mapping):
         raise MlipZipError(
             f"{path}: params.npz has no params#mlip_network#... arrays (not an "
-            "mlip 0.2 force field)."
+            "mlip force field)."
         )
     architecture = _architecture(path, network_params)
-    if architecture != "ViSNet":
+    _check_version(path, hyperparams.get("version"), architecture)
+    if architecture not in _CONVERTED:
         raise MlipZipError(
-            f"{path}: an mlip {architecture} model; only mlip's ViSNet zips convert "
-            f"so far ({architecture} has no map from mlip 0.2's modules)."
+            f"{path}: an mlip {architecture} model; only mlip's ViSNet and mlip "
+            f"0.1's NequIP zips convert so far ({architecture} has no map)."
         )
     dataset_info = _dataset_info(path, hyperparams["dataset_info"])
-    config = _visnet_config(path, hyperparams["config"])
-    network = Visnet(config, dataset_info)
+    if architecture == "ViSNet":
+        network = Visnet(_visnet_config(path, hyperparams["config"]), dataset_info)
+        map_weights = visnet_from_mlip_params
+    else:
+        config = _nequip_config(path, hyperparams["config"], dataset_info)
+        network = Nequip(config, dataset_info)
+        map_weights = nequip_from_mlip_params
     try:
-        network = visnet_from_mlip_params(network, {"params": network_params})
+        network = map_weights(network, {"params": network_params})
     except ValueError as error:
         raise MlipZipError(f"{path}: {error}.") from None
     return ForceField(network, predict_stress=predict_stress)
+
+
+def _check_version(path: Path, version: str | None, architecture: str) -> None:
+    """mlip 0.2.x for mlip 0.2's networks; for mlip 0.1's, also 0.1.x or none."""
+    if architecture in _V1_ARCHITECTURES:
+        if version is None or str(version).startswith(V1_VERSION_PREFIXES):
+            return
+        supported = "0.1.x or 0.2.x"
+    elif str(version).startswith(SUPPORTED_VERSION_PREFIX):
+        return
+    else:
+        supported = f"{SUPPORTED_VERSION_PREFIX}x"
+    raise MlipZipError(
+        f"{path}: written by mlip {version}; only {architecture} zips of mlip "
+        f"{supported} convert (load it with that mlip and save it again with "
+        "mlip 0.2)."
+    )
 
 
 def _architecture(path: Path, network_params: Mapping) -> str:
@@ -195,3 +225,25 @@ def _visnet_config(path: Path, values: Mapping[str, Any]) -> VisnetConfig:
     if unknown:
         raise MlipZipError(f"{path}: ViSNet config options {unknown} are not known.")
     return VisnetConfig(**values)
+
+
+def _nequip_config(
+    path: Path, values: Mapping[str, Any], dataset_info: DatasetInfo
+) -> NequipConfig:
+    """Our NequIP config of mlip 0.1's (the same fields), refusing a species
+    count other than the zip's number of elements."""
+    values = dict(values)
+    for option in _NEQUIP_IGNORED:
+        values.pop(option, None)
+    num_species = values.pop("num_species", None)
+    elements = len(dataset_info.allowed_atomic_numbers)
+    if num_species is not None and num_species != elements:
+        raise MlipZipError(
+            f"{path}: num_species={num_species} differs from the {elements} "
+            "elements of its dataset_info (not supported)."
+        )
+    known = {field for field in NequipConfig.__dataclass_fields__}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise MlipZipError(f"{path}: NequIP config options {unknown} are not known.")
+    return NequipConfig(**values)

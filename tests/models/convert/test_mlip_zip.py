@@ -1,13 +1,15 @@
 """Model zips of the original mlip library (0.2.x) load as our force field without
-mlip: recognised by their entries, converted (ViSNet), written as ours by
-``mlip-eqx convert --from mlip``; another version, architecture or option is
-named.
+mlip: recognised by their entries, converted (ViSNet; mlip 0.1's NequIP), written
+as ours by ``mlip-eqx convert --from mlip``; another version, architecture or
+option is named.
 
 The zips are written here in mlip 0.2.5's format (``hyperparams.json`` and
 ``params.npz`` with "#"-joined flax paths) from mlip's parameter names of our
 network (``visnet_layout``). That layout and the converted predictions were
 checked once against zips written by mlip 0.2.5 itself: the same names and
-shapes, and the same energies and forces to 4e-15 eV (float64).
+shapes, and the same energies and forces to 4e-15 eV (float64). The NequIP
+layout (``nequip_layout``) was checked the same way against a ``models_v1.Nequip``
+zip written by mlip 0.2.5 (2026-12-07): energies equal, forces to 3e-16 eV/Å.
 """
 
 import json
@@ -20,13 +22,17 @@ import pytest
 
 from mlip_eqx.cli import main
 from mlip_eqx.data.dataset_info import DatasetInfo
-from mlip_eqx.models import Visnet
-from mlip_eqx.models.convert import visnet_from_mlip_params
+from mlip_eqx.models import Nequip, Visnet
+from mlip_eqx.models.convert import nequip_from_mlip_params, visnet_from_mlip_params
 from mlip_eqx.models.convert.mlip_zip import MlipZipError, is_mlip_zip
 from mlip_eqx.models.model_io import load_model_from_zip
 from mlip_eqx.testing.physics import make_graph, predict_graph
 from mlip_eqx.testing.structures import random_system
-from tests.models.convert.test_mlip_weights import nested, visnet_layout
+from tests.models.convert.test_mlip_weights import (
+    nequip_layout,
+    nested,
+    visnet_layout,
+)
 
 ELEMENTS = (1, 6, 8)
 # mlip 0.2.5's ViSNet config and DatasetInfo as its zips hold them.
@@ -127,17 +133,90 @@ def test_an_mlip_visnet_zip_loads_converted_and_converts_to_our_zip(tmp_path):
     assert eqx.tree_equal(load_model_from_zip(None, ours), force_field)
 
 
+# mlip 0.1's NequIP config as mlip 0.2.5 saves a ``models_v1.Nequip``.
+MLIP_V1_NEQUIP_CONFIG = {
+    "num_layers": 2,
+    "node_irreps": "8x0e + 8x0o + 4x1o + 4x1e",
+    "l_max": 2,
+    "num_bessel": 6,
+    "radial_net_nonlinearity": "swish",
+    "radial_net_n_hidden": 8,
+    "radial_net_n_layers": 2,
+    "radial_envelope": "polynomial_envelope",
+    "scalar_mlp_std": 4.0,
+    "atomic_energies": None,
+    "avg_num_neighbors": None,
+    "num_species": None,
+    "deterministic_scatter_ops": False,
+}
+
+
+def mlip_v1_nequip_params(seed: int = 0) -> dict[str, np.ndarray]:
+    """Random parameters of mlip 0.1's NequIP of ``MLIP_V1_NEQUIP_CONFIG``."""
+    info = DatasetInfo(
+        atomic_energies_map={z: 0.0 for z in ELEMENTS}, cutoff_distance_angstrom=4.0
+    )
+    fields = ("num_layers", "node_irreps", "l_max", "num_bessel")
+    config = Nequip.Config(
+        **{key: MLIP_V1_NEQUIP_CONFIG[key] for key in fields},
+        radial_net_n_hidden=8,
+    )
+    network = Nequip(config, info, key=jax.random.key(0))
+    rng = np.random.default_rng(seed)
+    return {
+        name: rng.normal(0.0, 0.5, shape).astype(np.float32)
+        for name, shape in nequip_layout(network).items()
+    }
+
+
+def test_an_mlip_0_1_nequip_zip_loads_converted(tmp_path):
+    """The published NequIP models are mlip 0.1's (``models_v1.Nequip``), in zips
+    of mlip 0.1 (maybe without a version) or saved again by mlip 0.2."""
+    params = mlip_v1_nequip_params()
+    for version in ("0.2.5", "0.1.3", None):
+        path = write_mlip_zip(
+            tmp_path / f"nequip_{version}.zip", params, MLIP_V1_NEQUIP_CONFIG,
+            version=version,
+        )  # fmt: skip
+        force_field = load_model_from_zip(None, path)
+        assert isinstance(force_field.network, Nequip)
+        assert force_field.dataset_info.atomic_energies_map == {
+            1: -1.5, 6: -3.25, 8: -2.0,
+        }  # fmt: skip
+        assert force_field.network.avg_num_neighbors == 6.0
+        expected = nequip_from_mlip_params(force_field.network, nested(params))
+        assert eqx.tree_equal(force_field.network, expected)
+    system = random_system(np.random.default_rng(2), 5, ELEMENTS)
+    prediction = predict_graph(force_field, make_graph(force_field, system))
+    assert np.all(np.isfinite(np.asarray(prediction.forces)))
+    assert np.any(np.asarray(prediction.forces) != 0.0)
+    wrong_species = write_mlip_zip(
+        tmp_path / "species.zip", params, MLIP_V1_NEQUIP_CONFIG | {"num_species": 5}
+    )
+    with pytest.raises(MlipZipError, match="num_species=5 differs from the 3"):
+        load_model_from_zip(None, wrong_species)
+    future = write_mlip_zip(
+        tmp_path / "future.zip", params, MLIP_V1_NEQUIP_CONFIG, version="0.3.0"
+    )
+    with pytest.raises(MlipZipError, match=r"mlip 0.3.0; only NequIP \(mlip 0.1\)"):
+        load_model_from_zip(None, future)
+
+
 def test_other_versions_architectures_and_options_are_named(tmp_path):
     params = mlip_params()
     old = write_mlip_zip(tmp_path / "old.zip", params, version="0.1.9")
     with pytest.raises(MlipZipError, match=r"old.zip: written by mlip 0.1.9; only"):
         load_model_from_zip(None, old)
-    for module, architecture in (("layers_0", "MACE"), ("NequipLayer_0", "NequIP")):
+    for module, architecture in (
+        ("layers_0", "MACE"),
+        ("NequipLayer_0", "NequIP"),
+        ("MaceBlock_0", r"MACE \(mlip 0.1\)"),
+    ):
         renamed = {
             f"params/{module}/{name.split('/', 2)[2]}": array
             for name, array in params.items()
         }
-        other = write_mlip_zip(tmp_path / f"{architecture}.zip", renamed)
+        other = write_mlip_zip(tmp_path / f"{module}.zip", renamed)
         with pytest.raises(MlipZipError, match=f"an mlip {architecture} model"):
             load_model_from_zip(None, other)
     legacy = write_mlip_zip(
