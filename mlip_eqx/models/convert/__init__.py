@@ -8,6 +8,7 @@ force field (needs torch and mace-torch, the ``convert`` extra, imported only
 when converting).
 """
 
+from mlip_eqx.models.convert.mace import mace_from_mlip_params
 from mlip_eqx.models.convert.mace_torch import (
     MaceTorchConversionError,
     force_field_from_mace_torch,
@@ -23,6 +24,7 @@ from mlip_eqx.models.convert.nequip import nequip_from_mlip_params
 from mlip_eqx.models.convert.visnet import visnet_from_mlip_params
 
 __all__ = [
+    "mace_from_mlip_params",
     "MaceTorchConversionError",
     "force_field_from_mace_torch",
     "load_mace_torch_model",

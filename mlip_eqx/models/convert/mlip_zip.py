@@ -7,11 +7,12 @@ mlip 0.2's ``save_model_to_zip`` writes two entries: ``hyperparams.json``
 one array per path joined by "#" (``"params#mlip_network#embedding_block#..."``).
 The zip does not name the architecture: it is recognised by the network's
 top-level modules. Converted: mlip 0.2's ViSNet (``models.Visnet``, mapped by
-:mod:`mlip_eqx.models.convert.visnet`) and the NequIP of mlip 0.1
-(``models_v1.Nequip``: the published NequIP models were trained with it; mlip
-0.2.5 still loads and saves it; mapped by :mod:`mlip_eqx.models.convert.nequip`).
-mlip 0.2's MACE and NequIP (e3j-based modules) and mlip 0.1's MACE are
-recognised and refused by name (no map here yet).
+:mod:`mlip_eqx.models.convert.visnet`) and the NequIP and MACE of mlip 0.1
+(``models_v1``: the published NequIP and MACE models were trained with them;
+mlip 0.2.5 still loads and saves them; mapped by
+:mod:`mlip_eqx.models.convert.nequip` and :mod:`mlip_eqx.models.convert.mace`).
+mlip 0.2's MACE and NequIP (e3j-based modules) are recognised and refused by
+name (no map here yet).
 """
 
 import json
@@ -24,9 +25,11 @@ from typing import Any
 import numpy as np
 
 from mlip_eqx.data.dataset_info import DatasetInfo
+from mlip_eqx.models.convert.mace import mace_from_mlip_params
 from mlip_eqx.models.convert.nequip import nequip_from_mlip_params
 from mlip_eqx.models.convert.visnet import visnet_from_mlip_params
 from mlip_eqx.models.force_field import ForceField
+from mlip_eqx.models.mace import Mace, MaceConfig
 from mlip_eqx.models.nequip import Nequip, NequipConfig
 from mlip_eqx.models.visnet import Visnet, VisnetConfig
 
@@ -46,10 +49,17 @@ _ARCHITECTURES = {
     "NequipBlock_0": "NequIP (mlip 0.1)",
     "MaceBlock_0": "MACE (mlip 0.1)",
 }
-_CONVERTED = ("ViSNet", "NequIP (mlip 0.1)")
+_CONVERTED = ("ViSNet", "NequIP (mlip 0.1)", "MACE (mlip 0.1)")
 _V1_ARCHITECTURES = ("NequIP (mlip 0.1)", "MACE (mlip 0.1)")
-# mlip 0.1's NequIP options without effect on the function computed.
-_NEQUIP_IGNORED = ("deterministic_scatter_ops",)
+# mlip 0.1's NequIP and MACE options without effect on the function computed.
+_V1_IGNORED = ("deterministic_scatter_ops",)
+# mlip 0.1's MACE options that ours lacks, with the one value ours computes.
+_V1_MACE_FIXED = {
+    "gate_nodes": False,
+    "species_embedding_dim": None,
+    # mlip 0.1 sums the heads' outputs; ours selects one per structure.
+    "num_readout_heads": 1,
+}
 
 # mlip's ViSNet options that ours lacks, with the one value ours computes.
 _VISNET_FIXED = {
@@ -135,12 +145,15 @@ def force_field_from_mlip_zip(
     if architecture not in _CONVERTED:
         raise MlipZipError(
             f"{path}: an mlip {architecture} model; only mlip's ViSNet and mlip "
-            f"0.1's NequIP zips convert so far ({architecture} has no map)."
+            f"0.1's NequIP and MACE zips convert so far ({architecture} has no map)."
         )
     dataset_info = _dataset_info(path, hyperparams["dataset_info"])
     if architecture == "ViSNet":
         network = Visnet(_visnet_config(path, hyperparams["config"]), dataset_info)
         map_weights = visnet_from_mlip_params
+    elif architecture == "MACE (mlip 0.1)":
+        network = Mace(_v1_mace_config(path, hyperparams["config"]), dataset_info)
+        map_weights = mace_from_mlip_params
     else:
         config = _nequip_config(path, hyperparams["config"], dataset_info)
         network = Nequip(config, dataset_info)
@@ -208,23 +221,10 @@ def _dataset_info(path: Path, values: Mapping[str, Any]) -> DatasetInfo:
 
 def _visnet_config(path: Path, values: Mapping[str, Any]) -> VisnetConfig:
     """Our ViSNet config of mlip's, refusing the options ours lacks."""
-    values = dict(values)
-    for option, supported in _VISNET_FIXED.items():
-        value = values.pop(option, supported)
-        if value != supported:
-            raise MlipZipError(
-                f"{path}: the ViSNet option {option}={value!r} is not supported "
-                f"(only {supported!r})."
-            )
-    for option in _VISNET_IGNORED:  # no effect on the function computed
-        values.pop(option, None)
+    values = _our_options(path, "ViSNet", values, _VISNET_FIXED, _VISNET_IGNORED)
     if not values.pop("add_atomic_energies", True):
         values["atomic_energies"] = "zero"
-    known = {field for field in VisnetConfig.__dataclass_fields__}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise MlipZipError(f"{path}: ViSNet config options {unknown} are not known.")
-    return VisnetConfig(**values)
+    return _config(path, "ViSNet", VisnetConfig, values)
 
 
 def _nequip_config(
@@ -232,9 +232,7 @@ def _nequip_config(
 ) -> NequipConfig:
     """Our NequIP config of mlip 0.1's (the same fields), refusing a species
     count other than the zip's number of elements."""
-    values = dict(values)
-    for option in _NEQUIP_IGNORED:
-        values.pop(option, None)
+    values = _our_options(path, "NequIP", values, {}, _V1_IGNORED)
     num_species = values.pop("num_species", None)
     elements = len(dataset_info.allowed_atomic_numbers)
     if num_species is not None and num_species != elements:
@@ -242,8 +240,47 @@ def _nequip_config(
             f"{path}: num_species={num_species} differs from the {elements} "
             "elements of its dataset_info (not supported)."
         )
-    known = {field for field in NequipConfig.__dataclass_fields__}
+    return _config(path, "NequIP", NequipConfig, values)
+
+
+def _v1_mace_config(path: Path, values: Mapping[str, Any]) -> MaceConfig:
+    """Our MACE config of mlip 0.1's (the same fields), refusing the options
+    ours lacks."""
+    values = _our_options(path, "MACE", values, _V1_MACE_FIXED, _V1_IGNORED)
+    if "readout_irreps" in values:
+        values["readout_irreps"] = tuple(values["readout_irreps"])
+    return _config(path, "MACE", MaceConfig, values)
+
+
+def _our_options(
+    path: Path,
+    architecture: str,
+    values: Mapping[str, Any],
+    fixed: Mapping[str, Any],
+    ignored: tuple[str, ...],
+) -> dict[str, Any]:
+    """mlip's config options without those ours lacks: each of ``fixed`` must
+    have its one supported value (else an error naming it), ``ignored`` ones
+    (no effect on the function computed) are dropped."""
+    values = dict(values)
+    for option, supported in fixed.items():
+        value = values.pop(option, supported)
+        if value != supported:
+            raise MlipZipError(
+                f"{path}: the {architecture} option {option}={value!r} is not "
+                f"supported (only {supported!r})."
+            )
+    for option in ignored:
+        values.pop(option, None)
+    return values
+
+
+def _config(path: Path, architecture: str, config_class: type, values: dict):
+    """``config_class(**values)``, naming the options it does not know."""
+    known = {field for field in config_class.__dataclass_fields__}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise MlipZipError(f"{path}: NequIP config options {unknown} are not known.")
-    return NequipConfig(**values)
+        raise MlipZipError(
+            f"{path}: {architecture} config options {unknown} are not known."
+        )
+    return config_class(**values)

@@ -120,6 +120,7 @@ def add_linear(
     pattern: re.Pattern = _LINEAR,
     species_axis: bool = False,
     row_order: dict[str, np.ndarray] | None = None,
+    scale: float = 1.0,
 ) -> None:
     """The assignments of an EquivariantLinear from mlip's blocks of ``module``.
 
@@ -138,6 +139,7 @@ def add_linear(
         species_axis: mlip's arrays are [mul_in, num_species, mul_out] (a tensor
             product with the species one-hot); ours [num_species, mul_in, mul_out].
         row_order: For each input irrep, mlip's row of each of our rows.
+        scale: Factor of every weight (where our normalisation differs).
     """
     blocks: dict[tuple[str, int], str] = {}
     for name in mlip.names_under(module):
@@ -181,7 +183,9 @@ def add_linear(
                 )
             block = block[..., rows, :]
         assignments.add(
-            lambda n, index=index: where(n).weights[index], " + ".join(names), block
+            lambda n, index=index: where(n).weights[index],
+            " + ".join(names),
+            block.astype(np.float64) * scale,  # float64: scaled without rounding
         )
 
 

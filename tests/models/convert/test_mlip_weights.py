@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from mlip_eqx.models import Nequip, Visnet
+from mlip_eqx.models import Mace, Nequip, Visnet
+from mlip_eqx.models.blocks.readouts import LinearReadout
 from mlip_eqx.models.convert import (
     flatten_mlip_params,
     nequip_from_mlip_params,
@@ -71,6 +72,46 @@ def nequip_layout(network: Nequip) -> dict[str, tuple]:
         shapes[f"{block}/{module}/w[0,0] {weight.shape[0]}x0e,{weight.shape[1]}x0e"] = (
             weight.shape
         )
+    return shapes
+
+
+def mace_v1_layout(network: Mace) -> dict[str, tuple]:
+    """The names and shapes of mlip 0.1's MACE parameters (``models_v1.Mace``)
+    for ``network``."""
+    block = "params/MaceBlock_0"
+    shapes = {f"{block}/LinearNodeEmbeddingBlock_0/embeddings": network.embedding.shape}
+    for index, layer in enumerate(network.layers):
+        prefix = f"{block}/layer_{index}"
+        interaction = f"{prefix}/InteractionBlock_0"
+        product = f"{prefix}/EquivariantProductBasisBlock_0"
+        for linear, module in (
+            (layer.interaction.linear_up, f"{interaction}/linear_up"),
+            (layer.interaction.linear_down, f"{interaction}/linear_down"),
+            (layer.product_basis.linear, f"{product}/Linear_0"),
+        ):
+            shapes |= _linear_names(linear, module, linear.irreps_out)
+        shapes |= _linear_names(
+            layer.species_linear,
+            f"{prefix}/FullyConnectedTensorProduct_0",
+            layer.species_linear.irreps_out,
+            species=network.num_species,
+        )
+        mlp = f"{interaction}/MessagePassingConvolution_0/MultiLayerPerceptron_0"
+        for k, weight in enumerate(layer.interaction.radial_mlp.weights):
+            shapes[f"{mlp}/Dense_{k}/kernel"] = weight.shape
+        contraction = layer.product_basis.symmetric_contraction.weights
+        for key, weight in contraction.items():
+            shapes[f"{product}/SymmetricContraction_0/{key}"] = weight.shape
+        readout = layer.readouts[0]
+        if isinstance(readout, LinearReadout):
+            modules = (("LinearReadoutBlock_0/Linear_0", readout.linear),)
+        else:
+            modules = (
+                ("NonLinearReadoutBlock_0/Linear_0", readout.hidden),
+                ("NonLinearReadoutBlock_0/Linear_1", readout.output),
+            )
+        for module, linear in modules:
+            shapes |= _linear_names(linear, f"{prefix}/{module}", linear.irreps_out)
     return shapes
 
 

@@ -1,5 +1,6 @@
 """Model zips of the original mlip library (0.2.x) load as our force field without
-mlip: recognised by their entries, converted (ViSNet; mlip 0.1's NequIP), written
+mlip: recognised by their entries, converted (ViSNet; mlip 0.1's NequIP and
+MACE), written
 as ours by ``mlip-eqx convert --from mlip``; another version, architecture or
 option is named.
 
@@ -22,13 +23,18 @@ import pytest
 
 from mlip_eqx.cli import main
 from mlip_eqx.data.dataset_info import DatasetInfo
-from mlip_eqx.models import Nequip, Visnet
-from mlip_eqx.models.convert import nequip_from_mlip_params, visnet_from_mlip_params
+from mlip_eqx.models import Mace, Nequip, Visnet
+from mlip_eqx.models.convert import (
+    mace_from_mlip_params,
+    nequip_from_mlip_params,
+    visnet_from_mlip_params,
+)
 from mlip_eqx.models.convert.mlip_zip import MlipZipError, is_mlip_zip
 from mlip_eqx.models.model_io import load_model_from_zip
 from mlip_eqx.testing.physics import make_graph, predict_graph
 from mlip_eqx.testing.structures import random_system
 from tests.models.convert.test_mlip_weights import (
+    mace_v1_layout,
     nequip_layout,
     nested,
     visnet_layout,
@@ -202,6 +208,84 @@ def test_an_mlip_0_1_nequip_zip_loads_converted(tmp_path):
         load_model_from_zip(None, future)
 
 
+# mlip 0.1's MACE config as mlip 0.2.5 saves a ``models_v1.Mace``.
+MLIP_V1_MACE_CONFIG = {
+    "num_layers": 2,
+    "num_channels": 8,
+    "l_max": 2,
+    "node_symmetry": None,
+    "correlation": 2,
+    "readout_irreps": ["16x0e", "0e"],
+    "num_readout_heads": 1,
+    "include_pseudotensors": False,
+    "num_bessel": 8,
+    "activation": "silu",
+    "radial_envelope": "polynomial_envelope",
+    "symmetric_tensor_product_basis": False,
+    "atomic_energies": None,
+    "avg_num_neighbors": None,
+    "avg_r_min": None,
+    "num_species": None,
+    "gate_nodes": False,
+    "species_embedding_dim": None,
+    "deterministic_scatter_ops": False,
+}
+# The energy (eV) that mlip 0.2.5 predicts, in float64, for the zip of
+# ``mlip_v1_mace_params()`` on ``pinned_system()`` (computed once, 2026-12-07,
+# with mlip's own ``load_model_from_zip(models_v1.Mace, ...)`` and its ASE
+# calculator, the zip's float32 arrays cast to float64).
+MLIP_V1_MACE_ENERGY = -11.708607749939082
+
+
+def mlip_v1_mace_params(seed: int = 0) -> dict[str, np.ndarray]:
+    """Random parameters of mlip 0.1's MACE of ``MLIP_V1_MACE_CONFIG``."""
+    info = DatasetInfo(
+        atomic_energies_map={z: 0.0 for z in ELEMENTS}, cutoff_distance_angstrom=4.0
+    )
+    config = Mace.Config(num_channels=8, l_max=2, num_layers=2, correlation=2)
+    network = Mace(config, info, key=jax.random.key(0))
+    rng = np.random.default_rng(seed)
+    return {
+        name: rng.normal(0.0, 1.0, shape).astype(np.float32)
+        for name, shape in mace_v1_layout(network).items()
+    }
+
+
+def pinned_system():
+    """A periodic cell of H, C and O for the energy pinned to mlip's."""
+    return random_system(np.random.default_rng(3), 6, ELEMENTS)
+
+
+def test_an_mlip_0_1_mace_zip_loads_converted_and_predicts_as_mlip(tmp_path):
+    params = mlip_v1_mace_params()
+    path = write_mlip_zip(tmp_path / "mace.zip", params, MLIP_V1_MACE_CONFIG)
+    with jax.enable_x64(True):
+        force_field = load_model_from_zip(None, path)
+        assert isinstance(force_field.network, Mace)
+        expected = mace_from_mlip_params(force_field.network, nested(params))
+        assert eqx.tree_equal(force_field.network, expected)
+        # mlip 0.1 divides its species-wise maps by sqrt(num_species), ours not.
+        mlip_weight = params[
+            "params/MaceBlock_0/layer_1/FullyConnectedTensorProduct_0/"
+            "w[0,0,0] 8x0e,3x0e,8x0e"
+        ]
+        np.testing.assert_allclose(
+            np.asarray(force_field.network.layers[1].species_linear.weights[0]),
+            np.transpose(mlip_weight, (1, 0, 2)) / np.sqrt(3.0),
+            rtol=1e-15,
+        )
+        system = pinned_system()
+        prediction = predict_graph(force_field, make_graph(force_field, system))
+        energy = float(prediction.energy[0])
+    np.testing.assert_allclose(energy, MLIP_V1_MACE_ENERGY, rtol=1e-12)
+    for option, value in (("gate_nodes", True), ("num_readout_heads", 2)):
+        refused = write_mlip_zip(
+            tmp_path / f"{option}.zip", params, MLIP_V1_MACE_CONFIG | {option: value}
+        )
+        with pytest.raises(MlipZipError, match=f"MACE option {option}={value}"):
+            load_model_from_zip(None, refused)
+
+
 def test_other_versions_architectures_and_options_are_named(tmp_path):
     params = mlip_params()
     old = write_mlip_zip(tmp_path / "old.zip", params, version="0.1.9")
@@ -210,7 +294,6 @@ def test_other_versions_architectures_and_options_are_named(tmp_path):
     for module, architecture in (
         ("layers_0", "MACE"),
         ("NequipLayer_0", "NequIP"),
-        ("MaceBlock_0", r"MACE \(mlip 0.1\)"),
     ):
         renamed = {
             f"params/{module}/{name.split('/', 2)[2]}": array
