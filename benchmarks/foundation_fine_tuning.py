@@ -64,13 +64,10 @@ def main() -> None:
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first one is apart)")
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    model_file = args.work_dir / "mace_mp0_medium_size.model"
-    zip_file = args.work_dir / "converted.zip"
     environment = {"OMP_NUM_THREADS": str(args.threads)}
-    versions = run_in_child(
-        foundation.write_models, str(model_file), str(zip_file), args.seed,
-        environment=environment, log=args.work_dir / "convert.log",
-    ).value  # fmt: skip
+    model_file, zip_file, versions = foundation.written_models(
+        args.work_dir, args.seed, environment
+    )
     files = run_in_child(
         foundation.fine_tuning_data, str(args.work_dir), args.train, args.valid,
         args.seed,

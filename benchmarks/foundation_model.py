@@ -73,13 +73,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    model_file = args.work_dir / "mace_mp0_medium_size.model"
-    zip_file = args.work_dir / "converted.zip"
     environment = {"OMP_NUM_THREADS": str(args.threads)}
-    versions = run_in_child(
-        foundation.write_models, str(model_file), str(zip_file), args.seed,
-        environment=environment, log=args.work_dir / "convert.log",
-    ).value  # fmt: skip
+    model_file, zip_file, versions = foundation.written_models(
+        args.work_dir, args.seed, environment
+    )
     timers = {
         "mlip_eqx": foundation.time_ours,
         "mace-torch": foundation.time_mace_torch,

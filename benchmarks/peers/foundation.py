@@ -89,6 +89,20 @@ def write_models(model_file: str, zip_file: str, seed: int) -> dict:
     }
 
 
+def written_models(work_dir, seed: int, environment: dict) -> tuple:
+    """:func:`write_models` run in a child process into ``work_dir`` (a Path):
+    ``(model file, converted zip, versions)``."""
+    from benchmarks.harness import run_in_child
+
+    model_file = work_dir / "mace_mp0_medium_size.model"
+    zip_file = work_dir / "converted.zip"
+    versions = run_in_child(
+        write_models, str(model_file), str(zip_file), seed,
+        environment=environment, log=work_dir / "convert.log",
+    ).value  # fmt: skip
+    return model_file, zip_file, versions
+
+
 def time_mace_torch(model_file: str, sizes: list[int], calls: int, steps: int):
     """mace-torch's ``MACECalculator`` (float32, CPU): ms per energy + forces
     call (one atom moved by 0.01 Å before each), and ms per step of ASE's
