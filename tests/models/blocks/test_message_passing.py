@@ -175,3 +175,103 @@ def expected_grouped_messages(
                 (target_ir, jax.ops.segment_sum(weighted, receivers, num_nodes))
             )
     return expected, offset
+
+
+def _chunk_case(num_edges: int = 300):
+    """A coupling with two source groups, node features and edges (float64)."""
+    keys = jax.random.split(jax.random.key(3), 5)
+    coupling = message_coupling(e3nn.Irreps("4x0e+4x1o"), 3, "0e+1o+2e+3o")
+    features = e3nn.normal(coupling.source_irreps, keys[0], (11,), dtype=jnp.float64)
+    vectors = jax.random.normal(keys[1], (num_edges, 3), jnp.float64)
+    weights = jax.random.normal(
+        keys[2], (num_edges, coupling.irreps.num_irreps), jnp.float64
+    )
+    senders = jax.random.randint(keys[3], (num_edges,), 0, 11)
+    receivers = jax.random.randint(keys[4], (num_edges,), 0, 11)
+    return coupling, features, vectors, weights, senders, receivers
+
+
+def _chunked_energy(coupling, senders, receivers, chunk):
+    """A non-linear scalar of the messages, as a function of features, edge
+    vectors and radial weights."""
+
+    def energy(features, vectors, weights):
+        features = e3nn.IrrepsArray(coupling.source_irreps, features)
+        harmonics = edge_harmonics(vectors, 3)
+        summed = summed_messages(
+            coupling, features, harmonics, weights, senders, receivers, chunk
+        )
+        return jnp.sum(jnp.sin(summed.array))
+
+    return energy
+
+
+@pytest.mark.parametrize("chunk", [64, 77])
+def test_messages_in_edge_chunks_equal_the_whole_sum_with_derivatives(chunk):
+    """Chunks (one that divides nothing, so the edges are padded) give the same
+    sum, gradients and the second derivative that training with forces takes."""
+    with jax.enable_x64(True):
+        coupling, features, vectors, weights, senders, receivers = _chunk_case()
+        features = features.array
+        results = {}
+        for size in (None, chunk):
+            energy = _chunked_energy(coupling, senders, receivers, size)
+
+            def force_loss(weights, energy=energy):
+                forces = jax.grad(energy, argnums=1)(features, vectors, weights)
+                return jnp.sum(forces**2)
+
+            value, gradients = jax.jit(jax.value_and_grad(energy, argnums=(0, 1, 2)))(
+                features, vectors, weights
+            )
+            second = jax.jit(jax.grad(force_loss))(weights)
+            results[size] = (value, *jax.tree.leaves(gradients), second)
+        for whole, chunked in zip(results[None], results[chunk]):
+            np.testing.assert_allclose(chunked, whole, rtol=1e-12, atol=1e-12)
+
+
+def test_chunked_messages_run_inside_shard_map():
+    """The scan's running sums keep the mesh axes of the inputs (the training
+    step runs under shard_map)."""
+    coupling, features, vectors, weights, senders, receivers = _chunk_case(128)
+    mesh = jax.make_mesh((1,), ("data",))
+    spec = jax.sharding.PartitionSpec("data")
+
+    def summed(features_array, vectors, weights):
+        features = e3nn.IrrepsArray(coupling.source_irreps, features_array)
+        harmonics = edge_harmonics(vectors[0], 3)
+        chunked = summed_messages(
+            coupling, features[0], harmonics, weights[0], senders, receivers, 50
+        )
+        return chunked.array[None]
+
+    inputs = jax.device_put(
+        (features.array[None], vectors[None], weights[None]),
+        jax.sharding.NamedSharding(mesh, spec),
+    )
+    sharded = jax.jit(jax.shard_map(summed, mesh=mesh, in_specs=spec, out_specs=spec))(
+        *inputs
+    )
+    whole = summed_messages(
+        coupling,
+        features,
+        edge_harmonics(vectors, 3),
+        weights,
+        senders,
+        receivers,
+    )
+    np.testing.assert_allclose(sharded[0], whole.array, rtol=1e-5, atol=1e-5)
+
+
+def test_chunk_size_bounds_the_messages_bytes(monkeypatch):
+    from mlip_eqx.models.blocks import message_passing
+
+    coupling = message_coupling(e3nn.Irreps("128x0e+128x1o"), 3, "0e+1o+2e+3o")
+    # 40 components x 128 channels x 4 bytes = 20,480 bytes per edge
+    monkeypatch.setattr(message_passing, "MESSAGE_CHUNK_BYTES", 100 * 20_480 * 1024)
+    chunk_size = message_passing.message_chunk_size
+    assert chunk_size(coupling, 102_400, np.float32) == 102_400  # fits: whole
+    assert chunk_size(coupling, 102_401, np.float32) == 102_400
+    assert chunk_size(coupling, 300_000, np.float64) == 50 * 1024
+    monkeypatch.setattr(message_passing, "MESSAGE_CHUNK_BYTES", 1)
+    assert chunk_size(coupling, 300_000, np.float32) == 1024  # the floor
