@@ -72,14 +72,7 @@ def protocol_arguments(
         for degree in range(settings["hidden_l"] + 1)
     )
     e0s = {int(z): energy for z, energy in settings["atomic_energies"].items()}
-    options = {
-        "name": "bench",
-        "work_dir": folder,
-        "seed": seed,
-        "train_file": files["train"],
-        "valid_file": files["valid"],
-        "energy_key": "REF_energy",
-        "forces_key": "REF_forces",
+    options = _run_options(settings, files, folder, seed) | {
         "E0s": repr(e0s),
         "model": "ScaleShiftMACE",  # "MACE" would not shift by the mean energy
         "interaction_first": "RealAgnosticInteractionBlock",
@@ -95,26 +88,13 @@ def protocol_arguments(
         "MLP_irreps": "16x0e",
         "gate": "silu",
         "scaling": "rms_forces_scaling",
-        "batch_size": settings["batch_size"],
-        "valid_batch_size": settings["batch_size"],
-        "max_num_epochs": settings["epochs"],
-        "eval_interval": 1,
-        "loss": "weighted",
-        "energy_weight": settings["energy_weight"],
-        "forces_weight": settings["forces_weight"],
-        "optimizer": "adam",
-        "lr": settings["learning_rate"],
         "weight_decay": settings["weight_decay"],
         "scheduler": "ReduceLROnPlateau",
         "lr_factor": settings["lr_plateau_factor"],
         "scheduler_patience": settings["lr_plateau_patience"],
         "patience": settings["early_stopping_patience"] or settings["epochs"] + 1,
         "clip_grad": settings["grad_norm"],
-        "ema_decay": settings["ema_decay"],
         "default_dtype": settings["dtype"],
-        "device": "cpu",
-        "num_workers": 0,
-        "plot": False,
         "error_table": "PerAtomRMSE",
     }
     flags = ["--amsgrad", "--ema", "--save_cpu"]
@@ -127,6 +107,34 @@ def protocol_arguments(
         }
         flags.append("--stage_two")
     return command_line(options, flags)
+
+
+def _run_options(settings: dict, files: dict, folder: Path, seed: int) -> dict:
+    """``mace_run_train``'s options that every run of the benchmarks shares:
+    data (labels ``REF_energy``/``REF_forces``), batch size, epochs, weighted
+    loss, Adam (made AMSGrad by the flag) and EMA, on the CPU."""
+    return {
+        "name": "bench",
+        "work_dir": folder,
+        "seed": seed,
+        "train_file": files["train"],
+        "valid_file": files["valid"],
+        "energy_key": "REF_energy",
+        "forces_key": "REF_forces",
+        "batch_size": settings["batch_size"],
+        "valid_batch_size": settings["batch_size"],
+        "max_num_epochs": settings["epochs"],
+        "eval_interval": 1,
+        "loss": "weighted",
+        "energy_weight": settings["energy_weight"],
+        "forces_weight": settings["forces_weight"],
+        "optimizer": "adam",
+        "lr": settings["learning_rate"],
+        "ema_decay": settings["ema_decay"],
+        "device": "cpu",
+        "num_workers": 0,
+        "plot": False,
+    }
 
 
 def read_results(folder: Path) -> tuple[dict[int, float], dict[int, dict]]:
@@ -263,32 +271,12 @@ def fine_tune(model_file: str, files: dict, folder: str, settings: dict) -> dict
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    options = {
-        "name": "bench",
-        "work_dir": folder,
-        "seed": 0,
+    options = _run_options(settings, files, folder, seed=0) | {
         "foundation_model": model_file,
         "multiheads_finetuning": False,
-        "train_file": files["train"],
-        "valid_file": files["valid"],
-        "energy_key": "REF_energy",
-        "forces_key": "REF_forces",
         "E0s": "average",
-        "batch_size": settings["batch_size"],
-        "valid_batch_size": settings["batch_size"],
-        "max_num_epochs": settings["epochs"],
-        "eval_interval": 1,
-        "loss": "weighted",
-        "energy_weight": settings["energy_weight"],
-        "forces_weight": settings["forces_weight"],
-        "optimizer": "adam",
-        "lr": settings["learning_rate"],
         "weight_decay": 0.0,
-        "ema_decay": settings["ema_decay"],
         "default_dtype": "float32",
-        "device": "cpu",
-        "num_workers": 0,
-        "plot": False,
     }
     run_module(
         "mace.cli.run_train",
