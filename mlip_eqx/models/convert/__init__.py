@@ -21,6 +21,7 @@ from mlip_eqx.models.convert.mlip_zip import (
     is_mlip_zip,
 )
 from mlip_eqx.models.convert.nequip import nequip_from_mlip_params
+from mlip_eqx.models.convert.nequip_v2 import nequip_from_mlip_v2_params
 from mlip_eqx.models.convert.visnet import visnet_from_mlip_params
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "force_field_from_mlip_zip",
     "is_mlip_zip",
     "nequip_from_mlip_params",
+    "nequip_from_mlip_v2_params",
     "visnet_from_mlip_params",
 ]

@@ -7,12 +7,13 @@ mlip 0.2's ``save_model_to_zip`` writes two entries: ``hyperparams.json``
 one array per path joined by "#" (``"params#mlip_network#embedding_block#..."``).
 The zip does not name the architecture: it is recognised by the network's
 top-level modules. Converted: mlip 0.2's ViSNet (``models.Visnet``, mapped by
-:mod:`mlip_eqx.models.convert.visnet`) and the NequIP and MACE of mlip 0.1
+:mod:`mlip_eqx.models.convert.visnet`) and NequIP (``models.Nequip``, mapped by
+:mod:`mlip_eqx.models.convert.nequip_v2`), and the NequIP and MACE of mlip 0.1
 (``models_v1``: the published NequIP and MACE models were trained with them;
 mlip 0.2.5 still loads and saves them; mapped by
 :mod:`mlip_eqx.models.convert.nequip` and :mod:`mlip_eqx.models.convert.mace`).
-mlip 0.2's MACE and NequIP (e3j-based modules) are recognised and refused by
-name (no map here yet).
+mlip 0.2's MACE (e3j-based modules) is recognised and refused by name (no map
+here yet).
 """
 
 import json
@@ -27,6 +28,10 @@ import numpy as np
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.convert.mace import mace_from_mlip_params
 from mlip_eqx.models.convert.nequip import nequip_from_mlip_params
+from mlip_eqx.models.convert.nequip_v2 import (
+    nequip_from_mlip_v2_params,
+    nequip_v2_config,
+)
 from mlip_eqx.models.convert.visnet import visnet_from_mlip_params
 from mlip_eqx.models.force_field import ForceField
 from mlip_eqx.models.mace import Mace, MaceConfig
@@ -49,7 +54,7 @@ _ARCHITECTURES = {
     "NequipBlock_0": "NequIP (mlip 0.1)",
     "MaceBlock_0": "MACE (mlip 0.1)",
 }
-_CONVERTED = ("ViSNet", "NequIP (mlip 0.1)", "MACE (mlip 0.1)")
+_CONVERTED = ("ViSNet", "NequIP", "NequIP (mlip 0.1)", "MACE (mlip 0.1)")
 _V1_ARCHITECTURES = ("NequIP (mlip 0.1)", "MACE (mlip 0.1)")
 # mlip 0.1's NequIP and MACE options without effect on the function computed.
 _V1_IGNORED = ("deterministic_scatter_ops",)
@@ -117,7 +122,8 @@ def force_field_from_mlip_zip(
     path: str | os.PathLike, predict_stress: bool = True
 ) -> ForceField:
     """Our force field of a model zip written by mlip 0.2.x: the same network
-    (the ViSNet map is checked against mlip 0.2.5 to 1e-10 eV in float64).
+    (the ViSNet map is checked against mlip 0.2.5 to 1e-10 eV in float64, the
+    NequIP map to 1e-8 relative in energy, forces and stress).
 
     The arrays get the dtype of this session (float64 with ``jax_enable_x64``).
 
@@ -144,8 +150,9 @@ def force_field_from_mlip_zip(
     _check_version(path, hyperparams.get("version"), architecture)
     if architecture not in _CONVERTED:
         raise MlipZipError(
-            f"{path}: an mlip {architecture} model; only mlip's ViSNet and mlip "
-            f"0.1's NequIP and MACE zips convert so far ({architecture} has no map)."
+            f"{path}: an mlip {architecture} model; only mlip 0.2's ViSNet and "
+            "NequIP and mlip 0.1's NequIP and MACE zips convert so far "
+            f"({architecture} has no map)."
         )
     dataset_info = _dataset_info(path, hyperparams["dataset_info"])
     if architecture == "ViSNet":
@@ -154,6 +161,12 @@ def force_field_from_mlip_zip(
     elif architecture == "MACE (mlip 0.1)":
         network = Mace(_v1_mace_config(path, hyperparams["config"]), dataset_info)
         map_weights = mace_from_mlip_params
+    elif architecture == "NequIP":
+        try:
+            network = Nequip(nequip_v2_config(hyperparams["config"]), dataset_info)
+        except ValueError as error:
+            raise MlipZipError(f"{path}: {error}.") from None
+        map_weights = nequip_from_mlip_v2_params
     else:
         config = _nequip_config(path, hyperparams["config"], dataset_info)
         network = Nequip(config, dataset_info)

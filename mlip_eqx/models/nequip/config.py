@@ -45,6 +45,23 @@ class NequipConfig(Config):
         num_readout_heads: Number of readout heads: a structure's data set
             (``dataset_idx``) selects its head, as in the original library's
             0.2; 1: one head for every data set.
+        label_zero_irreps: Whether each layer's irreps are planned, as in the
+            original library's 0.1, from labels of its input that include irreps
+            still identically zero (the first layer's input is labelled with
+            every ``node_irreps``): they add radial MLP outputs and gates that do
+            not change the function. False: from the irreps the input holds, as
+            in the original library's 0.2 (fewer parameters).
+        use_residual_connection: Whether each layer adds a species-dependent
+            linear map of its input (the self-connection) before the gate (both
+            versions of the original library: True; its 0.2 can turn it off).
+        self_connection_fan_in_species: Whether the self-connection's output is
+            also divided by sqrt(number of species), as the original library's
+            0.1 computes it (a tensor product with the one-hot species, whose
+            fan-in counts them); its 0.2 divides by sqrt(fan-in) only (False).
+        gate_even_activation: Activation of the even scalars and even gates of
+            the gate.
+        gate_odd_activation: Activation of the odd scalars and odd gates (an odd
+            function: the odd scalars change sign under inversion).
     """
 
     num_layers: PositiveInt = 2
@@ -61,6 +78,11 @@ class NequipConfig(Config):
     )
     avg_num_neighbors: PositiveFloat | None = None
     num_readout_heads: PositiveInt = 1
+    label_zero_irreps: bool = True
+    use_residual_connection: bool = True
+    self_connection_fan_in_species: bool = True
+    gate_even_activation: ActivationName = "swish"
+    gate_odd_activation: ActivationName = "tanh"
 
     def __check_init__(self) -> None:
         name = type(self).__name__

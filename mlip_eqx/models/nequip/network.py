@@ -1,6 +1,9 @@
 """NequIP (Batzner et al., "E(3)-equivariant graph neural networks for
 data-efficient and accurate interatomic potentials", 2022) as an Equinox module,
-with the architecture of the original mlip library's version 0.1."""
+with the architecture of the original mlip library's version 0.1 by default and
+that of its version 0.2 by config options (``label_zero_irreps``,
+``self_connection_fan_in_species``, ``use_residual_connection``, the gate's
+activations)."""
 
 import e3nn_jax as e3nn
 import equinox as eqx
@@ -82,7 +85,8 @@ class Nequip(MLIPNetwork):
         node_irreps = e3nn.Irreps(config.node_irreps)
         num_scalars = node_irreps.count("0e")
         self.embedding = normal(embedding_key, (num_species, num_scalars), dtype)
-        labelled, nonzero = node_irreps, e3nn.Irreps(f"{num_scalars}x0e")
+        nonzero = e3nn.Irreps(f"{num_scalars}x0e")
+        labelled = node_irreps if config.label_zero_irreps else nonzero
         layers = []
         for layer_key in layer_keys:
             irreps = layer_irreps(node_irreps, labelled, nonzero, config.l_max)
@@ -99,6 +103,14 @@ class Nequip(MLIPNetwork):
                     num_species=num_species,
                     dtype=dtype,
                     key=layer_key,
+                    self_connection=config.use_residual_connection,
+                    self_connection_fan_in_species=(
+                        config.self_connection_fan_in_species
+                    ),
+                    gate_activations=(
+                        config.gate_even_activation,
+                        config.gate_odd_activation,
+                    ),
                 )
             )
             labelled, nonzero = irreps.labelled_out, irreps.nonzero_out

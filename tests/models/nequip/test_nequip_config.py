@@ -20,6 +20,13 @@ def test_defaults_are_those_of_the_original_library():
     assert config.scalar_mlp_std == 4.0
     assert config.atomic_energies is None
     assert config.avg_num_neighbors is None
+    # The original library's 0.1 architecture (0.2's by options).
+    assert config.label_zero_irreps and config.self_connection_fan_in_species
+    assert config.use_residual_connection
+    assert (config.gate_even_activation, config.gate_odd_activation) == (
+        "swish",
+        "tanh",
+    )
 
 
 def test_configs_are_frozen_hashable_and_round_trip_through_json():
@@ -57,6 +64,11 @@ def test_configs_are_frozen_hashable_and_round_trip_through_json():
         ("atomic_energies", {0: -1.0}),
         ("atomic_energies", {29: "low"}),
         ("avg_num_neighbors", -1.0),
+        ("label_zero_irreps", "no"),
+        ("use_residual_connection", 1),
+        ("self_connection_fan_in_species", None),
+        ("gate_even_activation", "gelu"),
+        ("gate_odd_activation", "none"),
     ],
 )
 def test_bad_value_raises_an_error_naming_the_field(field, value):

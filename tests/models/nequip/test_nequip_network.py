@@ -42,6 +42,29 @@ def test_parameter_count_equals_the_original_library(config, elements, expected)
     assert num_parameters(Nequip(config, counting_dataset_info(elements))) == expected
 
 
+# mlip 0.2's NequIP (mlip.models.Nequip): its default config, and five layers
+# without the residual connection.
+MLIP_0_2 = dict(label_zero_irreps=False, self_connection_fan_in_species=False)
+MLIP_0_2_DEFAULT = Nequip.Config(
+    node_irreps="128x0e + 128x0o + 64x1o + 64x1e + 32x2e + 32x2o", **MLIP_0_2
+)
+MLIP_0_2_NO_RESIDUAL = ORGANICS.replace(use_residual_connection=False, **MLIP_0_2)
+
+
+@pytest.mark.parametrize(
+    "config, elements, expected",
+    [
+        # Counted with mlip 0.2.5's mlip.models.Nequip for the same config and
+        # elements (mlip_eqx.models.convert.nequip_v2 maps its weights into ours).
+        (MLIP_0_2_DEFAULT, (28, 29, 47, 79), 602_688),
+        (MLIP_0_2_NO_RESIDUAL, range(1, 16), 362_272),
+    ],
+    ids=["default-4-elements", "no-residual-15-elements"],
+)
+def test_parameter_count_equals_mlip_0_2(config, elements, expected):
+    assert num_parameters(Nequip(config, counting_dataset_info(elements))) == expected
+
+
 def test_first_layer_reads_even_scalars_but_labels_all_irreps():
     """The radial MLP weights every labelled path, as in the original library;
     the features hold the irreps that are not identically zero."""
