@@ -25,7 +25,10 @@ after the other, alternating over ``--repeats``:
   ``MACECalculator``, our ``MLIPForceFieldASECalculator``);
 - MD step: mace-torch through ASE's Langevin driving its calculator (its MD
   route), ours through our JAX-MD engine (NVT Langevin, 300 K, 1 fs), median
-  over ``--steps`` steps (ours: episodes of that many steps, after the first).
+  over ``--steps`` steps (ours: episodes of that many steps, after the first);
+- the child's peak resident memory after each size (sizes run in increasing
+  order); a size that fails (e.g. out of memory) is recorded with its error and
+  an empty time.
 The ratio is mace-torch's time over ours from the same run. Fine-tuning epochs
 of the same model: ``foundation_fine_tuning``.
 """
@@ -52,11 +55,15 @@ def table_rows(runs: dict[str, list[dict]], sizes: list[int]) -> list[dict]:
     for size in map(str, sizes):
         row = {"atoms": int(size)}
         for library, key in (("mlip_eqx", "ours"), ("mace-torch", "torch")):
+            entries = [run["sizes"][size] for run in runs[library]]
+            row[f"{key}_peak_rss_mib"] = max(e["peak_rss_mib"] for e in entries)
             for part, field in FIELDS.items():
-                values = [run["sizes"][size][part][field] for run in runs[library]]
-                row[f"{key}_{part}_ms"] = statistics.median(values)
+                values = [e[part][field] for e in entries if part in e]
+                # None: every run of this size failed (its error is in runs)
+                row[f"{key}_{part}_ms"] = statistics.median(values) if values else None
         for part in ("calculator", "engine"):
-            row[f"{part}_ratio"] = row[f"torch_{part}_ms"] / row[f"ours_{part}_ms"]
+            ours, torch = row[f"ours_{part}_ms"], row[f"torch_{part}_ms"]
+            row[f"{part}_ratio"] = torch / ours if ours and torch else None
         rows.append(row)
     return rows
 
@@ -99,7 +106,9 @@ def main() -> None:
          ("calc torch", "torch_calculator_ms", 1),
          ("ratio", "calculator_ratio", 2),
          ("MD ours", "ours_engine_ms", 1), ("MD torch", "torch_engine_ms", 1),
-         ("ratio", "engine_ratio", 2)],
+         ("ratio", "engine_ratio", 2),
+         ("peak MiB ours", "ours_peak_rss_mib", 0),
+         ("peak MiB torch", "torch_peak_rss_mib", 0)],
     )  # fmt: skip
     write_record(
         args.output,

@@ -119,7 +119,8 @@ def time_mace_torch(model_file: str, sizes: list[int], calls: int, steps: int):
         model_paths=model_file, device="cpu", default_dtype="float32"
     )
     results = {"library": "mace-torch", "torch": torch.__version__, "sizes": {}}
-    for size in sizes:
+
+    def measure(size: int) -> dict:
         atoms = structure(size)
         atoms.calc = calculator
         entry = {"calculator": md.calculator_ms(atoms, calls)}
@@ -133,9 +134,26 @@ def time_mace_torch(model_file: str, sizes: list[int], calls: int, steps: int):
             dynamics.run(1)
             seconds.append(time.perf_counter() - start)
         entry["engine"] = {"ms_per_step": 1e3 * statistics.median(seconds)}
-        results["sizes"][str(size)] = entry
-        print("mace-torch", size, json.dumps(entry), flush=True)
+        return entry
+
+    for size in sizes:
+        results["sizes"][str(size)] = _measured("mace-torch", size, measure)
     return results
+
+
+def _measured(library: str, size: int, measure) -> dict:
+    """``measure(size)`` with the process's peak memory so far (sizes run in
+    increasing order, so it is that of the largest size yet), or the error
+    that stopped it (e.g. out of memory), so that the other sizes still count."""
+    from benchmarks.harness import peak_rss_mib
+
+    try:
+        entry = measure(size)
+    except (RuntimeError, MemoryError) as error:
+        entry = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+    entry["peak_rss_mib"] = peak_rss_mib()
+    print(library, size, json.dumps(entry), flush=True)
+    return entry
 
 
 def time_ours(zip_file: str, sizes: list[int], calls: int, steps: int) -> dict:
@@ -155,14 +173,16 @@ def time_ours(zip_file: str, sizes: list[int], calls: int, steps: int) -> dict:
         "jax": jax.__version__,
         "sizes": {},
     }
-    for size in sizes:
+
+    def measure(size: int) -> dict:
         atoms = structure(size)
-        entry = {
+        return {
             "calculator": md.time_calculator("mlip_eqx", force_field, atoms, calls),
             "engine": md.time_engine("mlip_eqx", force_field, atoms),
         }
-        results["sizes"][str(size)] = entry
-        print("mlip_eqx", size, json.dumps(entry), flush=True)
+
+    for size in sizes:
+        results["sizes"][str(size)] = _measured("mlip_eqx", size, measure)
     return results
 
 
