@@ -180,7 +180,7 @@ def expected_grouped_messages(
 def _chunk_case(num_edges: int = 300):
     """A coupling with two source groups, node features and edges (float64)."""
     keys = jax.random.split(jax.random.key(3), 5)
-    coupling = message_coupling(e3nn.Irreps("4x0e+4x1o"), 3, "0e+1o+2e+3o")
+    coupling = message_coupling(e3nn.Irreps("4x0e+4x1o"), 3, e3nn.Irreps("0e+1o+2e+3o"))
     features = e3nn.normal(coupling.source_irreps, keys[0], (11,), dtype=jnp.float64)
     vectors = jax.random.normal(keys[1], (num_edges, 3), jnp.float64)
     weights = jax.random.normal(
@@ -266,7 +266,9 @@ def test_chunked_messages_run_inside_shard_map():
 def test_chunk_size_bounds_the_messages_bytes(monkeypatch):
     from mlip_eqx.models.blocks import message_passing
 
-    coupling = message_coupling(e3nn.Irreps("128x0e+128x1o"), 3, "0e+1o+2e+3o")
+    coupling = message_coupling(
+        e3nn.Irreps("128x0e+128x1o"), 3, e3nn.Irreps("0e+1o+2e+3o")
+    )
     # 40 components x 128 channels x 4 bytes = 20,480 bytes per edge
     monkeypatch.setattr(message_passing, "MESSAGE_CHUNK_BYTES", 100 * 20_480 * 1024)
     chunk_size = message_passing.message_chunk_size
