@@ -17,7 +17,7 @@ import e3nn_jax as e3nn
 import numpy as np
 
 from mlip_eqx.models.blocks.linear import EquivariantLinear
-from mlip_eqx.models.convert.mlip_tree import Assignments, MlipParams
+from mlip_eqx.models.convert.mlip_tree import Assignments, MlipParams, output_block
 
 _WEIGHT = re.compile(r"weight(\d+)_(\d+)_(-?1)")
 
@@ -81,17 +81,9 @@ def add_e3j_linear(
             )
         if not math.isclose(instruction.path_weight, mul_in**-0.5, rel_tol=1e-12):
             raise ValueError(f"{module}: our normalisation of {irrep} differs")
-        start = sum(
-            mul
-            for k, (mul, ir) in enumerate(linear.irreps_out)
-            if str(ir) == irrep and k < instruction.i_out
+        block = output_block(
+            full, linear.irreps_out, instruction.i_out, irrep, row_order, module
         )
-        block = full[..., start : start + linear.irreps_out[instruction.i_out].mul]
-        if row_order is not None:
-            rows = row_order[irrep]
-            if sorted(rows) != list(range(mul_in)):
-                raise ValueError(f"{module}: the input rows of {irrep} differ")
-            block = block[..., rows, :]
         assignments.add(lambda n, index=index: where(n).weights[index], name, block)
     unused = sorted(set(blocks) - used)
     if unused:

@@ -9,6 +9,7 @@ anything else is an error that names the parameter.
 
 from collections.abc import Callable, Mapping
 
+import e3nn_jax as e3nn
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -148,3 +149,33 @@ class Assignments:
         ]
         wheres = [where for where, _, _ in self.entries]
         return eqx.tree_at(lambda n: [where(n) for where in wheres], network, values)
+
+
+def output_block(
+    full: np.ndarray,
+    irreps_out: e3nn.Irreps,
+    i_out: int,
+    irrep: str,
+    row_order: Mapping[str, np.ndarray] | None,
+    module: str,
+) -> np.ndarray:
+    """The columns of one output block ``irreps_out[i_out]`` (an ``irrep``) of
+    ``full``, mlip's map [..., rows, all outputs of ``irrep``], with its rows
+    reordered by ``row_order[irrep]`` (None: kept).
+
+    Raises:
+        ValueError: ``row_order`` is not a permutation of the block's rows.
+    """
+    start = sum(
+        mul for k, (mul, ir) in enumerate(irreps_out) if str(ir) == irrep and k < i_out
+    )
+    block = full[..., start : start + irreps_out[i_out].mul]
+    if row_order is not None:
+        rows = row_order[irrep]
+        if sorted(rows) != list(range(block.shape[-2])):
+            raise ValueError(
+                f"mlip's {module!r}: {block.shape[-2]} rows of "
+                f"{irrep}, {len(rows)} of ours"
+            )
+        block = block[..., rows, :]
+    return block

@@ -8,7 +8,7 @@ import e3nn_jax as e3nn
 import numpy as np
 
 from mlip_eqx.models.blocks.linear import EquivariantLinear
-from mlip_eqx.models.convert.mlip_tree import Assignments, MlipParams
+from mlip_eqx.models.convert.mlip_tree import Assignments, MlipParams, output_block
 from mlip_eqx.models.nequip import Nequip
 from mlip_eqx.models.nequip.irreps import LayerIrreps
 from mlip_eqx.models.nequip.layer import NequipLayer
@@ -168,20 +168,9 @@ def add_linear(
                 f"mlip's {module!r} has {full.shape[-1]} output "
                 f"channels of {irrep}; ours {sum(ours)}"
             )
-        start = sum(
-            mul
-            for k, (mul, ir) in enumerate(linear.irreps_out)
-            if str(ir) == irrep and k < instruction.i_out
+        block = output_block(
+            full, linear.irreps_out, instruction.i_out, irrep, row_order, module
         )
-        block = full[..., start : start + linear.irreps_out[instruction.i_out].mul]
-        if row_order is not None:
-            rows = row_order[irrep]
-            if sorted(rows) != list(range(block.shape[-2])):
-                raise ValueError(
-                    f"mlip's {module!r}: {block.shape[-2]} rows of "
-                    f"{irrep}, {len(rows)} of ours"
-                )
-            block = block[..., rows, :]
         assignments.add(
             lambda n, index=index: where(n).weights[index],
             " + ".join(names),
