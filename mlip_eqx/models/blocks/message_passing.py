@@ -19,6 +19,7 @@ import e3nn_jax as e3nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int
 
 from mlip_eqx.utils.precision_cache import cache_per_precision
@@ -271,7 +272,9 @@ def summed_messages(
     return _to_irreps_array(coupling, summed)
 
 
-def message_chunk_size(coupling: MessageCoupling, num_edges: int, dtype) -> int:
+def message_chunk_size(
+    coupling: MessageCoupling, num_edges: int, dtype: DTypeLike
+) -> int:
     """The number of edges whose messages are evaluated at once: all of them,
     unless their messages would take more than ``MESSAGE_CHUNK_BYTES`` (then
     the largest multiple of 1,024 edges that fits, at least 1,024).
