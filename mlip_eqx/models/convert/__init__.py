@@ -14,6 +14,7 @@ from mlip_eqx.models.convert.mace_torch import (
     force_field_from_mace_torch,
     load_mace_torch_model,
 )
+from mlip_eqx.models.convert.mace_v2 import mace_from_mlip_v2_params
 from mlip_eqx.models.convert.mlip_tree import flatten_mlip_params
 from mlip_eqx.models.convert.mlip_zip import (
     MlipZipError,
@@ -26,6 +27,7 @@ from mlip_eqx.models.convert.visnet import visnet_from_mlip_params
 
 __all__ = [
     "mace_from_mlip_params",
+    "mace_from_mlip_v2_params",
     "MaceTorchConversionError",
     "force_field_from_mace_torch",
     "load_mace_torch_model",

@@ -4,7 +4,7 @@ mlip 0.2.5) into our :class:`~mlip_eqx.models.Mace`."""
 from collections.abc import Callable, Mapping
 
 from mlip_eqx.models.blocks.readouts import LinearReadout
-from mlip_eqx.models.convert.mlip_tree import Assignments, MlipParams
+from mlip_eqx.models.convert.mlip_tree import Assignments, MlipParams, layer_part
 from mlip_eqx.models.convert.nequip import _SPECIES_PRODUCT, add_linear
 from mlip_eqx.models.mace import Mace
 from mlip_eqx.models.mace.network import MaceLayer
@@ -52,13 +52,7 @@ def _add_layer(
     prefix = f"{_BLOCK}/layer_{index}"
 
     def at(*names: str) -> Callable:
-        def where(network: Mace):
-            module = network.layers[index]
-            for name in names:
-                module = getattr(module, name)
-            return module
-
-        return where
+        return layer_part(index, *names)
 
     interaction = layer.interaction
     linears = (

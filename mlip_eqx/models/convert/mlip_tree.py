@@ -179,3 +179,16 @@ def output_block(
             )
         block = block[..., rows, :]
     return block
+
+
+def layer_part(index: int, *names: str) -> Callable:
+    """``network.layers[index].<names...>`` as a function of the network (where an
+    assignment goes)."""
+
+    def where(network: eqx.Module):
+        module = network.layers[index]
+        for name in names:
+            module = getattr(module, name)
+        return module
+
+    return where

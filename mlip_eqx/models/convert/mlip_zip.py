@@ -7,13 +7,12 @@ mlip 0.2's ``save_model_to_zip`` writes two entries: ``hyperparams.json``
 one array per path joined by "#" (``"params#mlip_network#embedding_block#..."``).
 The zip does not name the architecture: it is recognised by the network's
 top-level modules. Converted: mlip 0.2's ViSNet (``models.Visnet``, mapped by
-:mod:`mlip_eqx.models.convert.visnet`) and NequIP (``models.Nequip``, mapped by
-:mod:`mlip_eqx.models.convert.nequip_v2`), and the NequIP and MACE of mlip 0.1
+:mod:`mlip_eqx.models.convert.visnet`), NequIP (``models.Nequip``, mapped by
+:mod:`mlip_eqx.models.convert.nequip_v2`) and MACE (``models.Mace``, mapped by
+:mod:`mlip_eqx.models.convert.mace_v2`), and the NequIP and MACE of mlip 0.1
 (``models_v1``: the published NequIP and MACE models were trained with them;
 mlip 0.2.5 still loads and saves them; mapped by
 :mod:`mlip_eqx.models.convert.nequip` and :mod:`mlip_eqx.models.convert.mace`).
-mlip 0.2's MACE (e3j-based modules) is recognised and refused by name (no map
-here yet).
 """
 
 import json
@@ -27,6 +26,7 @@ import numpy as np
 
 from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models.convert.mace import mace_from_mlip_params
+from mlip_eqx.models.convert.mace_v2 import mace_from_mlip_v2_params, mace_v2_config
 from mlip_eqx.models.convert.nequip import nequip_from_mlip_params
 from mlip_eqx.models.convert.nequip_v2 import (
     nequip_from_mlip_v2_params,
@@ -54,7 +54,12 @@ _ARCHITECTURES = {
     "NequipBlock_0": "NequIP (mlip 0.1)",
     "MaceBlock_0": "MACE (mlip 0.1)",
 }
-_CONVERTED = ("ViSNet", "NequIP", "NequIP (mlip 0.1)", "MACE (mlip 0.1)")
+# mlip 0.2's e3j-based networks: (our network, its config of mlip's, the map of
+# mlip's parameters); their config functions raise ValueError naming an option.
+_V2_NETWORKS = {
+    "NequIP": (Nequip, nequip_v2_config, nequip_from_mlip_v2_params),
+    "MACE": (Mace, mace_v2_config, mace_from_mlip_v2_params),
+}
 _V1_ARCHITECTURES = ("NequIP (mlip 0.1)", "MACE (mlip 0.1)")
 # mlip 0.1's NequIP and MACE options without effect on the function computed.
 _V1_IGNORED = ("deterministic_scatter_ops",)
@@ -123,7 +128,7 @@ def force_field_from_mlip_zip(
 ) -> ForceField:
     """Our force field of a model zip written by mlip 0.2.x: the same network
     (the ViSNet map is checked against mlip 0.2.5 to 1e-10 eV in float64, the
-    NequIP map to 1e-8 relative in energy, forces and stress).
+    NequIP and MACE maps to 1e-8 relative in energy, forces and stress).
 
     The arrays get the dtype of this session (float64 with ``jax_enable_x64``).
 
@@ -148,25 +153,19 @@ def force_field_from_mlip_zip(
         )
     architecture = _architecture(path, network_params)
     _check_version(path, hyperparams.get("version"), architecture)
-    if architecture not in _CONVERTED:
-        raise MlipZipError(
-            f"{path}: an mlip {architecture} model; only mlip 0.2's ViSNet and "
-            "NequIP and mlip 0.1's NequIP and MACE zips convert so far "
-            f"({architecture} has no map)."
-        )
     dataset_info = _dataset_info(path, hyperparams["dataset_info"])
-    if architecture == "ViSNet":
+    if architecture in _V2_NETWORKS:
+        network_class, make_config, map_weights = _V2_NETWORKS[architecture]
+        try:
+            network = network_class(make_config(hyperparams["config"]), dataset_info)
+        except ValueError as error:
+            raise MlipZipError(f"{path}: {error}.") from None
+    elif architecture == "ViSNet":
         network = Visnet(_visnet_config(path, hyperparams["config"]), dataset_info)
         map_weights = visnet_from_mlip_params
     elif architecture == "MACE (mlip 0.1)":
         network = Mace(_v1_mace_config(path, hyperparams["config"]), dataset_info)
         map_weights = mace_from_mlip_params
-    elif architecture == "NequIP":
-        try:
-            network = Nequip(nequip_v2_config(hyperparams["config"]), dataset_info)
-        except ValueError as error:
-            raise MlipZipError(f"{path}: {error}.") from None
-        map_weights = nequip_from_mlip_v2_params
     else:
         config = _nequip_config(path, hyperparams["config"], dataset_info)
         network = Nequip(config, dataset_info)

@@ -260,7 +260,6 @@ class SymmetricContraction(eqx.Module):
             ValueError: If the basis maps outside the span of ours (it is not
                 an equivariant basis of the same irreps).
         """
-        ours = self._basis(order, self.irreps_out)
         symmetric = _symmetric_chunks(str(self.irreps_in), order, str(self.irreps_out))
         if ir not in symmetric:
             if np.any(basis != 0.0):
@@ -278,7 +277,26 @@ class SymmetricContraction(eqx.Module):
                 f"the order-{order} basis of {ir} is not spanned by ours"
             ) from None
         effective = np.einsum("jk,skc->sjc", in_symmetric, weights)
-        to_symmetric = ours.to_symmetric[ir]
+        return self.weights_from_symmetric(order, ir, effective)
+
+    def weights_from_symmetric(
+        self, order: int, ir: str, effective: np.ndarray
+    ) -> np.ndarray:
+        """The weights ``w{order}_{ir}`` whose effective weights (in the
+        symmetric basis) are ``effective``.
+
+        Args:
+            order: The correlation order.
+            ir: The output irrep, e.g. "1o".
+            effective: [num_species, num_symmetric, num_channels].
+
+        Returns:
+            Our weights, [num_species, num_weights, num_channels], float64.
+
+        Raises:
+            ValueError: If no weights of ours give them.
+        """
+        to_symmetric = self._basis(order, self.irreps_out).to_symmetric[ir]
         solution = np.einsum("kj,sjc->skc", np.linalg.pinv(to_symmetric), effective)
         if not np.allclose(
             np.einsum("jk,skc->sjc", to_symmetric, solution),
@@ -287,6 +305,26 @@ class SymmetricContraction(eqx.Module):
         ):
             raise ValueError(f"the order-{order} weights of {ir} have no equivalent")
         return solution
+
+    def symmetric_features(
+        self, order: int, ir: str, samples: np.ndarray
+    ) -> np.ndarray:
+        """The features of order ``order`` in the symmetric basis of ``ir`` (those
+        the effective weights multiply) of one channel's features, in numpy.
+
+        Args:
+            order: The correlation order.
+            ir: The output irrep, e.g. "1o".
+            samples: One channel's features, [N, irreps_in.dim].
+
+        Returns:
+            [N, num_symmetric, ir.dim], float64 (no symmetric path: 0 features).
+        """
+        basis = self._basis(order, self.irreps_out)
+        if ir not in basis.coupling:
+            return np.zeros((len(samples), 0, e3nn.Irrep(ir).dim))
+        products = np.prod(np.asarray(samples, np.float64)[:, basis.monomials], -1)
+        return np.einsum("nt,tjd->njd", products, basis.coupling[ir])
 
     def _effective_weights(
         self, basis: _OrderBasis, order: int, ir: str, dtype: DTypeLike

@@ -1,16 +1,17 @@
-"""mlip 0.2's own NequIP predictions, for ``test_mlip_nequip_zip.py``; run in
-mlip's interpreter (not mlip_eqx's): ``python mlip_nequip_reference.py
-request.json``.
+"""mlip 0.2's own NequIP and MACE predictions, for ``test_mlip_nequip_zip.py``
+and ``test_mlip_mace_zip.py``; run in mlip's interpreter (not mlip_eqx's):
+``python mlip_nequip_reference.py request.json``.
 
-The request names the structures (atomic numbers, positions, cell, pbc), the
-DatasetInfo and the jobs: ``{"config": {...}, "zip": path, "seed": k}`` builds
-``mlip.models.Nequip`` of that config with mlip's random initial weights
-(times 1.25, plus normal offsets of standard deviation 0.1, so that no weight is
-zero and every path matters), saves it with ``save_model_to_zip`` and predicts;
-``{"load": path}`` predicts with a zip (mlip's ``load_model_from_zip``). The
-weights are float64 and JAX runs in float64. The answer, written to the
-request's "output" path, holds per job the energy, forces and stress of every
-structure, and the names and shapes of the parameters.
+The request names the model ("Nequip", the default, or "Mace"), the structures
+(atomic numbers, positions, cell, pbc), the DatasetInfo and the jobs:
+``{"config": {...}, "zip": path, "seed": k}`` builds the model of that config
+with mlip's random initial weights (times 1.25, plus normal offsets of standard
+deviation 0.1, so that no weight is zero and every path matters), saves it with
+``save_model_to_zip`` and predicts; ``{"load": path}`` predicts with a zip
+(mlip's ``load_model_from_zip``). The weights are float64 and JAX runs in
+float64. The answer, written to the request's "output" path, holds per job the
+energy, forces and stress of every structure, and the names and shapes of the
+parameters.
 """
 
 import json
@@ -29,17 +30,18 @@ from mlip.data.helpers.dummy_init_graph import (  # noqa: E402
     get_dummy_graph_for_model_init,
 )
 from mlip.inference import run_batched_inference  # noqa: E402
-from mlip.models import ForceField, Nequip  # noqa: E402
+from mlip.models import ForceField, Mace, Nequip  # noqa: E402
 from mlip.models.model_io import load_model_from_zip, save_model_to_zip  # noqa: E402
 from mlip.typing.properties import Properties  # noqa: E402
 
 WEIGHT_SCALE = 1.25
 WEIGHT_OFFSET = 0.1
 PROPERTIES = Properties(stress=True)
+MODELS = {"Nequip": Nequip, "Mace": Mace}
 
 
-def _random_force_field(config: dict, dataset_info: DatasetInfo, seed: int):
-    network = Nequip(Nequip.Config(**config), dataset_info)
+def _random_force_field(model, config: dict, dataset_info: DatasetInfo, seed: int):
+    network = model(model.Config(**config), dataset_info)
     # ForceField.from_mlip_network, with the initialisation compiled as one
     # program (eagerly, it compiles hundreds of small ones: minutes).
     predictor = ForceField.get_predictor_class(PROPERTIES, network.config)(
@@ -82,12 +84,15 @@ def main(request_path: str) -> None:
         )
         for s in request["structures"]
     ]
+    model = MODELS[request.get("model", "Nequip")]
     answers = []
     for job in request["jobs"]:
         if "load" in job:
-            force_field = load_model_from_zip(Nequip, job["load"], PROPERTIES)
+            force_field = load_model_from_zip(model, job["load"], PROPERTIES)
         else:
-            force_field = _random_force_field(job["config"], dataset_info, job["seed"])
+            force_field = _random_force_field(
+                model, job["config"], dataset_info, job["seed"]
+            )
             save_model_to_zip(job["zip"], force_field)
         force_field = _float64(force_field)
         # One batch per structure: mlip batches periodic structures only with

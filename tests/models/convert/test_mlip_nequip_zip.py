@@ -231,21 +231,22 @@ def _mlip_site_packages() -> list[str]:
     return glob.glob(str(root / "lib" / "python3*" / "site-packages" / "mlip"))
 
 
-@pytest.fixture(scope="module")
-def mlip_answers(tmp_path_factory):
+def mlip_reference_answers(
+    directory: Path, model: str, settings: dict, jobs_config: dict, pinned: Path
+) -> dict:
     """mlip's predictions (and parameter shapes) for the zips it writes of
-    SETTINGS, then for the pinned zip; runs mlip once for all."""
-    directory = tmp_path_factory.mktemp("mlip_nequip")
-    pinned = write_zip(directory / "pinned.zip", pinned_params(), MLIP_CONFIG)
+    ``settings`` (changes of ``jobs_config``), then for the zip ``pinned``; runs
+    mlip (``model``: "Nequip" or "Mace") once for all. Setting -> (zip, answer)."""
     jobs = [
         {
-            "config": MLIP_CONFIG | changes,
+            "config": jobs_config | changes,
             "zip": str(directory / f"{name}.zip"),
             "seed": seed,
         }
-        for seed, (name, changes) in enumerate(SETTINGS.items())
+        for seed, (name, changes) in enumerate(settings.items())
     ]
     request = {
+        "model": model,
         "dataset_info": DATASET_INFO,
         "structures": [
             {
@@ -270,8 +271,35 @@ def mlip_answers(tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     answers = json.loads((directory / "answers.json").read_text())
-    zips = [directory / f"{name}.zip" for name in SETTINGS] + [pinned]
-    return dict(zip([*SETTINGS, "pinned"], zip(zips, answers, strict=True)))
+    zips = [directory / f"{name}.zip" for name in settings] + [pinned]
+    return dict(zip([*settings, "pinned"], zip(zips, answers, strict=True)))
+
+
+def assert_predicts_as_mlip(predictions: list, layout: dict, answer: dict) -> None:
+    """Our predictions and parameter layout are mlip's (1e-8 relative)."""
+    mlip_layout = {
+        name.replace("params/mlip_network/", "params/"): tuple(shape)
+        for name, shape in answer["shapes"].items()
+    }
+    assert layout == mlip_layout
+    for index, prediction in enumerate(predictions):
+        mlip_energy = answer["energy"][index]
+        assert abs(prediction.energy - mlip_energy) <= 1e-8 * abs(mlip_energy)
+        mlip_forces = np.asarray(answer["forces"][index])
+        error = np.max(np.abs(prediction.forces - mlip_forces))
+        assert error <= 1e-8 * np.max(np.abs(mlip_forces))
+        if index == 0:  # the periodic cell
+            mlip_stress = np.asarray(answer["stress"][index])
+            error = np.max(np.abs(prediction.stress - mlip_stress))
+            assert error <= 1e-8 * np.max(np.abs(mlip_stress))
+
+
+@pytest.fixture(scope="module")
+def mlip_answers(tmp_path_factory):
+    """mlip's predictions for the zips it writes of SETTINGS and the pinned zip."""
+    directory = tmp_path_factory.mktemp("mlip_nequip")
+    pinned = write_zip(directory / "pinned.zip", pinned_params(), MLIP_CONFIG)
+    return mlip_reference_answers(directory, "Nequip", SETTINGS, MLIP_CONFIG, pinned)
 
 
 needs_mlip = pytest.mark.skipif(
@@ -288,22 +316,7 @@ def test_converted_mlip_nequip_zips_predict_as_mlip(mlip_answers, setting):
     with jax.enable_x64(True):
         force_field = load_model_from_zip(None, path)
         predictions = predict_each(force_field, structures())
-    layout = nequip_v2_layout(force_field.network)
-    mlip_layout = {
-        name.replace("params/mlip_network/", "params/"): tuple(shape)
-        for name, shape in answer["shapes"].items()
-    }
-    assert layout == mlip_layout
-    for index, prediction in enumerate(predictions):
-        mlip_energy = answer["energy"][index]
-        assert abs(prediction.energy - mlip_energy) <= 1e-8 * abs(mlip_energy)
-        mlip_forces = np.asarray(answer["forces"][index])
-        error = np.max(np.abs(prediction.forces - mlip_forces))
-        assert error <= 1e-8 * np.max(np.abs(mlip_forces))
-        if index == 0:  # the periodic cell
-            mlip_stress = np.asarray(answer["stress"][index])
-            error = np.max(np.abs(prediction.stress - mlip_stress))
-            assert error <= 1e-8 * np.max(np.abs(mlip_stress))
+    assert_predicts_as_mlip(predictions, nequip_v2_layout(force_field.network), answer)
     if setting == "pinned":
         np.testing.assert_allclose(answer["energy"], PINNED_ENERGIES, rtol=1e-12)
         np.testing.assert_allclose(answer["forces"][0][0], PINNED_FORCES, rtol=1e-10)
