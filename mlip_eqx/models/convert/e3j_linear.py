@@ -29,6 +29,7 @@ def add_e3j_linear(
     linear: EquivariantLinear,
     module: str,
     row_order: dict[str, np.ndarray] | None = None,
+    zero_inputs: frozenset[str] = frozenset(),
 ) -> None:
     """The assignments of an EquivariantLinear from e3j's arrays of ``module``.
 
@@ -44,6 +45,8 @@ def add_e3j_linear(
         module: mlip's module path, e.g. ``"params/NequipLayer_0/residual_block"``.
         row_order: For each input irrep (as a string), mlip's input row of each
             of our input rows; None: the same rows.
+        zero_inputs: Input irreps (as strings) that are identically zero in
+            mlip's network and absent from ours: their arrays are dropped.
 
     Raises:
         ValueError: Naming an mlip parameter that is missing, unexpected, of the
@@ -85,7 +88,7 @@ def add_e3j_linear(
             full, linear.irreps_out, instruction.i_out, irrep, row_order, module
         )
         assignments.add(lambda n, index=index: where(n).weights[index], name, block)
-    unused = sorted(set(blocks) - used)
+    unused = sorted(set(blocks) - used - zero_inputs)
     if unused:
         raise ValueError(
             f"mlip parameters {[blocks[irrep] for irrep in unused]} map to no "

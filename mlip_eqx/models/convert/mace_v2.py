@@ -11,10 +11,13 @@ mlip's (the energy, invariant under inversion, would be the same without). Its
 symmetric contraction on e3j (the default backend) is mapped by least squares
 (:mod:`mlip_eqx.models.convert.e3j_power`); its e3nn backends hold our weights.
 It normalises with the dataset's neighbour count and shortest edge length,
-whatever its config says. Refused by name: the options ours lacks (node gating,
-soft normalisation, Gaunt tensor products, pseudotensors, a radial MLP activation
-other than ``activation``, non-scalar hidden readout irreps, partial charges and
-the charge embedding).
+whatever its config says. With pseudotensors, mlip's interactions also output the
+irreps no message reaches (zero), which its first species-wise map and its
+contraction take: their weights there act on zeros and are dropped. Refused by
+name: the options ours lacks (node gating, soft normalisation, Gaunt tensor
+products, a radial MLP activation other than ``activation``, non-scalar hidden
+readout irreps, partial charges and the charge embedding) and pseudotensors with
+the e3nn backends (whose bases then span mlip's zero irreps too).
 """
 
 import functools
@@ -50,7 +53,6 @@ _FIXED = {
     "gate_nodes": False,
     "soft_normalization": None,
     "use_gaunt_tp_message_passing": False,
-    "include_pseudotensors": False,
 }
 # Options without effect on the function computed: mlip 0.2's MACE takes the
 # neighbour count and the shortest edge length from the dataset, the species count
@@ -78,6 +80,7 @@ _RENAMED = {
     "radial_envelope": "radial_envelope",
     "activation": "activation",
     "residual_connection_first_layer": "first_layer_residual",
+    "include_pseudotensors": "include_pseudotensors",
 }
 
 
@@ -109,6 +112,10 @@ def mace_v2_config(values: Mapping[str, Any]) -> MaceConfig:
     )
     backend = values.pop("symmetric_contraction_backend", "e3j")
     ours["symmetric_tensor_product_basis"] = _BACKENDS[backend]
+    if values.get("include_pseudotensors") and backend != "e3j":
+        # mlip's e3nn bases then also span its identically zero irreps.
+        supported = "False with the e3nn contraction backends"
+        raise options.unsupported("include_pseudotensors", True, supported)
     activation = values.get("activation", "silu")
     radial_activation = values.pop("radial_mlp_activation", "silu")
     if radial_activation != activation:
@@ -145,8 +152,7 @@ def mace_from_mlip_v2_params(network: Mace, params: Mapping) -> Mace:
     """
     config = network.config
     if (
-        config.include_pseudotensors
-        or config.density_normalisation
+        config.density_normalisation
         or config.pair_repulsion
         or config.distance_transform != "none"
         or not config.normalise_radial_embedding
@@ -202,8 +208,18 @@ def _add_layer(
             name,
             kernel,
         )
-    species = "residual_block" if layer.has_residual else "linear_by_species_block"
-    linear(("species_linear",), f"{prefix}/{species}")
+    if layer.has_residual:
+        linear(("species_linear",), f"{prefix}/residual_block")
+    else:
+        # mlip's map acts on all its interaction irreps, also those that no
+        # message reaches (zero; only with pseudotensors); ours on the others.
+        reached = {str(ir) for _, ir in layer.species_linear.irreps_in}
+        zero = {str(ir) for _, ir in mlip_interaction_irreps(config)} - reached
+        linear(
+            ("species_linear",),
+            f"{prefix}/linear_by_species_block",
+            zero_inputs=frozenset(zero),
+        )
     expansion = f"{prefix}/expansion_block"
     _add_contraction(assignments, mlip, index, layer, config, expansion)
     linear(("product_basis", "linear"), f"{expansion}/linear_block")
@@ -244,7 +260,7 @@ def _add_contraction(
     names = mlip.names_under(module)
     e3j = f"{module}/LinearIndexwise_0/"
     if any(name.startswith(e3j) for name in names):
-        source = e3nn.Irreps.spherical_harmonics(config.l_max)
+        source = mlip_interaction_irreps(config)
         is_last = index == config.num_layers - 1
         keep = e3nn.Irreps(
             "0e"
@@ -284,6 +300,14 @@ def _add_contraction(
             name,
             value,
         )
+
+
+def mlip_interaction_irreps(config: MaceConfig) -> e3nn.Irreps:
+    """mlip's irreps of one channel of the interactions' outputs (the
+    contraction's input), in its order; some are zero (no message reaches them)."""
+    if config.include_pseudotensors:
+        return e3nn.Irreps(e3nn.Irrep.iterator(config.l_max))
+    return e3nn.Irreps.spherical_harmonics(config.l_max)
 
 
 def _e3j_weight_irrep(name: str, module: str) -> e3nn.Irrep:

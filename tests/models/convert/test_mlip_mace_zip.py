@@ -27,7 +27,7 @@ from mlip_eqx.models.convert.e3j_power import (
     e3j_power_counts,
     e3j_power_features,
 )
-from mlip_eqx.models.convert.mace_v2 import mace_v2_config
+from mlip_eqx.models.convert.mace_v2 import mace_v2_config, mlip_interaction_irreps
 from mlip_eqx.models.convert.mlip_zip import MlipZipError
 from mlip_eqx.models.mace.symmetric_contraction import SymmetricContraction
 from mlip_eqx.models.model_io import load_model_from_zip
@@ -73,6 +73,7 @@ SETTINGS = {
     "e3nn_symmetric_backend": {
         "symmetric_contraction_backend": "e3nn_symmetric", "correlation": 2,
     },
+    "pseudotensors": {"include_pseudotensors": True, "node_symmetry": 2},
 }  # fmt: skip
 # What mlip 0.2.5 predicts, in float64, with the zip of ``pinned_params()`` and
 # MLIP_CONFIG (its own load_model_from_zip and run_batched_inference; computed
@@ -100,21 +101,26 @@ def mace_v2_layout(network: Mace, backend: str = "e3j") -> dict[str, tuple]:
         shapes |= _linear_shapes(f"{block}/linear_in", source, source)
         for k, weight in enumerate(interaction.radial_mlp.weights):
             shapes[f"{block}/radial_mlp/layers_{k}/kernel"] = weight.shape
-        down = interaction.linear_down
-        shapes |= _linear_shapes(f"{block}/linear_out", down.irreps_in, down.irreps_out)
-        name = "residual_block" if layer.has_residual else "linear_by_species_block"
-        species = layer.species_linear
+        # mlip's interactions output all its irreps, some zero (pseudotensors).
+        everything = interaction.target_irreps
         shapes |= _linear_shapes(
-            f"{prefix}/{name}",
-            species.irreps_in,
-            species.irreps_out,
-            network.num_species,
+            f"{block}/linear_out", interaction.linear_down.irreps_in, everything
+        )
+        if layer.has_residual:
+            species = layer.species_linear
+            source, target = species.irreps_in, species.irreps_out
+        else:
+            source = target = everything
+        name = "residual_block" if layer.has_residual else "linear_by_species_block"
+        shapes |= _linear_shapes(
+            f"{prefix}/{name}", source, target, network.num_species
         )
         expansion = f"{prefix}/expansion_block"
         shapes |= _contraction_shapes(
             f"{expansion}/symmetric_contraction",
             layer.product_basis.symmetric_contraction,
             backend,
+            mlip_interaction_irreps(network.config),
         )
         linear = layer.product_basis.linear
         shapes |= _linear_shapes(
@@ -134,14 +140,12 @@ def mace_v2_layout(network: Mace, backend: str = "e3j") -> dict[str, tuple]:
     return shapes
 
 
-def _contraction_shapes(module: str, contraction, backend: str) -> dict:
+def _contraction_shapes(module: str, contraction, backend: str, source) -> dict:
     """e3nn backends: our weights; e3j: one LinearIndexwise weight per irrep,
-    [species, channels, 1, features of all orders]."""
+    [species, channels, 1, features of all orders of mlip's ``source``]."""
     if backend != "e3j":
         return {f"{module}/{key}": w.shape for key, w in contraction.weights.items()}
-    counts = e3j_power_counts(
-        contraction.irreps_in, contraction.irreps_out, contraction.correlation
-    )
+    counts = e3j_power_counts(source, contraction.irreps_out, contraction.correlation)
     species, _, channels = next(iter(contraction.weights.values())).shape
     return {
         f"{module}/LinearIndexwise_0/weight{i}_{ir.l}_{ir.p}": (
@@ -186,26 +190,27 @@ def test_an_mlip_0_2_mace_zip_predicts_mlips_pinned_values(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "option, value, message",
+    "changes, message",
     [
-        ("gate_nodes", True, "gate_nodes=True is not"),
-        ("soft_normalization", 2.0, "soft_normalization=2.0 is not"),
-        ("symmetric_contraction_backend", "gaunt_tp", "backend='gaunt_tp' is not"),
-        ("use_gaunt_tp_message_passing", True, "use_gaunt_tp_message_passing=True"),
-        ("radial_mlp_activation", "tanh", "radial_mlp_activation='tanh' is not"),
-        ("radial_envelope", "cosine_cutoff", "radial_envelope='cosine_cutoff' is"),
-        ("activation", "none", "activation='none' is not"),
-        ("readout_irreps", ["4x0e + 2x1o", "0e"], "readout_irreps=.* is not"),
-        ("predict_partial_charges", True, "predict_partial_charges=True is not"),
-        ("use_coulomb_term", True, "use_coulomb_term=True is not"),
-        ("include_pseudotensors", True, "include_pseudotensors=True is not"),
-        ("use_moe", True, r"MACE config options \['use_moe'\] are not known"),
+        ({"gate_nodes": True}, "gate_nodes=True is not"),
+        ({"soft_normalization": 2.0}, "soft_normalization=2.0 is not"),
+        ({"symmetric_contraction_backend": "gaunt_tp"}, "backend='gaunt_tp' is"),
+        ({"use_gaunt_tp_message_passing": True}, "use_gaunt_tp_message_passing="),
+        ({"radial_mlp_activation": "tanh"}, "radial_mlp_activation='tanh' is"),
+        ({"radial_envelope": "cosine_cutoff"}, "radial_envelope='cosine_cutoff'"),
+        ({"activation": "none"}, "activation='none' is not"),
+        ({"readout_irreps": ["4x0e + 2x1o", "0e"]}, "readout_irreps=.* is not"),
+        ({"predict_partial_charges": True}, "predict_partial_charges=True is"),
+        ({"use_coulomb_term": True}, "use_coulomb_term=True is not"),
+        (
+            {"include_pseudotensors": True, "symmetric_contraction_backend": "e3nn"},
+            r"include_pseudotensors=True is not supported \(only False with the e3nn",
+        ),
+        ({"use_moe": True}, r"MACE config options \['use_moe'\] are not known"),
     ],
 )
-def test_options_ours_cannot_compute_are_named(tmp_path, option, value, message):
-    path = write_zip(
-        tmp_path / "mace.zip", pinned_params(), MLIP_CONFIG | {option: value}
-    )
+def test_options_ours_cannot_compute_are_named(tmp_path, changes, message):
+    path = write_zip(tmp_path / "mace.zip", pinned_params(), MLIP_CONFIG | changes)
     with pytest.raises(MlipZipError, match=message):
         load_model_from_zip(None, path)
 
