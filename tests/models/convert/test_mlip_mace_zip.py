@@ -235,13 +235,15 @@ def test_e3j_power_features_are_equivariant_and_map_onto_ours():
     assert counts == [{"0e": 1, "1o": 1}, {"0e": 2, "1o": 2}, {"0e": 4, "1o": 6}]
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5, source.dim))
-    # A rotation with inversion, in one program (eagerly: many small ones).
-    matrices = jax.jit(
-        lambda: [
-            irreps.D_from_matrix(-e3nn.rand_matrix(jax.random.key(2), ()))
-            for irreps in (source, *(ir for _, ir in keep))
-        ]
-    )()
+    # A rotation with inversion, in one program (eagerly: many small ones), in
+    # float64 (float32's Wigner matrices agree with the rotation to 1e-7 only).
+    with jax.enable_x64(True):
+        matrices = jax.jit(
+            lambda: [
+                irreps.D_from_matrix(-e3nn.rand_matrix(jax.random.key(2), ()))
+                for irreps in (source, *(ir for _, ir in keep))
+            ]
+        )()
     source_matrix, *irrep_matrices = (np.asarray(m) for m in matrices)
     wigner = {str(ir): m for (_, ir), m in zip(keep, irrep_matrices)}
     rotated = x @ source_matrix.T
