@@ -22,7 +22,6 @@ import pytest
 import scipy.linalg
 from scipy.spatial.transform import Rotation
 
-from mlip_eqx.data.dataset_info import DatasetInfo
 from mlip_eqx.models import Mace
 from mlip_eqx.models.convert.e3j_power import (
     contraction_weights_from_e3j,
@@ -39,6 +38,7 @@ from tests.models.convert.test_mlip_nequip_zip import (
     assert_predicts_as_mlip,
     mlip_reference_answers,
     needs_mlip,
+    random_mlip_params,
     structures,
     write_zip,
 )
@@ -163,16 +163,7 @@ def _contraction_shapes(module: str, contraction, backend: str, source) -> dict:
 @functools.cache
 def pinned_params() -> dict[str, np.ndarray]:
     """Random parameters of mlip 0.2's MACE of MLIP_CONFIG, by "/"-path."""
-    info = DatasetInfo(
-        atomic_energies_map={z: 0.0 for z in ELEMENTS}, cutoff_distance_angstrom=4.0
-    )
-    with jax.enable_x64(True):  # the constants the float64 tests use too
-        network = Mace(mace_v2_config(MLIP_CONFIG), info)
-    rng = np.random.default_rng(7)
-    return {
-        name: rng.normal(0.0, 0.7, shape)
-        for name, shape in mace_v2_layout(network).items()
-    }
+    return random_mlip_params(Mace, mace_v2_config(MLIP_CONFIG), mace_v2_layout)
 
 
 def test_an_mlip_0_2_mace_zip_predicts_mlips_pinned_values(tmp_path):

@@ -161,19 +161,23 @@ def nequip_v2_layout(network: Nequip) -> dict[str, tuple]:
     return shapes
 
 
-@functools.cache
-def pinned_params() -> dict[str, np.ndarray]:
-    """Random parameters of mlip 0.2's NequIP of MLIP_CONFIG, by "/"-path."""
+def random_mlip_params(network_class, config, layout) -> dict[str, np.ndarray]:
+    """Random parameters (N(0, 0.7), seed 7) of mlip's network of ``config`` in
+    ``layout(our network)``: mlip's names and shapes, by "/"-path."""
     info = DatasetInfo(
         atomic_energies_map={z: 0.0 for z in ELEMENTS}, cutoff_distance_angstrom=4.0
     )
     with jax.enable_x64(True):  # the constants the float64 tests use too
-        network = Nequip(nequip_v2_config(MLIP_CONFIG), info)
+        network = network_class(config, info)
     rng = np.random.default_rng(7)
-    return {
-        name: rng.normal(0.0, 0.7, shape)
-        for name, shape in nequip_v2_layout(network).items()
-    }
+    shapes = layout(network)
+    return {name: rng.normal(0.0, 0.7, shape) for name, shape in shapes.items()}
+
+
+@functools.cache
+def pinned_params() -> dict[str, np.ndarray]:
+    """Random parameters of mlip 0.2's NequIP of MLIP_CONFIG, by "/"-path."""
+    return random_mlip_params(Nequip, nequip_v2_config(MLIP_CONFIG), nequip_v2_layout)
 
 
 def write_zip(path: Path, params: dict, config: dict) -> Path:
